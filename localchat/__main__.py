@@ -1,0 +1,22 @@
+"""``localchat``: no arguments opens the window; a command runs the CLI."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    multiprocessing.freeze_support()  # the engine's worker process, in a frozen app
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        from localchat.ui.app import run
+
+        return run()
+    from localchat.cli.main import main as cli_main
+
+    return cli_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The ``localchat`` command line: the same core the window uses.
+
+The contract (tools and tests depend on it): errors are one line on stderr
+starting ``error:``; the exit status is 2 for usage errors and 1 for anything
+else; ``chat --json`` prints one JSON object per turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from typing import IO, Any, NoReturn
+
+from localchat import __version__
+from localchat.core import params
+from localchat.core.engine.client import ChatStream, Engine
+from localchat.core.engine.protocol import ChatResult, Message
+from localchat.core.errors import LocalChatError, SettingError
+from localchat.core.models import library
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+JSON_FIELDS = (
+    "reply",
+    "prompt_tokens",
+    "evaluated_tokens",
+    "completion_tokens",
+    "ttft_ms",
+    "tokens_per_s",
+    "context_size",
+    "context_used",
+    "finish_reason",
+)
+
+
+class UsageError(LocalChatError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="localchat", description="Chat with language models on your computer.")
+    parser.add_argument("--version", action="version", version=f"localchat {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    chat = sub.add_parser(
+        "chat",
+        help="chat with a model in the terminal",
+        description="Chat with a model. With --prompt: one reply. With input piped in: each "
+        "line is a user turn of one conversation. Otherwise: an interactive chat.",
+    )
+    chat.add_argument("-m", "--model", help="a .gguf file or the name of an installed model")
+    chat.add_argument("--prompt", help="send this one message and print the reply")
+    chat.add_argument("--json", action="store_true", help="print one JSON object per turn")
+    chat.add_argument("--lora", metavar="PATH", help="apply this LoRA adapter (.gguf)")
+    params.add_cli_arguments(chat)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_pipes()
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            raise UsageError("a command is needed (see 'localchat --help')")
+        try:
+            settings = params.from_cli(args)
+        except SettingError as exc:
+            raise UsageError(str(exc)) from None
+        return _chat(args, settings)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except LocalChatError as exc:
+        return _fail(str(exc), EXIT_ERROR)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_ERROR
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _quiet_pipes() -> None:
+    """Text the terminal cannot encode becomes '?' rather than a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
+
+
+# -- chat ----------------------------------------------------------------------
+
+
+def _chat(args: argparse.Namespace, settings: params.GenerationSettings) -> int:
+    model = library.resolve(args.model)
+    with Engine() as engine:
+        loaded = engine.load(model, settings, lora=args.lora)
+        if loaded.notice:
+            print(f"note: {loaded.notice}", file=sys.stderr)
+        session = _Session(engine, settings, as_json=args.json, out=sys.stdout)
+        if args.prompt is not None:
+            return session.turn(args.prompt)
+        if not sys.stdin.isatty():
+            for line in sys.stdin:
+                text = line.rstrip("\r\n")
+                if text.strip():
+                    code = session.turn(text)
+                    if code:
+                        return code
+            return 0
+        return _interactive(session, model.stem)
+
+
+class _Session:
+    """One conversation: the messages so far and how replies are printed."""
+
+    def __init__(
+        self, engine: Engine, settings: params.GenerationSettings, *, as_json: bool, out: IO[str]
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.as_json = as_json
+        self.out = out
+        self.messages: list[Message] = []
+
+    def turn(self, text: str) -> int:
+        """Send one user message and print the reply; returns an exit status."""
+        self.messages.append({"role": "user", "content": text})
+        stream = self.engine.chat(self.messages, self.settings)
+        interrupted = self._print(stream)
+        result = stream.result
+        assert result is not None
+        self.messages.append({"role": "assistant", "content": result.reply})
+        if self.as_json:
+            self.out.write(json.dumps(_json(result), ensure_ascii=False) + "\n")
+            self.out.flush()
+        return EXIT_INTERRUPTED if interrupted else 0
+
+    def _print(self, stream: ChatStream) -> bool:
+        """Stream the reply; Ctrl+C stops the reply (keeping what came), not the program."""
+        interrupted = False
+
+        def on_sigint(_sig: int, _frame: object) -> None:
+            nonlocal interrupted
+            interrupted = True
+            stream.cancel()
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            for piece in stream:
+                if not self.as_json:
+                    self.out.write(piece)
+                    self.out.flush()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if not self.as_json:
+            self.out.write("\n")
+            self.out.flush()
+        return interrupted
+
+
+def _json(result: ChatResult) -> dict[str, Any]:
+    data = {name: getattr(result, name) for name in JSON_FIELDS}
+    data["ttft_ms"] = round(result.ttft_ms, 2)
+    data["tokens_per_s"] = round(result.tokens_per_s, 2)
+    return data
+
+
+def _interactive(session: _Session, name: str) -> int:
+    info = session.engine.loaded
+    size = f", context {info.n_ctx} tokens" if info else ""
+    print(f"Chatting with {name}{size}. Ctrl+C stops a reply; Ctrl+D (or /exit) quits.")
+    while True:
+        try:
+            text = input(">>> ")
+        except EOFError:
+            print()
+            return 0
+        except KeyboardInterrupt:
+            print()
+            continue
+        if text.strip() in ("/exit", "/quit"):
+            return 0
+        if text.strip():
+            session.turn(text)

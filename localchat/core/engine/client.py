@@ -1,0 +1,349 @@
+"""The parent side of the engine: what the window and the CLI use.
+
+:class:`Engine` starts the worker process on first use and talks to it with the
+messages in ``protocol.py``. Requests are served one at a time (a lock
+serialises them), :meth:`Engine.cancel` may be called from any thread.
+
+If the worker dies, whatever the reason, the waiting call raises
+:class:`EngineCrashed` at once (it waits on the process as well as the pipe,
+so it never hangs), and the next call starts a fresh worker and loads the
+same model again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import re
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, NoReturn
+
+from localchat.core import paths
+from localchat.core.engine import worker as worker_module
+from localchat.core.engine.gguf_info import read_model_info
+from localchat.core.engine.protocol import (
+    Chat,
+    ChatResult,
+    Envelope,
+    Failed,
+    Load,
+    LoadedModel,
+    Log,
+    Message,
+    Ok,
+    Piece,
+    RenderChat,
+    Rendered,
+    Reply,
+    Request,
+    Shutdown,
+    Tokenize,
+    Tokens,
+    Unload,
+)
+from localchat.core.errors import EngineCrashed, EngineError, ModelFileError, ModelLoadError
+from localchat.core.params import GenerationSettings
+
+SHUTDOWN_GRACE_S = 2.0
+
+
+class Engine:
+    """A handle on the worker process and the model it holds."""
+
+    def __init__(self, *, log_path: Path | None = None) -> None:
+        self._mp = multiprocessing.get_context("spawn")
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
+        # Cancel flag shared with the worker: byte 0 set = stop; byte 1 stays 0.
+        self._flag: Any = self._mp.RawArray(ctypes.c_ubyte, 2)
+        self._lock = threading.RLock()
+        self._next_id = 0
+        self._active: ChatStream | None = None
+        self._load_request: Load | None = None
+        self._log_path = log_path
+        self.loaded: LoadedModel | None = None
+        self.warnings: list[str] = []
+
+    # -- public API ------------------------------------------------------------
+
+    def load(
+        self,
+        path: str | Path,
+        settings: GenerationSettings | None = None,
+        *,
+        lora: str | Path | None = None,
+        vocab_only: bool = False,
+    ) -> LoadedModel:
+        """Load a GGUF model (replacing any loaded one). Checks the file first, so
+        a bad file is a one-line :class:`ModelFileError`, not a crash."""
+        s = settings or GenerationSettings()
+        info = read_model_info(path)
+        if info.file_kind == "adapter":
+            raise ModelFileError(
+                f"{info.path.name} is a LoRA adapter, not a model: pass it with --lora"
+            )
+        if lora is not None:
+            read_model_info(lora)
+        req = Load(
+            path=str(info.path.resolve()),
+            n_ctx=s.ctx,
+            gpu_layers=s.gpu_layers,
+            threads=s.threads,
+            lora=str(Path(lora).expanduser().resolve()) if lora is not None else None,
+            lora_scale=s.lora_scale,
+            vocab_only=vocab_only,
+        )
+        with self._lock:
+            self._load_request = None
+            self.loaded = None
+            result = self._call(req)
+            assert isinstance(result, LoadedModel)
+            self._load_request, self.loaded = req, result
+            return result
+
+    def unload(self) -> None:
+        with self._lock:
+            self._load_request = None
+            self.loaded = None
+            if self._proc is not None:
+                self._call(Unload())
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
+        result = self._call(Tokenize(text, add_bos, special))
+        assert isinstance(result, Tokens)
+        return list(result.ids)
+
+    def render(self, messages: Sequence[Message]) -> Rendered:
+        """The prompt the model would see for ``messages``, and its token count."""
+        result = self._call(RenderChat(tuple(messages)))
+        assert isinstance(result, Rendered)
+        return result
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        settings: GenerationSettings | None = None,
+        *,
+        stop: Sequence[str] = (),
+    ) -> ChatStream:
+        """Start a reply; iterate the returned stream for its text as it comes."""
+        with self._lock:
+            rid = self._send(Chat(tuple(messages), settings or GenerationSettings(), tuple(stop)))
+            self._active = ChatStream(self, rid)
+            return self._active
+
+    def cancel(self) -> None:
+        """Stop the reply being generated (from any thread). What was generated
+        so far is kept; the stream ends with finish_reason "cancelled"."""
+        self._flag[0] = 1
+
+    def close(self) -> None:
+        """Stop the worker process."""
+        with self._lock:
+            if self._active is not None:
+                self._active.close()
+            proc, conn = self._proc, self._conn
+            self._proc = self._conn = None
+            self.loaded = None
+            self._load_request = None
+        if proc is None or conn is None:
+            return
+        try:
+            self._next_id += 1
+            conn.send(Envelope(self._next_id, Shutdown()))
+            proc.join(SHUTDOWN_GRACE_S)
+        except (OSError, EOFError, BrokenPipeError):
+            pass
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        conn.close()
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _start(self) -> None:
+        parent, child = self._mp.Pipe(duplex=True)
+        log = self._log_path or paths.logs_dir() / "engine.log"
+        proc = self._mp.Process(
+            target=worker_module.main,
+            args=(child, self._flag, str(log)),
+            name="localchat-engine",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        if self._load_request is not None:
+            # A fresh worker after a crash: bring the model back first.
+            self._next_id += 1
+            parent.send(Envelope(self._next_id, self._load_request))
+            result = self._receive(self._next_id)
+            if isinstance(result, LoadedModel):
+                self.loaded = result
+
+    def _send(self, request: Request) -> int:
+        if self._active is not None:
+            self._active.close()
+        if self._proc is None or not self._proc.is_alive():
+            self._discard_worker()
+            self._start()
+        assert self._conn is not None
+        self._flag[0] = 0  # a cancel is for the request in flight, not the next one
+        self._next_id += 1
+        try:
+            self._conn.send(Envelope(self._next_id, request))
+        except (OSError, BrokenPipeError):
+            self._crashed()
+        return self._next_id
+
+    def _call(self, request: Request) -> Any:
+        with self._lock:
+            return self._receive(self._send(request))
+
+    def _receive(self, rid: int) -> Any:
+        """The final reply to request ``rid``; pieces of a chat are not expected here."""
+        while True:
+            body = self._next(rid)
+            if not isinstance(body, Piece):
+                return body
+
+    def _next(self, rid: int) -> Any:
+        """The next message for request ``rid``: raises on failure or a dead worker."""
+        assert self._conn is not None and self._proc is not None
+        conn, proc = self._conn, self._proc
+        while True:
+            ready = wait([conn, proc.sentinel])
+            if conn in ready:
+                try:
+                    reply: Reply = conn.recv()
+                except (EOFError, OSError):
+                    self._crashed()
+            else:
+                self._crashed()
+            body = reply.body
+            if isinstance(body, Log):
+                self.warnings.append(body.text)
+                continue
+            if reply.id != rid:
+                continue  # the tail of an abandoned request
+            if isinstance(body, Failed):
+                if body.kind == "load":
+                    raise ModelLoadError(body.message)
+                if body.kind == "internal":
+                    raise EngineError(f"internal engine error: {body.message}")
+                raise EngineError(body.message)
+            if isinstance(body, Ok | Tokens | Rendered | LoadedModel | ChatResult | Piece):
+                return body
+            raise EngineError(f"unexpected reply from the engine: {type(body).__name__}")
+
+    def _crashed(self) -> NoReturn:
+        proc = self._proc
+        code = None
+        if proc is not None:
+            proc.join(1.0)
+            code = proc.exitcode
+        self._discard_worker()
+        last = self._last_log_line()
+        detail = f"{_describe_exit(code)}, last words: {last}" if last else _describe_exit(code)
+        raise EngineCrashed(
+            f"the model process crashed ({detail}); the next request starts a fresh one"
+        )
+
+    def _discard_worker(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        self._proc = self._conn = None
+        self._active = None
+        self.loaded = None
+
+    def _last_log_line(self) -> str:
+        log = self._log_path or paths.logs_dir() / "engine.log"
+        try:
+            with open(log, "rb") as f:
+                f.seek(0, 2)
+                f.seek(max(0, f.tell() - 4096))
+                lines = [
+                    ln for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()
+                ]
+        except OSError:
+            return ""
+        if not lines:
+            return ""
+        # ".../llama.cpp/ggml/src/ggml-cpu/ops.cpp:5422: fatal error" -> "ggml-cpu/ops.cpp:..."
+        return re.sub(r"\S*/(?=[^/\s]+/[^/\s]+:\d+)", "", lines[-1].strip())
+
+
+class ChatStream:
+    """The reply being generated: iterate for text pieces (whole characters),
+    then read :attr:`result`."""
+
+    def __init__(self, engine: Engine, rid: int) -> None:
+        self._engine = engine
+        self._rid = rid
+        self.result: ChatResult | None = None
+        self._done = False
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            with self._engine._lock:
+                if self._done:
+                    return
+                try:
+                    body = self._engine._next(self._rid)
+                except BaseException:
+                    self._finish()
+                    raise
+                if isinstance(body, ChatResult):
+                    self.result = body
+                    self._finish()
+                    return
+            yield body.text
+
+    def text(self) -> str:
+        """Run to the end and return the whole reply."""
+        return "".join(self)
+
+    def cancel(self) -> None:
+        self._engine.cancel()
+
+    def close(self) -> None:
+        """Stop generating and wait for the worker to finish this request."""
+        if self._done:
+            return
+        self._engine.cancel()
+        for _ in self:
+            pass
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._engine._active is self:
+            self._engine._active = None
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"

@@ -1,0 +1,162 @@
+"""The messages between the engine client (parent) and the worker process.
+
+Requests go parent -> worker over a pipe, one at a time; the worker answers each
+with exactly one final message (a result or :class:`Failed`), and a chat request
+also with :class:`Piece` messages before its :class:`ChatResult`. :class:`Log`
+messages may arrive at any time. Cancelling does not use the pipe: the parent
+writes the id of the request to stop into shared memory, which the worker reads
+at every token and, through llama.cpp's abort callback, during prompt evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, TypedDict
+
+from localchat.core.params import GenerationSettings
+
+
+class Message(TypedDict):
+    """One chat message, as chat templates expect it."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+# -- requests ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    path: str
+    n_ctx: int
+    gpu_layers: int
+    threads: int
+    lora: str | None = None
+    lora_scale: float = 1.0
+    vocab_only: bool = False
+
+
+@dataclass(frozen=True)
+class Unload:
+    pass
+
+
+@dataclass(frozen=True)
+class Tokenize:
+    text: str
+    add_bos: bool = False
+    special: bool = True
+
+
+@dataclass(frozen=True)
+class RenderChat:
+    """Render messages with the model's chat template and count the tokens."""
+
+    messages: tuple[Message, ...]
+    add_generation_prompt: bool = True
+
+
+@dataclass(frozen=True)
+class Chat:
+    messages: tuple[Message, ...]
+    settings: GenerationSettings
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+Request = Load | Unload | Tokenize | RenderChat | Chat | Shutdown
+
+
+@dataclass(frozen=True)
+class Envelope:
+    id: int
+    request: Request
+
+
+# -- replies -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What the worker reports about the model it loaded."""
+
+    path: str
+    n_ctx: int
+    """The context size in use (the setting rounded and capped)."""
+    n_ctx_train: int
+    n_vocab: int
+    gpu_layers: int
+    """Layers asked of the GPU after any fallback (0 when running on the CPU)."""
+    gpu_offload_supported: bool
+    threads: int
+    template_source: Literal["gguf", "fallback"]
+    lora: str | None = None
+    notice: str | None = None
+    """Something the user should know, e.g. that GPU offload failed and the
+    model runs on the CPU instead."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Streamed reply text: always whole UTF-8 characters."""
+
+    text: str
+
+
+FinishReason = Literal["stop", "length", "cancelled", "context"]
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    reply: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    """Tokens in the whole rendered prompt."""
+    evaluated_tokens: int
+    """Prompt tokens actually computed this turn (the rest came from the cache)."""
+    completion_tokens: int
+    ttft_ms: float
+    """From the request reaching the worker to the first reply token."""
+    tokens_per_s: float
+    """Generation speed after the first token."""
+    context_size: int
+    context_used: int
+
+
+@dataclass(frozen=True)
+class Ok:
+    pass
+
+
+@dataclass(frozen=True)
+class Failed:
+    kind: Literal["load", "request", "internal"]
+    message: str
+
+
+@dataclass(frozen=True)
+class Log:
+    level: Literal["warning", "error"]
+    text: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    id: int
+    body: LoadedModel | Tokens | Rendered | Piece | ChatResult | Ok | Failed | Log = field()

@@ -1,0 +1,142 @@
+"""Chat templates: the model's own Jinja template, rendered in a sandbox.
+
+A GGUF carries its template in ``tokenizer.chat_template``, exactly as the
+model's authors published it for Hugging Face transformers. We render it the
+way transformers (and llama-cpp-python's ``Jinja2ChatFormatter``) do: jinja2's
+immutable sandbox, ``trim_blocks``/``lstrip_blocks``, ``loopcontrols``, the
+``raise_exception``/``strftime_now`` helpers and a ``tojson`` that keeps
+non-ASCII text. A template that tries to reach outside the sandbox is refused.
+
+It lives here, not in llama-cpp-python, so rendering needs no llama.cpp: the
+parent process can render and the worker imports only this.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+import jinja2
+import jinja2.ext
+from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from localchat.core.engine.protocol import Message
+from localchat.core.errors import EngineError, ModelLoadError
+
+FALLBACK_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+"""ChatML, what llama.cpp itself falls back to for a model without a template."""
+
+
+class _GenerationTag(jinja2.ext.Extension):
+    """Transformers' ``{% generation %}`` marker: render its body unchanged."""
+
+    tags: ClassVar[set[str]] = {"generation"}
+
+    def parse(self, parser: Any) -> Any:
+        parser.stream.skip(1)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+def _tojson(
+    x: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    return json.dumps(
+        x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
+def _raise(message: str) -> None:
+    raise _TemplateRaised(message)
+
+
+class _TemplateRaised(Exception):
+    """The template called ``raise_exception`` (e.g. roles must alternate)."""
+
+
+class ChatTemplate:
+    """A compiled chat template with the model's BOS/EOS token texts."""
+
+    def __init__(self, source: str | None, *, bos_token: str = "", eos_token: str = "") -> None:
+        self.from_model = bool(source and source.strip())
+        self.source = source if source and self.from_model else FALLBACK_TEMPLATE
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        env = ImmutableSandboxedEnvironment(
+            loader=jinja2.BaseLoader(),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            extensions=[_GenerationTag, jinja2.ext.loopcontrols],
+        )
+        env.filters["tojson"] = _tojson
+        env.globals["raise_exception"] = _raise
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        try:
+            self._template = env.from_string(self.source)
+        except TemplateError as exc:
+            raise ModelLoadError(f"the model's chat template is invalid: {exc}") from None
+
+    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
+        """The prompt text for ``messages``.
+
+        Templates that refuse a system message (Gemma's, for one) get the system
+        prompt folded into the first user message instead."""
+        msgs = [dict(m) for m in messages]
+        try:
+            return self._render(msgs, add_generation_prompt)
+        except _TemplateRaised as exc:
+            merged = _fold_system(msgs)
+            if merged is None:
+                raise EngineError(f"the chat template refused the conversation: {exc}") from None
+            try:
+                return self._render(merged, add_generation_prompt)
+            except _TemplateRaised as exc2:
+                raise EngineError(f"the chat template refused the conversation: {exc2}") from None
+
+    def _render(self, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        try:
+            return self._template.render(
+                messages=messages,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+                add_generation_prompt=add_generation_prompt,
+            )
+        except _TemplateRaised:
+            raise
+        except SecurityError as exc:
+            raise ModelLoadError(
+                f"the model's chat template was stopped: it tried something unsafe ({exc})"
+            ) from None
+        except TemplateError as exc:
+            raise EngineError(f"the model's chat template failed: {exc}") from None
+        except Exception as exc:  # a template can raise anything (TypeError, KeyError...)
+            raise EngineError(
+                f"the model's chat template failed: {type(exc).__name__}: {exc}"
+            ) from None
+
+
+def _fold_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """Move system messages into the first user message; None when there are none."""
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    if not system:
+        return None
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    prefix = "\n\n".join(system)
+    for m in rest:
+        if m["role"] == "user":
+            m["content"] = f"{prefix}\n\n{m['content']}"
+            break
+    else:
+        rest.insert(0, {"role": "user", "content": prefix})
+    return rest

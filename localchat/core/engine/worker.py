@@ -1,0 +1,477 @@
+"""The worker process: the only place that imports llama_cpp.
+
+It serves one request at a time from the parent (see ``protocol.py``). A crash
+in here (a bad file, out of memory, a driver) ends this process only; the
+parent notices at once and reports it.
+
+Prefix reuse. llama-cpp-python keeps the tokens whose keys and values are in
+the KV cache; a new prompt evaluates only what follows the longest common
+prefix. Re-tokenizing a whole conversation each turn can split the previous
+reply into different tokens than the ones the model generated, which would
+break that match in the middle of the reply. So the worker remembers the last
+prompt's tokens and the reply's tokens, and when the new prompt's text starts
+with that prompt and reply, it reuses those very tokens and tokenizes only the
+remainder (when the remainder starts with a special token, where tokenizing
+separately is exact).
+
+Cancellation. The parent writes a byte into shared memory. llama.cpp's abort
+callback is libc's ``strlen`` on that memory: 0 (keep going) until the byte is
+set, with no Python and no GIL in llama.cpp's compute loop. It stops prompt
+evaluation and a token's decode mid-graph; the loop also checks it per token.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import ctypes.util
+import os
+import random
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+
+from localchat.core.engine.gguf_info import ModelInfo, read_model_info
+from localchat.core.engine.protocol import (
+    Chat,
+    ChatResult,
+    Envelope,
+    Failed,
+    FinishReason,
+    Load,
+    LoadedModel,
+    Message,
+    Ok,
+    Piece,
+    RenderChat,
+    Rendered,
+    Reply,
+    Shutdown,
+    Tokenize,
+    Tokens,
+    Unload,
+)
+from localchat.core.engine.streaming import StopMatcher, Utf8Assembler
+from localchat.core.engine.template import ChatTemplate
+from localchat.core.errors import EngineError, LocalChatError, ModelFileError, ModelLoadError
+from localchat.core.hardware import physical_cores
+from localchat.core.params import CTX_MULTIPLE
+
+LOG_LIMIT = 5 * 2**20
+
+
+def main(conn: Connection, cancel_flag: Any, log_path: str | None) -> None:
+    """Entry point of the worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
+    # On abort ggml would attach gdb to print a backtrace: slow, and noise.
+    os.environ["GGML_NO_BACKTRACE"] = "1"
+    if log_path:
+        _redirect_output(log_path)
+    Worker(conn, cancel_flag).serve()
+
+
+def _redirect_output(log_path: str) -> None:
+    """llama.cpp and ggml write aborts straight to stderr: keep them (and any
+    stray stdout) in the log, where the parent can quote the last line if this
+    process dies. The terminal stays the parent's."""
+    try:
+        path = Path(log_path)
+        if path.exists() and path.stat().st_size > LOG_LIMIT:
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    except OSError:
+        pass
+
+
+def effective_ctx(requested: int, trained: int) -> int:
+    """The context size to use: the setting capped at the trained context and
+    rounded down to a multiple of 256 (never below 256)."""
+    n = min(requested, trained) if trained > 0 else requested
+    return max(CTX_MULTIPLE, n // CTX_MULTIPLE * CTX_MULTIPLE)
+
+
+def _strlen() -> Any:
+    if sys.platform == "win32":
+        return ctypes.cdll.msvcrt.strlen
+    return ctypes.CDLL(ctypes.util.find_library("c") or None).strlen
+
+
+class Worker:
+    def __init__(self, conn: Connection, cancel_flag: Any) -> None:
+        self.conn = conn
+        self.flag = cancel_flag
+        self.llm: llama_cpp.Llama | None = None
+        self.info: ModelInfo | None = None
+        self.loaded: LoadedModel | None = None
+        self.template: ChatTemplate | None = None
+        self.lora: Any = None
+        self.add_space_prefix = False
+        # The last turn, for prefix reuse.
+        self.last_text = ""
+        self.last_tokens: list[int] = []
+        self.log_lines: collections.deque[str] = collections.deque(maxlen=20)
+        self._log_partial = ""
+        self._log_cb = llama_cpp.llama_log_callback(self._on_log)
+        llama_cpp.llama_log_set(self._log_cb, ctypes.c_void_p(0))
+        strlen = _strlen()
+        self._abort_cb = llama_cpp.ggml_abort_callback(
+            ctypes.cast(strlen, ctypes.c_void_p).value or 0
+        )
+        self._flag_addr = ctypes.c_void_p(ctypes.addressof(cancel_flag))
+
+    # -- plumbing --------------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            try:
+                env: Envelope = self.conn.recv()
+            except (EOFError, OSError):
+                return
+            req = env.request
+            try:
+                if isinstance(req, Shutdown):
+                    self._unload()
+                    self._send(env.id, Ok())
+                    return
+                self._send(env.id, self._handle(env.id, req))
+            except LocalChatError as exc:
+                self._send(env.id, Failed("load" if isinstance(req, Load) else "request", str(exc)))
+            except Exception as exc:  # a bug; report it rather than die
+                self._send(env.id, Failed("internal", f"{type(exc).__name__}: {exc}"))
+
+    def _send(self, rid: int, body: Any) -> None:
+        self.conn.send(Reply(rid, body))
+
+    def _handle(self, rid: int, req: Any) -> Any:
+        if isinstance(req, Load):
+            return self._load(req)
+        if isinstance(req, Unload):
+            self._unload()
+            return Ok()
+        if isinstance(req, Tokenize):
+            llm = self._model()
+            return Tokens(tuple(llm.tokenize(req.text.encode(), req.add_bos, req.special)))
+        if isinstance(req, RenderChat):
+            text = self._render(req.messages, req.add_generation_prompt)
+            return Rendered(text, len(self._tokenize_prompt(text)))
+        if isinstance(req, Chat):
+            return self._chat(rid, req)
+        raise EngineError(f"unknown request {type(req).__name__}")
+
+    def _on_log(self, level: int, text: bytes, _user: Any) -> None:
+        # Levels: 2 warning, 3 error, 5 continuation of the previous line.
+        msg = self._log_partial + text.decode("utf-8", errors="replace")
+        if not msg.endswith("\n"):
+            self._log_partial = msg
+            return
+        self._log_partial = ""
+        if level in (2, 3, 5) and msg.strip():
+            self.log_lines.append(msg.strip())
+        if level in (2, 3):
+            print(msg, end="", file=sys.stderr)
+
+    def _last_error(self) -> str:
+        for line in reversed(self.log_lines):
+            if "error" in line.lower() or "failed" in line.lower():
+                # "llama_model_load: error loading model: X" -> "X"
+                return line.rsplit(": ", 1)[-1] if "error loading model" in line else line
+        return ""
+
+    def _model(self) -> llama_cpp.Llama:
+        if self.llm is None:
+            raise EngineError("no model is loaded")
+        return self.llm
+
+    # -- loading -----------------------------------------------------------------
+
+    def _load(self, req: Load) -> LoadedModel:
+        info = read_model_info(req.path)
+        if info.file_kind == "adapter":
+            raise ModelFileError(
+                f"{info.path.name} is a LoRA adapter, not a model: pass it with --lora"
+            )
+        self._unload()
+        n_ctx = effective_ctx(req.n_ctx, info.context_length)
+        threads = req.threads or physical_cores()
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        layers = req.gpu_layers if offload else 0
+        notice = None
+        try:
+            llm = self._construct(req, n_ctx, threads, layers)
+        except ModelLoadError as exc:
+            if layers == 0:
+                raise
+            llm = self._construct(req, n_ctx, threads, 0)
+            notice = f"the GPU could not take the model ({exc}); running on the CPU instead"
+            layers = 0
+        self.llm, self.info = llm, info
+        try:
+            meta = llm.metadata
+            bos, eos = llm.token_bos(), llm.token_eos()
+            vocab = llm._model
+            self.template = ChatTemplate(
+                meta.get("tokenizer.chat_template"),
+                bos_token=vocab.token_get_text(bos) if bos >= 0 else "",
+                eos_token=vocab.token_get_text(eos) if eos >= 0 else "",
+            )
+            self.add_space_prefix = (
+                meta.get("tokenizer.ggml.model") == "llama"
+                and meta.get("tokenizer.ggml.add_space_prefix", "true") == "true"
+            )
+            if not req.vocab_only:
+                llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, self._flag_addr)
+            if req.lora:
+                self._apply_lora(req.lora, req.lora_scale)
+        except BaseException:
+            self._unload()
+            raise
+        self.loaded = LoadedModel(
+            path=str(info.path),
+            n_ctx=llm.n_ctx(),
+            n_ctx_train=info.context_length,
+            n_vocab=llm.n_vocab(),
+            gpu_layers=layers,
+            gpu_offload_supported=offload,
+            threads=threads,
+            template_source="gguf" if self.template.from_model else "fallback",
+            lora=req.lora,
+            notice=notice,
+        )
+        return self.loaded
+
+    def _construct(self, req: Load, n_ctx: int, threads: int, layers: int) -> llama_cpp.Llama:
+        self.log_lines.clear()
+        n_batch = min(512, n_ctx)
+        try:
+            return llama_cpp.Llama(
+                model_path=req.path,
+                vocab_only=req.vocab_only,
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_ubatch=n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=layers,
+                use_mmap=True,
+                use_mlock=False,
+                logits_all=False,
+                embedding=False,
+                offload_kqv=True,
+                flash_attn=False,
+                last_n_tokens_size=64,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            reason = self._last_error() or str(exc)
+            raise ModelLoadError(
+                f"llama.cpp could not load {Path(req.path).name}: {reason}"
+            ) from None
+
+    def _apply_lora(self, path: str, scale: float) -> None:
+        """Load and apply a LoRA adapter, checking what llama.cpp returns (a NULL
+        adapter used anyway crashes at the first decode)."""
+        assert self.llm is not None and self.info is not None
+        adapter_info = read_model_info(path)
+        if (
+            adapter_info.file_kind != "adapter"
+            or adapter_info.metadata.get("adapter.type") != "lora"
+        ):
+            raise ModelFileError(f"{adapter_info.path.name} is not a LoRA adapter")
+        if adapter_info.architecture != self.info.architecture:
+            raise ModelLoadError(
+                f"{adapter_info.path.name} is an adapter for {adapter_info.architecture} models, "
+                f"not {self.info.architecture}"
+            )
+        self.log_lines.clear()
+        adapter = llama_cpp.llama_adapter_lora_init(self.llm._model.model, path.encode())
+        if not adapter:
+            reason = self._last_error() or "llama.cpp rejected it"
+            raise ModelLoadError(f"cannot load adapter {adapter_info.path.name}: {reason}")
+        self.lora = adapter
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(scale)
+        if llama_cpp.llama_set_adapters_lora(self.llm._ctx.ctx, adapters, 1, scales):
+            raise ModelLoadError(f"cannot apply adapter {adapter_info.path.name}")
+
+    def _unload(self) -> None:
+        if self.lora is not None:
+            llama_cpp.llama_adapter_lora_free(self.lora)
+            self.lora = None
+        if self.llm is not None:
+            self.llm.close()
+        self.llm = self.info = self.loaded = self.template = None
+        self.last_text, self.last_tokens = "", []
+
+    # -- prompts -----------------------------------------------------------------
+
+    def _render(self, messages: tuple[Message, ...], add_generation_prompt: bool = True) -> str:
+        self._model()
+        assert self.template is not None
+        return self.template.render(messages, add_generation_prompt=add_generation_prompt)
+
+    def _tokenize_prompt(self, text: str) -> list[int]:
+        llm = self._model()
+        bos_text = self.template.bos_token if self.template else ""
+        add_bos = llm._model.add_bos_token() and not (bos_text and text.startswith(bos_text))
+        return llm.tokenize(text.encode(), add_bos=add_bos, special=True)
+
+    def _prompt_tokens(self, text: str) -> list[int]:
+        """Tokens for a prompt, reusing the last turn's tokens where exact."""
+        llm = self._model()
+        if self.last_tokens and self.last_text and text.startswith(self.last_text):
+            rest = text[len(self.last_text) :]
+            if not rest:
+                return list(self.last_tokens)
+            tail = llm.tokenize(rest.encode(), add_bos=False, special=True)
+            first = tail[0] if tail else -1
+            if first >= 0 and llama_cpp.llama_vocab_is_control(llm._model.vocab, first):
+                piece = self._piece(first, special=True)
+                if rest.encode().startswith(piece):
+                    return self.last_tokens + tail
+        return self._tokenize_prompt(text)
+
+    def _piece(self, token: int, *, special: bool = False, lstrip: int = 0) -> bytes:
+        assert self.llm is not None
+        vocab = self.llm._model.vocab
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, lstrip, special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n
+
+    # -- chat ----------------------------------------------------------------------
+
+    def _chat(self, rid: int, req: Chat) -> ChatResult:
+        t0 = time.perf_counter()
+        llm = self._model()
+        if self.loaded is None or self.info is None or llm._ctx is None:
+            raise EngineError("no model is loaded")
+        s = req.settings
+        messages = list(req.messages)
+        if s.system_prompt and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": s.system_prompt})
+        text = self._render(tuple(messages))
+        tokens = self._prompt_tokens(text)
+        n_ctx = llm.n_ctx()
+        if len(tokens) >= n_ctx:
+            raise EngineError(
+                f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx}; "
+                "start a new chat or raise the context size"
+            )
+        room = n_ctx - len(tokens)
+        max_new = min(s.max_tokens, room)
+
+        # Reuse the cached prefix; at least one token is evaluated for fresh logits.
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        prefix = 0
+        for a, b in zip(cached, tokens, strict=False):
+            if a != b:
+                break
+            prefix += 1
+        prefix = min(prefix, len(tokens) - 1)
+        if prefix and not llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
+            prefix = 0
+        if prefix == 0:
+            llm.reset()
+        llm.n_tokens = prefix
+        evaluated = len(tokens) - prefix
+
+        llm.set_seed(s.seed if s.seed >= 0 else random.randrange(2**32 - 1))
+        args = s.llama_args("sampling")
+        args.pop("seed", None)
+        gen = llm.generate(
+            tokens[prefix:],
+            reset=False,
+            typical_p=1.0,
+            frequency_penalty=0.0,
+            presence_penalty=0.0,
+            tfs_z=1.0,
+            mirostat_mode=0,
+            mirostat_tau=5.0,
+            mirostat_eta=0.1,
+            penalize_nl=True,
+            **args,
+        )
+        vocab = llm._model.vocab
+        utf8 = Utf8Assembler()
+        stops = StopMatcher(req.stop)
+        reply: list[str] = []
+        reply_tokens: list[int] = []
+        finish: FinishReason = "length"
+        hit_stop_string = False
+        t_first = t_last = 0.0
+        try:
+            while True:
+                try:
+                    token = next(gen)
+                except StopIteration:
+                    finish = "stop"
+                    break
+                except RuntimeError:
+                    if self.flag[0]:
+                        finish = "cancelled"
+                        break
+                    raise EngineError(
+                        f"llama.cpp failed to evaluate: {self._last_error()}"
+                    ) from None
+                t_last = time.perf_counter()
+                if not t_first:
+                    t_first = t_last
+                if self.flag[0]:
+                    finish = "cancelled"
+                    break
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                reply_tokens.append(token)
+                lstrip = 1 if len(reply_tokens) == 1 and self.add_space_prefix else 0
+                out, hit_stop_string = stops.feed(utf8.feed(self._piece(token, lstrip=lstrip)))
+                if out:
+                    reply.append(out)
+                    self._send(rid, Piece(out))
+                if hit_stop_string:
+                    finish = "stop"
+                    break
+                if len(reply_tokens) >= max_new:
+                    finish = "length" if max_new == s.max_tokens else "context"
+                    break
+        finally:
+            gen.close()
+        if not hit_stop_string:
+            out, hit_stop_string = stops.feed(utf8.flush())
+            tail = out if hit_stop_string else out + stops.flush()
+            if tail:
+                reply.append(tail)
+                self._send(rid, Piece(tail))
+
+        # Remember this turn for the next prompt's prefix reuse. After a stop
+        # string the reply text no longer matches its tokens.
+        reply_text = "".join(reply)
+        if hit_stop_string:
+            self.last_text, self.last_tokens = text, list(tokens)
+        else:
+            self.last_text, self.last_tokens = text + reply_text, tokens + reply_tokens
+        now = time.perf_counter()
+        n = len(reply_tokens)
+        return ChatResult(
+            reply=reply_text,
+            finish_reason=finish,
+            prompt_tokens=len(tokens),
+            evaluated_tokens=evaluated,
+            completion_tokens=n,
+            ttft_ms=((t_first or now) - t0) * 1000,
+            tokens_per_s=(n - 1) / (t_last - t_first) if n > 1 and t_last > t_first else 0.0,
+            context_size=n_ctx,
+            context_used=len(tokens) + n,
+        )

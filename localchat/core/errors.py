@@ -1,0 +1,35 @@
+"""Errors the user can act on.
+
+Every exception here carries a one-line message written for the person using
+the app; front ends print it as it is (the CLI as ``error: <message>``), never
+with a traceback. Anything else that escapes is a bug.
+"""
+
+from __future__ import annotations
+
+
+class LocalChatError(Exception):
+    """A problem the user can understand and fix; ``str(err)`` is one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+class SettingError(LocalChatError, ValueError):
+    """A generation setting outside its declared range or of the wrong type."""
+
+
+class ModelFileError(LocalChatError):
+    """A file that is not a usable model (missing, empty, not GGUF, truncated...)."""
+
+
+class ModelLoadError(LocalChatError):
+    """llama.cpp refused to load a model, an adapter or a template."""
+
+
+class EngineError(LocalChatError):
+    """A request the engine could not serve (no model loaded, prompt too long...)."""
+
+
+class EngineCrashed(EngineError):
+    """The worker process died; the next request starts a fresh one."""

@@ -1,0 +1,1 @@
+"""Models: what is installed (and, later, the catalog, Hub search and downloads)."""

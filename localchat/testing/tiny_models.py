@@ -1,0 +1,212 @@
+"""Write small random-weight llama-architecture GGUF models.
+
+Tests and benchmarks cannot download weights, so they make their own: a model
+of any llama shape with random weights, written with the ``gguf`` package. Its
+tokenizer is either a small byte-level SentencePiece vocabulary made here
+(``vocab="bytes"``) or copied from one of the real vocab-only GGUFs in the
+shared fixtures (``"llama-spm"``, ``"llama-bpe"``, ``"phi-3"``), so the model
+tokenizes exactly like that family.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+
+from localchat.core.engine.gguf_info import read_model_info
+
+FIXTURE_VOCABS = ("llama-spm", "llama-bpe", "phi-3")
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+_WORDS = (
+    "the of and to in is you that it he was for on are as with his they at be this have "
+    "from or one had by word but not what all were we when your can said there use an "
+    "each which she do how their if will up other about out many then them these so some "
+    "her would make like him into time has look two more write go see number no way "
+    "could people my than first water been call who oil its now find long down day did "
+    "get come made may part hello world model chat token python"
+).split()
+
+TensorHook = Callable[[str, np.ndarray], np.ndarray]
+
+
+def fixtures_dir() -> Path:
+    """The shared test fixtures: ``LOCALCHAT_FIXTURES`` or ``../shared/fixtures``."""
+    env = os.environ.get("LOCALCHAT_FIXTURES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+
+
+def fixture_vocab(name: str) -> Path:
+    path = fixtures_dir() / "vocab" / f"ggml-vocab-{name}.gguf"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"tokenizer fixture {path} is missing; set LOCALCHAT_FIXTURES to the shared "
+            "fixtures folder"
+        )
+    return path
+
+
+def fixture_template(stem: str) -> str:
+    return (fixtures_dir() / "templates" / f"{stem}.jinja").read_text(encoding="utf-8")
+
+
+def _byte_vocab() -> dict[str, Any]:
+    tokens = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+    types = [2, 3, 3, 3, 3]
+    tokens += [f"<0x{b:02X}>" for b in range(256)]
+    types += [6] * 256
+    singles = [chr(c) for c in range(33, 127)] + ["▁"]
+    tokens += singles
+    types += [1] * len(singles)
+    words = ["▁" + w for w in _WORDS]
+    tokens += words
+    types += [1] * len(words)
+    scores = [0.0] * 261 + [-float(i) for i in range(len(singles))]
+    scores += [-100.0 + len(w) for w in words]
+    return {
+        "tokenizer.ggml.model": "llama",
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.scores": scores,
+        "tokenizer.ggml.token_type": types,
+        "tokenizer.ggml.bos_token_id": 1,
+        "tokenizer.ggml.eos_token_id": 2,
+        "tokenizer.ggml.unknown_token_id": 0,
+        "tokenizer.ggml.add_bos_token": True,
+        "tokenizer.ggml.add_eos_token": False,
+        "tokenizer.chat_template": CHATML,
+    }
+
+
+def _fixture_tokenizer(name: str) -> dict[str, Any]:
+    info = read_model_info(fixture_vocab(name), full_arrays=("tokenizer.",))
+    return {k: v for k, v in info.metadata.items() if k.startswith("tokenizer.")}
+
+
+_TYPED = {
+    "tokenizer.ggml.model": "add_tokenizer_model",
+    "tokenizer.ggml.pre": "add_tokenizer_pre",
+    "tokenizer.ggml.tokens": "add_token_list",
+    "tokenizer.ggml.scores": "add_token_scores",
+    "tokenizer.ggml.token_type": "add_token_types",
+    "tokenizer.ggml.merges": "add_token_merges",
+    "tokenizer.chat_template": "add_chat_template",
+}
+
+
+def _add_kv(w: gguf.GGUFWriter, key: str, value: Any) -> None:
+    if key in _TYPED:
+        getattr(w, _TYPED[key])(value)
+    elif isinstance(value, bool):
+        w.add_bool(key, value)
+    elif isinstance(value, int):
+        w.add_uint32(key, value)
+    elif isinstance(value, float):
+        w.add_float32(key, value)
+    elif isinstance(value, str):
+        w.add_string(key, value)
+    else:
+        raise TypeError(f"cannot copy tokenizer key {key}")
+
+
+def write_llama_gguf(
+    path: str | os.PathLike[str],
+    *,
+    vocab: str = "bytes",
+    n_embd: int = 64,
+    n_layer: int = 2,
+    n_head: int = 4,
+    n_head_kv: int = 2,
+    n_ff: int = 128,
+    context_length: int = 4096,
+    chat_template: str | None = "default",
+    qtype: gguf.GGMLQuantizationType = gguf.GGMLQuantizationType.F32,
+    seed: int = 0,
+    scale: float = 0.5,
+    name: str = "tiny-test-llama",
+    architecture: str = "llama",
+    tensor_hook: TensorHook | None = None,
+) -> Path:
+    """Write a random-weight model and return its path.
+
+    ``chat_template="default"`` keeps the vocabulary's own template (ChatML for
+    the byte vocabulary), ``None`` writes none, any other string is used as is.
+    ``tensor_hook(name, array)`` may change a tensor before it is written.
+    ``architecture`` only renames the metadata (to test unsupported ones)."""
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    tok = _byte_vocab() if vocab == "bytes" else _fixture_tokenizer(vocab)
+    if chat_template != "default":
+        tok.pop("tokenizer.chat_template", None)
+        if chat_template is not None:
+            tok["tokenizer.chat_template"] = chat_template
+    n_vocab = len(tok["tokenizer.ggml.tokens"])
+    head_dim = n_embd // n_head
+    n_embd_kv = head_dim * n_head_kv
+    file_type = {
+        gguf.GGMLQuantizationType.F32: gguf.LlamaFileType.ALL_F32,
+        gguf.GGMLQuantizationType.F16: gguf.LlamaFileType.MOSTLY_F16,
+        gguf.GGMLQuantizationType.Q8_0: gguf.LlamaFileType.MOSTLY_Q8_0,
+        gguf.GGMLQuantizationType.Q4_0: gguf.LlamaFileType.MOSTLY_Q4_0,
+    }[qtype]
+
+    w = gguf.GGUFWriter(str(path), architecture)
+    w.add_name(name)
+    w.add_context_length(context_length)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_rope_dimension_count(head_dim)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    w.add_file_type(int(file_type))
+    w.add_vocab_size(n_vocab)
+    for key, value in tok.items():
+        _add_kv(w, key, value)
+
+    def matrix(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols), dtype=np.float32) * scale / np.sqrt(cols)).astype(
+            np.float32
+        )
+
+    def add(tname: str, array: np.ndarray, quantize: bool) -> None:
+        if tensor_hook is not None:
+            array = tensor_hook(tname, array)
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if quantize and qtype != gguf.GGMLQuantizationType.F32:
+            data = gguf.quants.quantize(array, qtype)
+            w.add_tensor(tname, data, raw_dtype=qtype)
+        else:
+            w.add_tensor(tname, array)
+
+    add("token_embd.weight", matrix(n_vocab, n_embd) * np.sqrt(n_embd), True)
+    for i in range(n_layer):
+        b = f"blk.{i}."
+        add(b + "attn_norm.weight", np.ones(n_embd, np.float32), False)
+        add(b + "attn_q.weight", matrix(n_embd, n_embd), True)
+        add(b + "attn_k.weight", matrix(n_embd_kv, n_embd), True)
+        add(b + "attn_v.weight", matrix(n_embd_kv, n_embd), True)
+        add(b + "attn_output.weight", matrix(n_embd, n_embd), True)
+        add(b + "ffn_norm.weight", np.ones(n_embd, np.float32), False)
+        add(b + "ffn_gate.weight", matrix(n_ff, n_embd), True)
+        add(b + "ffn_up.weight", matrix(n_ff, n_embd), True)
+        add(b + "ffn_down.weight", matrix(n_embd, n_ff), True)
+    add("output_norm.weight", np.ones(n_embd, np.float32), False)
+    add("output.weight", matrix(n_vocab, n_embd) * 4, True)
+
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
