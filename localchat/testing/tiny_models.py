@@ -134,12 +134,18 @@ def write_llama_gguf(
     scale: float = 0.5,
     name: str = "tiny-test-llama",
     architecture: str = "llama",
+    logit_scale: float = 4.0,
+    suppress_special: bool = False,
     tensor_hook: TensorHook | None = None,
 ) -> Path:
     """Write a random-weight model and return its path.
 
     ``chat_template="default"`` keeps the vocabulary's own template (ChatML for
     the byte vocabulary), ``None`` writes none, any other string is used as is.
+    ``logit_scale`` sharpens the output layer: large values make greedy
+    decoding robust to the float noise of different batch splits.
+    ``suppress_special`` keeps control tokens (EOS among them) from being
+    generated, for tests that need long replies.
     ``tensor_hook(name, array)`` may change a tensor before it is written.
     ``architecture`` only renames the metadata (to test unsupported ones)."""
     path = Path(path)
@@ -203,7 +209,12 @@ def write_llama_gguf(
         add(b + "ffn_up.weight", matrix(n_ff, n_embd), True)
         add(b + "ffn_down.weight", matrix(n_embd, n_ff), True)
     add("output_norm.weight", np.ones(n_embd, np.float32), False)
-    add("output.weight", matrix(n_vocab, n_embd) * 4, True)
+    output = matrix(n_vocab, n_embd) * logit_scale
+    if suppress_special:
+        types = tok.get("tokenizer.ggml.token_type", [])
+        control = [i for i, t in enumerate(types) if t in (2, 3)]  # unknown, control
+        output[control] = 0.0  # logit 0, far below the best of the random rows
+    add("output.weight", output, True)
 
     w.write_header_to_file()
     w.write_kv_data_to_file()

@@ -242,6 +242,8 @@ class Engine:
             if reply.id != rid:
                 continue  # the tail of an abandoned request
             if isinstance(body, Failed):
+                if body.kind == "file":
+                    raise ModelFileError(body.message)
                 if body.kind == "load":
                     raise ModelLoadError(body.message)
                 if body.kind == "internal":

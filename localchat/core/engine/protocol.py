@@ -144,9 +144,14 @@ class Ok:
     pass
 
 
+FailureKind = Literal["file", "load", "request", "internal"]
+"""Which error class the parent raises: ModelFileError, ModelLoadError,
+EngineError, or an internal error (a bug)."""
+
+
 @dataclass(frozen=True)
 class Failed:
-    kind: Literal["load", "request", "internal"]
+    kind: FailureKind
     message: str
 
 

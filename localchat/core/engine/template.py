@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 import jinja2
 import jinja2.ext
@@ -38,7 +38,7 @@ FALLBACK_TEMPLATE = (
 class _GenerationTag(jinja2.ext.Extension):
     """Transformers' ``{% generation %}`` marker: render its body unchanged."""
 
-    tags: ClassVar[set[str]] = {"generation"}
+    tags = {"generation"}  # noqa: RUF012 (declared so by jinja2)
 
     def parse(self, parser: Any) -> Any:
         parser.stream.skip(1)

@@ -42,6 +42,7 @@ from localchat.core.engine.protocol import (
     ChatResult,
     Envelope,
     Failed,
+    FailureKind,
     FinishReason,
     Load,
     LoadedModel,
@@ -92,6 +93,14 @@ def _redirect_output(log_path: str) -> None:
         pass
 
 
+def _failure_kind(exc: LocalChatError) -> FailureKind:
+    if isinstance(exc, ModelFileError):
+        return "file"
+    if isinstance(exc, ModelLoadError):
+        return "load"
+    return "request"
+
+
 def effective_ctx(requested: int, trained: int) -> int:
     """The context size to use: the setting capped at the trained context and
     rounded down to a multiple of 256 (never below 256)."""
@@ -120,6 +129,7 @@ class Worker:
         self.last_tokens: list[int] = []
         self.log_lines: collections.deque[str] = collections.deque(maxlen=20)
         self._log_partial = ""
+        self._log_level = 2
         self._log_cb = llama_cpp.llama_log_callback(self._on_log)
         llama_cpp.llama_log_set(self._log_cb, ctypes.c_void_p(0))
         strlen = _strlen()
@@ -144,7 +154,7 @@ class Worker:
                     return
                 self._send(env.id, self._handle(env.id, req))
             except LocalChatError as exc:
-                self._send(env.id, Failed("load" if isinstance(req, Load) else "request", str(exc)))
+                self._send(env.id, Failed(_failure_kind(exc), str(exc)))
             except Exception as exc:  # a bug; report it rather than die
                 self._send(env.id, Failed("internal", f"{type(exc).__name__}: {exc}"))
 
@@ -168,22 +178,30 @@ class Worker:
         raise EngineError(f"unknown request {type(req).__name__}")
 
     def _on_log(self, level: int, text: bytes, _user: Any) -> None:
-        # Levels: 2 warning, 3 error, 5 continuation of the previous line.
+        # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continues the last line.
+        if level == 5:
+            level = self._log_level
+        self._log_level = level
         msg = self._log_partial + text.decode("utf-8", errors="replace")
         if not msg.endswith("\n"):
             self._log_partial = msg
             return
         self._log_partial = ""
-        if level in (2, 3, 5) and msg.strip():
+        if level >= 3 and msg.strip():
             self.log_lines.append(msg.strip())
-        if level in (2, 3):
             print(msg, end="", file=sys.stderr)
 
     def _last_error(self) -> str:
-        for line in reversed(self.log_lines):
+        """The most telling recent llama.cpp complaint, without its function prefix."""
+        lines = list(self.log_lines)
+        for line in reversed(lines):
+            if "error loading model: " in line:
+                # "llama_model_load: error loading model: error loading model
+                # architecture: unknown model architecture: 'x'" -> the last part
+                return line.split("error loading model: ")[-1]
+        for line in reversed(lines):
             if "error" in line.lower() or "failed" in line.lower():
-                # "llama_model_load: error loading model: X" -> "X"
-                return line.rsplit(": ", 1)[-1] if "error loading model" in line else line
+                return line.split(": ", 1)[-1] if line.startswith("llama") else line
         return ""
 
     def _model(self) -> llama_cpp.Llama:

@@ -1,0 +1,77 @@
+"""Shared fixtures: a private LOCALCHAT_HOME and small models written here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from localchat.core.engine.client import Engine  # noqa: E402
+from localchat.testing.tiny_models import fixture_template, write_llama_gguf  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def localchat_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test (and every worker process it starts) uses a scratch data folder."""
+    home = tmp_path_factory.mktemp("home")
+    old = os.environ.get("LOCALCHAT_HOME")
+    os.environ["LOCALCHAT_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("LOCALCHAT_HOME", None)
+    else:
+        os.environ["LOCALCHAT_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(models_dir: Path) -> Path:
+    """Byte-level vocabulary, ChatML template: the fastest model there is."""
+    return write_llama_gguf(models_dir / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def phi3_model(models_dir: Path) -> Path:
+    """Phi-3's real tokenizer and chat template."""
+    return write_llama_gguf(models_dir / "phi3.gguf", vocab="phi-3")
+
+
+@pytest.fixture(scope="session")
+def llama3_model(models_dir: Path) -> Path:
+    """Llama 3's real tokenizer with the Llama 3.1 Instruct chat template."""
+    return write_llama_gguf(
+        models_dir / "llama3.gguf",
+        vocab="llama-bpe",
+        chat_template=fixture_template("meta-llama-Llama-3.1-8B-Instruct"),
+    )
+
+
+@pytest.fixture(scope="session")
+def slow_model(models_dir: Path) -> Path:
+    """Big enough that a prompt of a few thousand tokens takes over a second;
+    decisive (greedy replies do not depend on how the prompt was batched) and
+    never ends a reply by itself."""
+    return write_llama_gguf(
+        models_dir / "slow.gguf",
+        n_embd=512,
+        n_layer=8,
+        n_head=8,
+        n_head_kv=4,
+        n_ff=1408,
+        logit_scale=40.0,
+        suppress_special=True,
+    )
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    with Engine() as e:
+        yield e

@@ -1,0 +1,372 @@
+"""The engine: a worker process that streams replies, reuses its cache, stops on
+request and survives nothing worse than its own death."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from localchat.core.engine.client import Engine
+from localchat.core.engine.gguf_info import read_model_info
+from localchat.core.engine.protocol import Message
+from localchat.core.errors import EngineCrashed, EngineError, ModelFileError, ModelLoadError
+from localchat.core.params import GenerationSettings
+from localchat.testing.tiny_models import write_llama_gguf
+
+GREEDY = GenerationSettings(temperature=0.0, max_tokens=24, repeat_penalty=1.0)
+
+
+def user(text: str) -> list[Message]:
+    return [{"role": "user", "content": text}]
+
+
+def test_reply_streams_in_pieces_that_add_up(engine: Engine, tiny_model: Path) -> None:
+    loaded = engine.load(tiny_model, GREEDY)
+    assert loaded.n_ctx == 4096 and loaded.template_source == "gguf"
+    stream = engine.chat(user("Hello there"), GREEDY)
+    pieces = list(stream)
+    result = stream.result
+    assert result is not None
+    assert len(pieces) > 1
+    assert "".join(pieces) == result.reply
+    assert result.completion_tokens == 24 and result.finish_reason == "length"
+    assert result.prompt_tokens == result.evaluated_tokens > 0
+    assert result.context_used == result.prompt_tokens + result.completion_tokens
+    assert result.context_size == 4096
+    assert result.ttft_ms > 0 and result.tokens_per_s > 0
+
+
+def test_same_seed_same_reply_in_a_fresh_process(tiny_model: Path) -> None:
+    s = GenerationSettings(temperature=0.9, seed=1234, max_tokens=30)
+    replies = []
+    for _ in range(2):
+        with Engine() as e:
+            e.load(tiny_model, s)
+            replies.append(e.chat(user("Tell me a story"), s).text())
+    assert replies[0] == replies[1]
+    with Engine() as e:
+        e.load(tiny_model, s)
+        other = e.chat(user("Tell me a story"), s.replace(seed=99)).text()
+    assert other != replies[0]
+
+
+def test_sampling_settings_reach_llama_cpp(engine: Engine, tiny_model: Path) -> None:
+    """top_k=1 is greedy whatever the temperature: proof the value is passed on."""
+    engine.load(tiny_model)
+    greedy = engine.chat(user("Hi"), GREEDY).text()
+    hot = GenerationSettings(temperature=2.0, top_k=1, seed=5, max_tokens=24, repeat_penalty=1.0)
+    assert engine.chat(user("Hi"), hot).text() == greedy
+    wild = hot.replace(top_k=0, top_p=1.0, min_p=0.0)
+    assert engine.chat(user("Hi"), wild).text() != greedy
+
+
+@pytest.mark.parametrize("model", ["phi3_model", "llama3_model"])
+def test_follow_up_turns_evaluate_only_the_new_tokens(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    path = request.getfixturevalue(model)
+    s = GREEDY.replace(system_prompt="You are a test.")
+    with Engine() as e:
+        e.load(path, s)
+        messages = user("What is the capital of France?")
+        results = []
+        for follow_up in ("And of Spain?", "And of Italy?", "Thanks!"):
+            stream = e.chat(messages, s)
+            reply = stream.text()
+            assert stream.result is not None
+            results.append(stream.result)
+            messages = [
+                *messages,
+                {"role": "assistant", "content": reply},
+                {"role": "user", "content": follow_up},
+            ]
+        for before, after in zip(results, results[1:], strict=False):
+            new_tokens = after.prompt_tokens - before.context_used
+            # Only the new tokens, plus the last reply token (sampled, never evaluated).
+            assert after.evaluated_tokens == new_tokens + 1
+            assert new_tokens < 30
+
+
+def test_reusing_the_cache_gives_the_reply_a_fresh_start_gives(slow_model: Path) -> None:
+    """Same tokens, evaluated partly from the cache or all afresh: same reply."""
+    s = GenerationSettings(temperature=0.0, max_tokens=24, repeat_penalty=1.0)
+    first = user("Tell me about the weather in Paris and in Rome, please.")
+    second = user("Tell me about the weather in Paris and in Berlin, please.")
+    with Engine() as e:
+        e.load(slow_model, s)
+        e.chat(first, s).text()
+        stream = e.chat(second, s)
+        reused = stream.text()
+        assert stream.result is not None
+        assert 0 < stream.result.evaluated_tokens < stream.result.prompt_tokens
+    with Engine() as fresh:
+        fresh.load(slow_model, s)
+        stream = fresh.chat(second, s)
+        assert stream.text() == reused
+        assert stream.result is not None
+        assert stream.result.evaluated_tokens == stream.result.prompt_tokens
+
+
+def test_multibyte_characters_are_never_split(tmp_path: Path) -> None:
+    """A model that only emits the byte tokens of 'é' (0xC3 0xA9) and 'x', in
+    random order: every 'é' arrives whole, broken sequences become U+FFFD."""
+    c3, a9, x = 5 + 0xC3, 5 + 0xA9, 261 + ord("x") - 33
+
+    def only_bytes(name: str, w: np.ndarray) -> np.ndarray:
+        # Layers add nothing, so the last hidden state is the embedding, whose
+        # dimension 0 is a large constant; the output reads only that dimension.
+        if name.endswith(("attn_output.weight", "ffn_down.weight")):
+            return np.zeros_like(w)
+        if name == "token_embd.weight":
+            w = w * 0.1
+            w[:, 0] = 10.0
+            return w
+        if name == "output.weight":
+            out = np.zeros_like(w)
+            out[:, 0] = -1.0
+            out[[c3, a9, x], 0] = 1.0
+            return out
+        return w
+
+    path = write_llama_gguf(tmp_path / "bytes.gguf", tensor_hook=only_bytes)
+    s = GenerationSettings(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=3, max_tokens=300)
+    with Engine() as e:
+        e.load(path, s)
+        stream = e.chat(user("go"), s)
+        pieces = list(stream)
+    reply = "".join(pieces)
+    assert stream.result is not None and stream.result.completion_tokens == 300
+    assert set(reply) <= {"é", "x", "\ufffd"}
+    assert reply.count("é") > 20
+    assert all(p for p in pieces)
+
+
+def test_stop_strings_end_the_reply_and_are_not_shown(engine: Engine, tiny_model: Path) -> None:
+    engine.load(tiny_model)
+    full = engine.chat(user("Hello"), GREEDY.replace(max_tokens=60)).text()
+    stop = full[20:23]
+    start = full.index(stop)
+    stream = engine.chat(user("Hello"), GREEDY.replace(max_tokens=60), stop=[stop])
+    assert stream.text() == full[:start]
+    assert stream.result is not None and stream.result.finish_reason == "stop"
+
+
+def test_context_size_is_rounded_and_capped(engine: Engine, tmp_path: Path) -> None:
+    short = write_llama_gguf(tmp_path / "short.gguf", context_length=1000)
+    assert engine.load(short, GenerationSettings(ctx=8192)).n_ctx == 768
+    assert engine.load(short, GenerationSettings(ctx=600)).n_ctx == 512
+    long = write_llama_gguf(tmp_path / "long.gguf", context_length=32768)
+    loaded = engine.load(long, GenerationSettings(ctx=3000))
+    assert (loaded.n_ctx, loaded.n_ctx_train) == (2816, 32768)
+
+
+def test_a_reply_stops_when_the_context_is_full(engine: Engine, tiny_model: Path) -> None:
+    engine.load(tiny_model, GenerationSettings(ctx=256))
+    stream = engine.chat(user("Hi"), GREEDY.replace(max_tokens=5000))
+    stream.text()
+    r = stream.result
+    assert r is not None and r.finish_reason == "context" and r.context_used == 256
+    with pytest.raises(EngineError, match="the context holds 256"):
+        engine.chat(user("word " * 400), GREEDY).text()
+    assert engine.chat(user("Hi"), GREEDY).text()  # still usable
+
+
+def test_cancel_during_generation_keeps_what_was_generated(
+    engine: Engine, slow_model: Path
+) -> None:
+    s = GenerationSettings(temperature=0.0, max_tokens=4000, ctx=4096)
+    engine.load(slow_model, s)
+    stream = engine.chat(user("Count to a million"), s)
+    pieces = []
+    for piece in stream:
+        pieces.append(piece)
+        if len(pieces) == 10:
+            engine.cancel()
+    r = stream.result
+    assert r is not None and r.finish_reason == "cancelled"
+    assert 10 <= r.completion_tokens < 100
+    assert r.reply == "".join(pieces)
+    # The next request is not affected by the old cancel.
+    assert engine.chat(user("Again"), s.replace(max_tokens=8)).result is None
+    follow = engine.chat(user("Again"), s.replace(max_tokens=8))
+    follow.text()
+    assert follow.result is not None and follow.result.finish_reason == "length"
+
+
+def test_cancel_during_prompt_evaluation(engine: Engine, slow_model: Path) -> None:
+    s = GenerationSettings(temperature=0.0, max_tokens=16, ctx=4096, repeat_penalty=1.0)
+    engine.load(slow_model, s)
+    prompt = user("lorem ipsum dolor sit amet " * 120)
+    stream = engine.chat(prompt, s)
+    timer = threading.Timer(1.5, engine.cancel)  # after a batch or two of 512 tokens
+    t0 = time.perf_counter()
+    timer.start()
+    assert stream.text() == ""
+    elapsed = time.perf_counter() - t0
+    r = stream.result
+    assert r is not None and r.finish_reason == "cancelled" and r.completion_tokens == 0
+    assert r.prompt_tokens > 2000
+    # The prompt was cut short: returned long before a full evaluation would end.
+    again = engine.chat(prompt, s)
+    reply = again.text()
+    assert again.result is not None
+    full_eval_s = again.result.ttft_ms / 1000
+    assert elapsed < 1.5 + full_eval_s / 2
+    # Batches finished before the cancel were kept and reused.
+    assert again.result.evaluated_tokens < again.result.prompt_tokens
+    with Engine() as fresh:
+        fresh.load(slow_model, s)
+        assert fresh.chat(prompt, s).text() == reply
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+def test_a_dead_worker_is_an_error_at_once_and_the_next_request_recovers(
+    engine: Engine, slow_model: Path, sig: signal.Signals
+) -> None:
+    s = GenerationSettings(temperature=0.0, max_tokens=4000)
+    engine.load(slow_model, s)
+    pid = engine.worker_pid
+    assert pid is not None
+    stream = engine.chat(user("Go on forever"), s)
+    got = []
+    with pytest.raises(EngineCrashed) as err:
+        for piece in stream:
+            got.append(piece)
+            if len(got) == 5:
+                os.kill(pid, sig)
+    assert sig.name in str(err.value) and "\n" not in str(err.value)
+    assert len(got) >= 5
+    # The next request starts a fresh worker with the same model.
+    assert engine.chat(user("Hello"), s.replace(max_tokens=5)).text()
+    assert engine.worker_pid not in (None, pid)
+    assert engine.loaded is not None and engine.loaded.path == str(slow_model)
+
+
+def test_a_crash_inside_llama_cpp_is_contained(engine: Engine, tmp_path: Path) -> None:
+    """An F64 embedding passes llama.cpp's loader but aborts the first decode."""
+    path = write_llama_gguf(tmp_path / "f64.gguf")
+    data = bytearray(path.read_bytes())
+    info = read_model_info(path)
+    emb = next(t for t in info.tensors if t.name == "token_embd.weight")
+    # Rewrite the tensor's type from F32 to F64 and halve its rows so the size still fits.
+    needle = b"token_embd.weight"
+    i = data.index(needle) + len(needle)
+    n_dims = int.from_bytes(data[i : i + 4], "little")
+    type_at = i + 4 + 8 * n_dims
+    assert int.from_bytes(data[type_at : type_at + 4], "little") == gguf.GGMLQuantizationType.F32
+    rows_at = i + 4 + 8
+    data[rows_at : rows_at + 8] = (emb.shape[1] // 2).to_bytes(8, "little")
+    data[type_at : type_at + 4] = int(gguf.GGMLQuantizationType.F64).to_bytes(4, "little")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(data))
+    try:
+        engine.load(bad)
+    except ModelLoadError:
+        pytest.skip("this llama.cpp refuses the file at load time")
+    with pytest.raises(EngineCrashed) as err:
+        engine.chat(user("hi"), GREEDY).text()
+    assert "SIGABRT" in str(err.value) or "SIGSEGV" in str(err.value)
+
+
+def test_bad_model_files_are_one_line_errors(
+    engine: Engine, tmp_path: Path, tiny_model: Path
+) -> None:
+    whole = tiny_model.read_bytes()
+    (tmp_path / "empty.gguf").write_bytes(b"")
+    (tmp_path / "text.gguf").write_text("not a model")
+    (tmp_path / "head.gguf").write_bytes(whole[:100])
+    (tmp_path / "body.gguf").write_bytes(whole[:-4096])
+    for name, reason in [
+        ("missing.gguf", "no such file"),
+        ("empty.gguf", "empty"),
+        ("text.gguf", "not a GGUF"),
+        ("head.gguf", "header ends early"),
+        ("body.gguf", "truncated"),
+    ]:
+        with pytest.raises(ModelFileError, match=reason):
+            engine.load(tmp_path / name)
+    alien = write_llama_gguf(tmp_path / "alien.gguf", architecture="notallama")
+    with pytest.raises(ModelLoadError) as err:
+        engine.load(alien)
+    assert "unknown model architecture: 'notallama'" in str(err.value)
+    assert engine.load(tiny_model).n_vocab > 0  # the same worker still serves
+
+
+def _write_lora(path: Path, base: Path, *, shape_ok: bool = True, rank: int = 4) -> Path:
+    info = read_model_info(base)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_string("general.type", "adapter")
+    w.add_string("adapter.type", "lora")
+    w.add_float32("adapter.lora.alpha", float(rank))
+    rng = np.random.default_rng(0)
+    n = info.n_embd
+    for i in range(info.n_layer):
+        a = rng.standard_normal((rank, n)).astype(np.float32)
+        b = rng.standard_normal((n, rank if shape_ok else rank + 1)).astype(np.float32)
+        w.add_tensor(f"blk.{i}.attn_q.weight.lora_a", a)
+        w.add_tensor(f"blk.{i}.attn_q.weight.lora_b", b)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_lora_adapters_apply_and_bad_ones_are_refused(
+    engine: Engine, tmp_path: Path, tiny_model: Path
+) -> None:
+    engine.load(tiny_model)
+    base = engine.chat(user("Hi"), GREEDY).text()
+    lora = _write_lora(tmp_path / "good.gguf", tiny_model)
+    loaded = engine.load(tiny_model, GREEDY.replace(lora_scale=4.0), lora=lora)
+    assert loaded.lora == str(lora)
+    tuned = engine.chat(user("Hi"), GREEDY).text()
+    assert tuned != base
+    off = engine.load(tiny_model, GREEDY.replace(lora_scale=0.0), lora=lora)
+    assert off.lora and engine.chat(user("Hi"), GREEDY).text() == base
+
+    broken = _write_lora(tmp_path / "broken.gguf", tiny_model, shape_ok=False)
+    with pytest.raises(ModelLoadError, match="cannot load adapter broken.gguf"):
+        engine.load(tiny_model, lora=broken)
+    with pytest.raises(ModelFileError, match="not a LoRA adapter"):
+        engine.load(tiny_model, lora=tiny_model)
+    with pytest.raises(ModelFileError, match="is a LoRA adapter, not a model"):
+        engine.load(lora)
+    # Nothing crashed: the worker still serves.
+    engine.load(tiny_model)
+    assert engine.chat(user("Hi"), GREEDY).text() == base
+
+
+def test_an_escaping_chat_template_is_refused(engine: Engine, tmp_path: Path) -> None:
+    evil = write_llama_gguf(
+        tmp_path / "evil.gguf",
+        chat_template="{{ cycler.__init__.__globals__.os.system('touch /tmp/pwned') }}",
+    )
+    engine.load(evil)
+    with pytest.raises((ModelLoadError, EngineError)) as err:
+        engine.chat(user("Hi"), GREEDY).text()
+    assert "\n" not in str(err.value)
+    assert engine.chat is not None
+
+
+def test_model_without_template_uses_the_fallback(engine: Engine, tmp_path: Path) -> None:
+    plain = write_llama_gguf(tmp_path / "plain.gguf", chat_template=None)
+    assert engine.load(plain).template_source == "fallback"
+    rendered = engine.render(user("Hi"))
+    assert rendered.text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    assert rendered.n_tokens == len(engine.tokenize(rendered.text, add_bos=True))
+
+
+def test_gpu_offload_is_reported(engine: Engine, tiny_model: Path) -> None:
+    loaded = engine.load(tiny_model, GenerationSettings(gpu_layers=-1))
+    if not loaded.gpu_offload_supported:
+        assert loaded.gpu_layers == 0 and loaded.notice is None
+    else:
+        assert loaded.gpu_layers != 0 or loaded.notice
