@@ -10,8 +10,8 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from localchat.core.engine.client import Engine  # noqa: E402
-from localchat.testing.tiny_models import fixture_template, write_llama_gguf  # noqa: E402
+from localchat.core.engine.client import Engine
+from localchat.testing.tiny_models import fixture_template, write_llama_gguf
 
 
 @pytest.fixture(scope="session", autouse=True)

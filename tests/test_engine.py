@@ -3,6 +3,7 @@ request and survives nothing worse than its own death."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -87,7 +88,7 @@ def test_follow_up_turns_evaluate_only_the_new_tokens(
                 {"role": "assistant", "content": reply},
                 {"role": "user", "content": follow_up},
             ]
-        for before, after in zip(results, results[1:], strict=False):
+        for before, after in itertools.pairwise(results):
             new_tokens = after.prompt_tokens - before.context_used
             # Only the new tokens, plus the last reply token (sampled, never evaluated).
             assert after.evaluated_tokens == new_tokens + 1
@@ -333,7 +334,7 @@ def test_lora_adapters_apply_and_bad_ones_are_refused(
     assert off.lora and engine.chat(user("Hi"), GREEDY).text() == base
 
     broken = _write_lora(tmp_path / "broken.gguf", tiny_model, shape_ok=False)
-    with pytest.raises(ModelLoadError, match="cannot load adapter broken.gguf"):
+    with pytest.raises(ModelLoadError, match=r"cannot load adapter broken\.gguf"):
         engine.load(tiny_model, lora=broken)
     with pytest.raises(ModelFileError, match="not a LoRA adapter"):
         engine.load(tiny_model, lora=tiny_model)

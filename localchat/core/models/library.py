@@ -29,7 +29,7 @@ def resolve(model: str | None) -> Path:
             )
         raise ModelFileError(f"several models are installed; choose one with -m: {_names(models)}")
     candidate = Path(model).expanduser()
-    if candidate.exists() or candidate.suffix.lower() == ".gguf" or len(candidate.parts) > 1:
+    if candidate.exists() or len(candidate.parts) > 1:
         return candidate
     key = model.lower().removesuffix(".gguf")
     exact = [p for p in models if p.stem.lower() == key]
@@ -40,6 +40,8 @@ def resolve(model: str | None) -> Path:
         return partial[0]
     if partial:
         raise ModelFileError(f"{model!r} matches several models: {_names(partial)}")
+    if candidate.suffix.lower() == ".gguf":
+        return candidate  # a file name that is not here: "no such file" says it best
     if not models:
         raise ModelFileError(f"no model named {model!r}, and no models are installed")
     raise ModelFileError(f"no model named {model!r}; installed: {_names(models)}")

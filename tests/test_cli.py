@@ -1,0 +1,193 @@
+"""The CLI contract, run as a user runs it: a real process, real exit codes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from localchat.cli.main import JSON_FIELDS
+from localchat.testing.tiny_models import write_llama_gguf
+
+FAST = ["--temperature", "0", "--max-tokens", "12"]
+
+
+def run(
+    *args: str, home: Path, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LOCALCHAT_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "localchat", *args],
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and text in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+def test_version(home: Path) -> None:
+    proc = run("--version", home=home)
+    assert proc.returncode == 0 and proc.stdout.startswith("localchat ")
+
+
+def test_one_prompt_streams_the_reply(home: Path, tiny_model: Path) -> None:
+    proc = run("chat", "-m", str(tiny_model), "--prompt", "Hello", *FAST, home=home)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith("\n") and len(proc.stdout.strip()) > 0
+    assert proc.stderr == ""
+
+
+def test_json_turns_from_stdin_share_one_conversation(home: Path, phi3_model: Path) -> None:
+    proc = run(
+        "chat",
+        "-m",
+        str(phi3_model),
+        "--json",
+        "--system",
+        "Be brief.",
+        *FAST,
+        home=home,
+        stdin="What is two plus two?\n\nAnd three plus three?\nThanks\n",
+    )
+    assert proc.returncode == 0, proc.stderr
+    turns = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(turns) == 3  # the empty line is not a turn
+    for t in turns:
+        assert tuple(t) == JSON_FIELDS
+        assert t["completion_tokens"] == 12 and t["finish_reason"] == "length"
+        assert t["context_size"] == 4096
+        assert t["context_used"] == t["prompt_tokens"] + t["completion_tokens"]
+    assert turns[0]["evaluated_tokens"] == turns[0]["prompt_tokens"]
+    for before, after in itertools.pairwise(turns):
+        assert after["prompt_tokens"] > before["context_used"]
+        assert after["evaluated_tokens"] == after["prompt_tokens"] - before["context_used"] + 1
+
+
+def test_installed_models_by_name(home: Path, tiny_model: Path) -> None:
+    proc = run("chat", "--prompt", "hi", home=home)
+    assert_one_line_error(proc, 1, "no model installed")
+    models = home / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tiny_model, models / "My-Model.Q4.gguf")
+    for name in ([], ["-m", "My-Model.Q4"], ["-m", "my-model.q4.gguf"], ["-m", "model"]):
+        proc = run("chat", *name, "--prompt", "hi", *FAST, home=home)
+        assert proc.returncode == 0, (name, proc.stderr)
+    shutil.copy(tiny_model, models / "other.gguf")
+    assert_one_line_error(run("chat", "--prompt", "hi", home=home), 1, "choose one with -m")
+    assert_one_line_error(
+        run("chat", "-m", "nope", "--prompt", "hi", home=home), 1, "no model named"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["chat", "--temperature", "hot"], "invalid float value"),
+        (["chat", "--temperature", "5"], "temperature must be at most 2"),
+        (["chat", "--ctx", "64"], "ctx must be at least 256"),
+        (["chat", "--bogus"], "unrecognized arguments: --bogus"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_exit_2(home: Path, args: list[str], text: str) -> None:
+    assert_one_line_error(run(*args, home=home), 2, text)
+
+
+def test_bad_model_files_exit_1(home: Path, tmp_path: Path, tiny_model: Path) -> None:
+    (tmp_path / "zero.gguf").write_bytes(b"")
+    (tmp_path / "cut.gguf").write_bytes(tiny_model.read_bytes()[:-5000])
+    (tmp_path / "notes.gguf").write_text("hello")
+    alien = write_llama_gguf(tmp_path / "alien.gguf", architecture="notallama")
+    evil = write_llama_gguf(
+        tmp_path / "evil.gguf", chat_template="{{ ''.__class__.__mro__[1].__subclasses__() }}"
+    )
+    cases = [
+        (["-m", str(tmp_path / "missing.gguf")], "no such file"),
+        (["-m", str(tmp_path / "zero.gguf")], "empty"),
+        (["-m", str(tmp_path / "cut.gguf")], "truncated"),
+        (["-m", str(tmp_path / "notes.gguf")], "not a GGUF model file"),
+        (["-m", str(alien)], "unknown model architecture"),
+        (["-m", str(evil)], "chat template"),
+        (["-m", str(tiny_model), "--lora", str(tiny_model)], "not a LoRA adapter"),
+        (["-m", str(tiny_model), "--lora", str(tmp_path / "nope.gguf")], "no such file"),
+    ]
+    for args, text in cases:
+        assert_one_line_error(run("chat", *args, "--prompt", "hi", home=home), 1, text)
+
+
+def test_ctrl_c_stops_the_reply_and_keeps_it(home: Path, slow_model: Path) -> None:
+    env = {**os.environ, "LOCALCHAT_HOME": str(home)}
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "localchat", "chat", "-m", str(slow_model)),
+            *("--prompt", "go", "--max-tokens", "100000", "--ctx", "8192"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    got = proc.stdout.read(20)  # wait until the reply streams
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert len(got + out) > 20
+    assert b"Traceback" not in err
+
+
+def test_interactive_chat_in_a_terminal(home: Path, tiny_model: Path) -> None:
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on a terminal
+        os.environ["LOCALCHAT_HOME"] = str(home)
+        os.execv(
+            sys.executable,
+            [sys.executable, "-m", "localchat", "chat", "-m", str(tiny_model), *FAST],
+        )
+    screen = b""
+
+    def read_until(marker: bytes, count: int) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + 60
+        while screen.count(marker) < count and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1)
+            if ready:
+                try:
+                    screen += os.read(fd, 4096)
+                except OSError:
+                    break
+
+    read_until(b">>> ", 1)
+    assert b"Chatting with tiny" in screen
+    os.write(fd, b"Hello there\r")
+    read_until(b">>> ", 2)
+    os.write(fd, b"/exit\r")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    reply = screen.split(b"Hello there", 1)[1].split(b">>> ")[0]
+    assert len(reply.strip()) > 0
+    assert b"Traceback" not in screen

@@ -1,0 +1,59 @@
+"""The window opens offscreen, and replies stream through real Qt signals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QLabel
+
+from localchat.core.engine.client import Engine
+from localchat.core.params import GenerationSettings
+from localchat.testing.tiny_models import write_llama_gguf
+from localchat.ui.app import MainWindow
+from localchat.ui.bridge import ReplyThread
+
+
+def test_window_opens_and_lists_installed_models(qtbot, localchat_home: Path, tiny_model) -> None:
+    models = localchat_home / "models"
+    models.mkdir(exist_ok=True)
+    (models / "example.gguf").write_bytes(tiny_model.read_bytes())
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.windowTitle() == "LocalChat"
+    assert "example" in window.findChild(QLabel).text()
+    (models / "example.gguf").unlink()
+
+
+def test_thousands_of_tokens_stream_through_signals(qtbot, tmp_path: Path) -> None:
+    """PySide6 6.12.0 on Python 3.11 aborted after a few hundred emits of a
+    str: this must stream 5,000 tokens to the GUI thread intact."""
+    path = write_llama_gguf(tmp_path / "long.gguf", suppress_special=True, context_length=8192)
+    s = GenerationSettings(temperature=0.8, seed=7, max_tokens=5000, ctx=8192)
+    received: list[str] = []
+    results: list[object] = []
+    with Engine() as engine:
+        engine.load(path, s)
+        thread = ReplyThread(engine, [{"role": "user", "content": "Go"}], s)
+        thread.piece.connect(received.append)
+        thread.finished_reply.connect(results.append)
+        with qtbot.waitSignal(thread.finished_reply, timeout=120_000):
+            thread.start()
+        thread.wait()
+    (result,) = results
+    assert result.completion_tokens == 5000
+    assert len(received) >= 4000
+    assert "".join(received) == result.reply
+
+
+def test_a_failure_arrives_as_a_signal(qtbot, tiny_model: Path) -> None:
+    with Engine() as engine:
+        engine.load(tiny_model, GenerationSettings(ctx=256))
+        thread = ReplyThread(
+            engine, [{"role": "user", "content": "word " * 400}], GenerationSettings()
+        )
+        with qtbot.waitSignal(thread.failed, timeout=60_000) as blocker:
+            thread.start()
+        thread.wait()
+    assert "context holds 256" in blocker.args[0]
