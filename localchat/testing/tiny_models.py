@@ -137,6 +137,7 @@ def write_llama_gguf(
     logit_scale: float = 4.0,
     suppress_special: bool = False,
     tensor_hook: TensorHook | None = None,
+    store_as: dict[str, type] | None = None,
 ) -> Path:
     """Write a random-weight model and return its path.
 
@@ -147,6 +148,8 @@ def write_llama_gguf(
     ``suppress_special`` keeps control tokens (EOS among them) from being
     generated, for tests that need long replies.
     ``tensor_hook(name, array)`` may change a tensor before it is written.
+    ``store_as`` stores named tensors in another numpy dtype (e.g. float64,
+    which llama.cpp loads but cannot compute with: a way to crash it).
     ``architecture`` only renames the metadata (to test unsupported ones)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
@@ -189,7 +192,7 @@ def write_llama_gguf(
     def add(tname: str, array: np.ndarray, quantize: bool) -> None:
         if tensor_hook is not None:
             array = tensor_hook(tname, array)
-        array = np.ascontiguousarray(array, dtype=np.float32)
+        array = np.ascontiguousarray(array, dtype=(store_as or {}).get(tname, np.float32))
         if quantize and qtype != gguf.GGMLQuantizationType.F32:
             data = gguf.quants.quantize(array, qtype)
             w.add_tensor(tname, data, raw_dtype=qtype)
