@@ -191,3 +191,34 @@ def test_interactive_chat_in_a_terminal(home: Path, tiny_model: Path) -> None:
     reply = screen.split(b"Hello there", 1)[1].split(b">>> ")[0]
     assert len(reply.strip()) > 0
     assert b"Traceback" not in screen
+
+
+def test_info_describes_a_model_without_loading_it(home: Path, phi3_model: Path) -> None:
+    proc = run("info", str(phi3_model), "--json", "--ctx", "3000", home=home)
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    assert facts["architecture"] == "llama" and facts["kind"] == "model"
+    assert facts["quantization"] == "F32" and facts["has_chat_template"] is True
+    assert facts["trained_context"] == 4096 and facts["context"] == 2816
+    assert facts["file_size"] == phi3_model.stat().st_size
+    assert facts["ram_estimate"] > facts["ram_weights"] + facts["ram_kv_cache"]
+    text = run("info", str(phi3_model), home=home)
+    assert text.returncode == 0 and "memory at 4,096" in text.stdout
+    assert_one_line_error(run("info", str(home / "none.gguf"), home=home), 1, "no such file")
+
+
+def test_no_arguments_opens_the_window(home: Path) -> None:
+    env = {**os.environ, "LOCALCHAT_HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localchat"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=4)  # still running: the window is up
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert b"Traceback" not in err

@@ -29,8 +29,10 @@ def user(text: str) -> list[Message]:
 
 
 def test_reply_streams_in_pieces_that_add_up(engine: Engine, tiny_model: Path) -> None:
+    assert engine.info() is None
     loaded = engine.load(tiny_model, GREEDY)
     assert loaded.n_ctx == 4096 and loaded.template_source == "gguf"
+    assert engine.info() == loaded
     stream = engine.chat(user("Hello there"), GREEDY)
     pieces = list(stream)
     result = stream.result
@@ -42,6 +44,10 @@ def test_reply_streams_in_pieces_that_add_up(engine: Engine, tiny_model: Path) -
     assert result.context_used == result.prompt_tokens + result.completion_tokens
     assert result.context_size == 4096
     assert result.ttft_ms > 0 and result.tokens_per_s > 0
+    engine.unload()
+    assert engine.info() is None
+    with pytest.raises(EngineError, match="no model is loaded"):
+        engine.chat(user("Hi"), GREEDY).text()
 
 
 def test_same_seed_same_reply_in_a_fresh_process(tiny_model: Path) -> None:

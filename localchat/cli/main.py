@@ -17,9 +17,11 @@ from typing import IO, Any, NoReturn
 from localchat import __version__
 from localchat.core import params
 from localchat.core.engine.client import ChatStream, Engine
+from localchat.core.engine.gguf_info import human_count, human_size, read_model_info
 from localchat.core.engine.protocol import ChatResult, Message
 from localchat.core.errors import LocalChatError, SettingError
 from localchat.core.models import library
+from localchat.core.params import effective_ctx
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -65,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true", help="print one JSON object per turn")
     chat.add_argument("--lora", metavar="PATH", help="apply this LoRA adapter (.gguf)")
     params.add_cli_arguments(chat)
+
+    info = sub.add_parser(
+        "info",
+        help="what a model file is, without loading it",
+        description="Show a GGUF file's architecture, size, quantization, trained context and "
+        "chat template, and estimate the memory it needs at a context size.",
+    )
+    info.add_argument("model", help="a .gguf file or the name of an installed model")
+    info.add_argument(
+        "--ctx",
+        type=int,
+        default=params.default("ctx"),
+        metavar="N",
+        help="context size for the memory estimate (default %(default)s)",
+    )
+    info.add_argument("--json", action="store_true", help="print a JSON object")
     return parser
 
 
@@ -74,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             raise UsageError("a command is needed (see 'localchat --help')")
+        if args.command == "info":
+            return _info(args)
         try:
             settings = params.from_cli(args)
         except SettingError as exc:
@@ -100,6 +120,51 @@ def _quiet_pipes() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="replace")
+
+
+# -- info ----------------------------------------------------------------------
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = read_model_info(library.resolve(args.model))
+    n_ctx = effective_ctx(args.ctx, info.context_length)
+    kv, total = info.kv_cache_bytes(n_ctx), info.ram_estimate(n_ctx)
+    facts = {
+        "path": str(info.path),
+        "name": info.name,
+        "kind": info.file_kind,
+        "architecture": info.architecture,
+        "parameters": info.parameter_count,
+        "quantization": info.quantization,
+        "file_size": info.file_size,
+        "trained_context": info.context_length,
+        "has_chat_template": info.has_chat_template,
+        "context": n_ctx,
+        "ram_estimate": total,
+        "ram_weights": info.weights_bytes,
+        "ram_kv_cache": kv,
+    }
+    if args.json:
+        print(json.dumps(facts, ensure_ascii=False))
+        return 0
+    template = "yes" if info.has_chat_template else "no (ChatML is used)"
+    rows = [
+        ("name", info.name),
+        ("file", f"{info.path} ({human_size(info.file_size)})"),
+        ("architecture", info.architecture + ("" if info.file_kind == "model" else " adapter")),
+        ("parameters", human_count(info.parameter_count)),
+        ("quantization", info.quantization),
+        ("trained context", f"{info.context_length:,} tokens"),
+        ("chat template", template),
+        (
+            f"memory at {n_ctx:,}",
+            f"~{human_size(total)} (weights {human_size(info.weights_bytes)}, "
+            f"KV cache {human_size(kv)}, buffers {human_size(total - kv - info.weights_bytes)})",
+        ),
+    ]
+    for label, value in rows:
+        print(f"{label:<18}{value}")
+    return 0
 
 
 # -- chat ----------------------------------------------------------------------

@@ -26,6 +26,14 @@ CTX_MULTIPLE = 256
 buffer otherwise)."""
 
 
+def effective_ctx(requested: int, trained: int) -> int:
+    """The context size a model is run with: the setting capped at the context
+    the model was trained for and rounded down to a multiple of 256 (never
+    below 256)."""
+    n = min(requested, trained) if trained > 0 else requested
+    return max(CTX_MULTIPLE, n // CTX_MULTIPLE * CTX_MULTIPLE)
+
+
 @dataclass(frozen=True)
 class Spec:
     """How one setting is presented, validated and passed on."""

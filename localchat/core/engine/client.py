@@ -31,6 +31,7 @@ from localchat.core.engine.protocol import (
     ChatResult,
     Envelope,
     Failed,
+    Info,
     Load,
     LoadedModel,
     Log,
@@ -112,6 +113,14 @@ class Engine:
             self.loaded = None
             if self._proc is not None:
                 self._call(Unload())
+
+    def info(self) -> LoadedModel | None:
+        """What the worker has loaded (None when nothing, or no worker yet)."""
+        with self._lock:
+            if self._proc is None:
+                return None
+            result = self._call(Info())
+            return result if isinstance(result, LoadedModel) else None
 
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
         result = self._call(Tokenize(text, add_bos, special))

@@ -43,6 +43,11 @@ class Unload:
 
 
 @dataclass(frozen=True)
+class Info:
+    """What is loaded: answered with :class:`LoadedModel`, or :class:`Ok` when nothing is."""
+
+
+@dataclass(frozen=True)
 class Tokenize:
     text: str
     add_bos: bool = False
@@ -69,7 +74,7 @@ class Shutdown:
     pass
 
 
-Request = Load | Unload | Tokenize | RenderChat | Chat | Shutdown
+Request = Load | Unload | Info | Tokenize | RenderChat | Chat | Shutdown
 
 
 @dataclass(frozen=True)

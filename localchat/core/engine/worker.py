@@ -44,6 +44,7 @@ from localchat.core.engine.protocol import (
     Failed,
     FailureKind,
     FinishReason,
+    Info,
     Load,
     LoadedModel,
     Message,
@@ -61,7 +62,7 @@ from localchat.core.engine.streaming import StopMatcher, Utf8Assembler
 from localchat.core.engine.template import ChatTemplate
 from localchat.core.errors import EngineError, LocalChatError, ModelFileError, ModelLoadError
 from localchat.core.hardware import physical_cores
-from localchat.core.params import CTX_MULTIPLE
+from localchat.core.params import effective_ctx
 
 LOG_LIMIT = 5 * 2**20
 
@@ -99,13 +100,6 @@ def _failure_kind(exc: LocalChatError) -> FailureKind:
     if isinstance(exc, ModelLoadError):
         return "load"
     return "request"
-
-
-def effective_ctx(requested: int, trained: int) -> int:
-    """The context size to use: the setting capped at the trained context and
-    rounded down to a multiple of 256 (never below 256)."""
-    n = min(requested, trained) if trained > 0 else requested
-    return max(CTX_MULTIPLE, n // CTX_MULTIPLE * CTX_MULTIPLE)
 
 
 def _strlen() -> Any:
@@ -167,6 +161,8 @@ class Worker:
         if isinstance(req, Unload):
             self._unload()
             return Ok()
+        if isinstance(req, Info):
+            return self.loaded or Ok()
         if isinstance(req, Tokenize):
             llm = self._model()
             return Tokens(tuple(llm.tokenize(req.text.encode(), req.add_bos, req.special)))
