@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from localchat.core import paths
 from localchat.core.engine import worker as worker_module
-from localchat.core.engine.gguf_info import read_model_info
+from localchat.core.engine.gguf_info import ModelInfo, read_model_info
 from localchat.core.engine.protocol import (
     Chat,
     ChatResult,
@@ -34,7 +34,6 @@ from localchat.core.engine.protocol import (
     Info,
     Load,
     LoadedModel,
-    Log,
     Message,
     Ok,
     Piece,
@@ -68,7 +67,6 @@ class Engine:
         self._load_request: Load | None = None
         self._log_path = log_path
         self.loaded: LoadedModel | None = None
-        self.warnings: list[str] = []
 
     # -- public API ------------------------------------------------------------
 
@@ -89,9 +87,10 @@ class Engine:
                 f"{info.path.name} is a LoRA adapter, not a model: pass it with --lora"
             )
         if lora is not None:
-            read_model_info(lora)
+            _check_adapter(read_model_info(lora), info)
         req = Load(
             path=str(info.path.resolve()),
+            n_ctx_train=info.context_length,
             n_ctx=s.ctx,
             gpu_layers=s.gpu_layers,
             threads=s.threads,
@@ -245,9 +244,6 @@ class Engine:
             else:
                 self._crashed()
             body = reply.body
-            if isinstance(body, Log):
-                self.warnings.append(body.text)
-                continue
             if reply.id != rid:
                 continue  # the tail of an abandoned request
             if isinstance(body, Failed):
@@ -347,6 +343,17 @@ class ChatStream:
         self._done = True
         if self._engine._active is self:
             self._engine._active = None
+
+
+def _check_adapter(adapter: ModelInfo, model: ModelInfo) -> None:
+    """A LoRA adapter must be one, and for the model's architecture."""
+    name = adapter.path.name
+    if adapter.file_kind != "adapter" or adapter.metadata.get("adapter.type") != "lora":
+        raise ModelFileError(f"{name} is not a LoRA adapter")
+    if adapter.architecture != model.architecture:
+        raise ModelLoadError(
+            f"{name} is an adapter for {adapter.architecture} models, not {model.architecture}"
+        )
 
 
 def _describe_exit(code: int | None) -> str:

@@ -2,15 +2,15 @@
 
 Requests go parent -> worker over a pipe, one at a time; the worker answers each
 with exactly one final message (a result or :class:`Failed`), and a chat request
-also with :class:`Piece` messages before its :class:`ChatResult`. :class:`Log`
-messages may arrive at any time. Cancelling does not use the pipe: the parent
-writes the id of the request to stop into shared memory, which the worker reads
-at every token and, through llama.cpp's abort callback, during prompt evaluation.
+also with :class:`Piece` messages before its :class:`ChatResult`. Cancelling
+does not use the pipe: the parent sets a byte of shared memory, which the
+worker reads at every token and llama.cpp reads, through its abort callback,
+during every decode; the parent clears it before sending the next request.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, TypedDict
 
 from localchat.core.params import GenerationSettings
@@ -28,7 +28,11 @@ class Message(TypedDict):
 
 @dataclass(frozen=True)
 class Load:
+    """Load a model file the parent has already checked (whole, a GGUF model,
+    any adapter matching it), with the facts it read from the header."""
+
     path: str
+    n_ctx_train: int
     n_ctx: int
     gpu_layers: int
     threads: int
@@ -161,12 +165,6 @@ class Failed:
 
 
 @dataclass(frozen=True)
-class Log:
-    level: Literal["warning", "error"]
-    text: str
-
-
-@dataclass(frozen=True)
 class Reply:
     id: int
-    body: LoadedModel | Tokens | Rendered | Piece | ChatResult | Ok | Failed | Log = field()
+    body: LoadedModel | Tokens | Rendered | Piece | ChatResult | Ok | Failed

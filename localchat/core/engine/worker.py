@@ -36,7 +36,6 @@ from typing import Any
 
 import llama_cpp
 
-from localchat.core.engine.gguf_info import ModelInfo, read_model_info
 from localchat.core.engine.protocol import (
     Chat,
     ChatResult,
@@ -113,7 +112,6 @@ class Worker:
         self.conn = conn
         self.flag = cancel_flag
         self.llm: llama_cpp.Llama | None = None
-        self.info: ModelInfo | None = None
         self.loaded: LoadedModel | None = None
         self.template: ChatTemplate | None = None
         self.lora: Any = None
@@ -208,13 +206,9 @@ class Worker:
     # -- loading -----------------------------------------------------------------
 
     def _load(self, req: Load) -> LoadedModel:
-        info = read_model_info(req.path)
-        if info.file_kind == "adapter":
-            raise ModelFileError(
-                f"{info.path.name} is a LoRA adapter, not a model: pass it with --lora"
-            )
+        """Load a model the parent has checked (see ``Engine.load``)."""
         self._unload()
-        n_ctx = effective_ctx(req.n_ctx, info.context_length)
+        n_ctx = effective_ctx(req.n_ctx, req.n_ctx_train)
         threads = req.threads or physical_cores()
         offload = bool(llama_cpp.llama_supports_gpu_offload())
         layers = req.gpu_layers if offload else 0
@@ -227,7 +221,7 @@ class Worker:
             llm = self._construct(req, n_ctx, threads, 0)
             notice = f"the GPU could not take the model ({exc}); running on the CPU instead"
             layers = 0
-        self.llm, self.info = llm, info
+        self.llm = llm
         try:
             meta = llm.metadata
             bos, eos = llm.token_bos(), llm.token_eos()
@@ -249,9 +243,9 @@ class Worker:
             self._unload()
             raise
         self.loaded = LoadedModel(
-            path=str(info.path),
+            path=req.path,
             n_ctx=llm.n_ctx(),
-            n_ctx_train=info.context_length,
+            n_ctx_train=req.n_ctx_train,
             n_vocab=llm.n_vocab(),
             gpu_layers=layers,
             gpu_offload_supported=offload,
@@ -293,28 +287,18 @@ class Worker:
     def _apply_lora(self, path: str, scale: float) -> None:
         """Load and apply a LoRA adapter, checking what llama.cpp returns (a NULL
         adapter used anyway crashes at the first decode)."""
-        assert self.llm is not None and self.info is not None
-        adapter_info = read_model_info(path)
-        if (
-            adapter_info.file_kind != "adapter"
-            or adapter_info.metadata.get("adapter.type") != "lora"
-        ):
-            raise ModelFileError(f"{adapter_info.path.name} is not a LoRA adapter")
-        if adapter_info.architecture != self.info.architecture:
-            raise ModelLoadError(
-                f"{adapter_info.path.name} is an adapter for {adapter_info.architecture} models, "
-                f"not {self.info.architecture}"
-            )
+        assert self.llm is not None
+        name = Path(path).name
         self.log_lines.clear()
         adapter = llama_cpp.llama_adapter_lora_init(self.llm._model.model, path.encode())
         if not adapter:
             reason = self._last_error() or "llama.cpp rejected it"
-            raise ModelLoadError(f"cannot load adapter {adapter_info.path.name}: {reason}")
+            raise ModelLoadError(f"cannot load adapter {name}: {reason}")
         self.lora = adapter
         adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
         scales = (ctypes.c_float * 1)(scale)
         if llama_cpp.llama_set_adapters_lora(self.llm._ctx.ctx, adapters, 1, scales):
-            raise ModelLoadError(f"cannot apply adapter {adapter_info.path.name}")
+            raise ModelLoadError(f"cannot apply adapter {name}")
 
     def _unload(self) -> None:
         if self.lora is not None:
@@ -322,7 +306,7 @@ class Worker:
             self.lora = None
         if self.llm is not None:
             self.llm.close()
-        self.llm = self.info = self.loaded = self.template = None
+        self.llm = self.loaded = self.template = None
         self.last_text, self.last_tokens = "", []
 
     # -- prompts -----------------------------------------------------------------
@@ -369,7 +353,7 @@ class Worker:
     def _chat(self, rid: int, req: Chat) -> ChatResult:
         t0 = time.perf_counter()
         llm = self._model()
-        if self.loaded is None or self.info is None or llm._ctx is None:
+        if self.loaded is None:
             raise EngineError("no model is loaded")
         s = req.settings
         messages = list(req.messages)
