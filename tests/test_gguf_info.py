@@ -8,8 +8,10 @@ from pathlib import Path
 import gguf
 import pytest
 
+from localchat.core.engine.client import Engine
 from localchat.core.engine.gguf_info import ArrayInfo, read_model_info
 from localchat.core.errors import ModelFileError
+from localchat.core.params import GenerationSettings
 from localchat.testing.tiny_models import fixture_vocab, write_llama_gguf
 
 
@@ -102,3 +104,13 @@ def test_bad_files_get_one_line_reasons(tmp_path: Path, tiny_model: Path) -> Non
         assert reason in str(err.value), path
         assert "\n" not in str(err.value)
     assert info.weights_bytes < len(whole)
+
+
+@pytest.mark.parametrize("n_ctx", [1024, 4096])
+def test_memory_estimate_matches_what_llama_cpp_allocates(slow_model: Path, n_ctx: int) -> None:
+    info = read_model_info(slow_model)
+    with Engine() as engine:
+        loaded = engine.load(slow_model, GenerationSettings(ctx=n_ctx))
+    assert loaded.kv_cache_bytes > 0 and loaded.compute_bytes > 0
+    assert info.kv_cache_bytes(n_ctx) == pytest.approx(loaded.kv_cache_bytes, rel=0.01)
+    assert 0.8 < info.compute_bytes(n_ctx) / loaded.compute_bytes < 1.25

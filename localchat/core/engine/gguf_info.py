@@ -118,13 +118,24 @@ class ModelInfo:
         n_kv = self.n_head_kv or self.n_head
         return self.n_layer * n_ctx * n_kv * (k_dim + v_dim) * 2
 
-    def ram_estimate(self, n_ctx: int, n_batch: int = 512) -> int:
-        """Bytes of memory the model needs at ``n_ctx``: weights, KV cache, and
-        llama.cpp's compute and output buffers (an estimate, on the high side)."""
+    def compute_bytes(self, n_ctx: int, n_batch: int = 512) -> int:
+        """llama.cpp's compute buffer for a batch: dominated, without flash
+        attention, by the attention scores (heads x batch x context floats)."""
         n_ff = int(self.metadata.get(f"{self.architecture}.feed_forward_length", 4 * self.n_embd))
-        compute = 4 * n_batch * (n_ctx * max(self.n_head, 1) // 4 + 3 * n_ff + 4 * self.n_embd)
-        outputs = 4 * self.n_vocab * n_batch
-        return self.weights_bytes + self.kv_cache_bytes(n_ctx) + compute + outputs + 64 * 2**20
+        return 4 * n_batch * (max(self.n_head, 1) * n_ctx + 2 * n_ff)
+
+    def ram_estimate(self, n_ctx: int, n_batch: int = 512) -> int:
+        """Bytes of memory the model needs at ``n_ctx``: the weights, the KV
+        cache, llama.cpp's compute buffer, the logits buffer of a batch, and the
+        worker process itself."""
+        logits = 4 * self.n_vocab * n_batch
+        return (
+            self.weights_bytes
+            + self.kv_cache_bytes(n_ctx)
+            + self.compute_bytes(n_ctx, n_batch)
+            + logits
+            + 64 * 2**20
+        )
 
 
 def read_model_info(

@@ -104,6 +104,10 @@ class LoadedModel:
     gpu_offload_supported: bool
     threads: int
     template_source: Literal["gguf", "fallback"]
+    kv_cache_bytes: int = 0
+    """The KV cache llama.cpp allocated (from its load report)."""
+    compute_bytes: int = 0
+    """llama.cpp's compute buffers (from its load report)."""
     lora: str | None = None
     notice: str | None = None
     """Something the user should know, e.g. that GPU offload failed and the

@@ -27,6 +27,7 @@ import ctypes
 import ctypes.util
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -93,6 +94,14 @@ def _redirect_output(log_path: str) -> None:
         pass
 
 
+_BUFFER_LINES = {
+    # "llama_kv_cache:        CPU KV buffer size =    44.00 MiB"
+    "kv": re.compile(r"KV buffer size =\s*([\d.]+) MiB"),
+    # "sched_reserve:        CPU compute buffer size =   153.01 MiB"
+    "compute": re.compile(r"compute buffer size =\s*([\d.]+) MiB"),
+}
+
+
 def _failure_kind(exc: LocalChatError) -> FailureKind:
     if isinstance(exc, ModelFileError):
         return "file"
@@ -122,6 +131,7 @@ class Worker:
         self.log_lines: collections.deque[str] = collections.deque(maxlen=20)
         self._log_partial = ""
         self._log_level = 2
+        self.buffers: dict[str, int] = {}  # llama.cpp's allocations, from its load report
         self._log_cb = llama_cpp.llama_log_callback(self._on_log)
         llama_cpp.llama_log_set(self._log_cb, ctypes.c_void_p(0))
         strlen = _strlen()
@@ -181,6 +191,11 @@ class Worker:
             self._log_partial = msg
             return
         self._log_partial = ""
+        if level == 2:
+            for key, pattern in _BUFFER_LINES.items():
+                m = pattern.search(msg)
+                if m:
+                    self.buffers[key] = self.buffers.get(key, 0) + int(float(m[1]) * 2**20)
         if level >= 3 and msg.strip():
             self.log_lines.append(msg.strip())
             print(msg, end="", file=sys.stderr)
@@ -251,6 +266,8 @@ class Worker:
             gpu_offload_supported=offload,
             threads=threads,
             template_source="gguf" if self.template.from_model else "fallback",
+            kv_cache_bytes=self.buffers.get("kv", 0),
+            compute_bytes=self.buffers.get("compute", 0),
             lora=req.lora,
             notice=notice,
         )
@@ -258,6 +275,7 @@ class Worker:
 
     def _construct(self, req: Load, n_ctx: int, threads: int, layers: int) -> llama_cpp.Llama:
         self.log_lines.clear()
+        self.buffers.clear()
         n_batch = min(512, n_ctx)
         try:
             return llama_cpp.Llama(
