@@ -362,3 +362,29 @@ def test_gpu_offload_is_reported(engine: Engine, tiny_model: Path) -> None:
         assert loaded.gpu_layers == 0 and loaded.notice is None
     else:
         assert loaded.gpu_layers != 0 or loaded.notice
+
+
+def test_gpu_offload_failure_falls_back_to_the_cpu_and_says_so() -> None:
+    from localchat.core.engine.worker import load_with_gpu_fallback
+
+    calls: list[int] = []
+
+    def construct(layers: int) -> str:
+        calls.append(layers)
+        if layers:
+            raise ModelLoadError("cudaMalloc failed: out of memory")
+        return "model"
+
+    model, layers, notice = load_with_gpu_fallback(construct, -1)
+    assert (model, layers, calls) == ("model", 0, [-1, 0])
+    assert notice and "out of memory" in notice and "running on the CPU" in notice
+    calls.clear()
+    assert load_with_gpu_fallback(construct, 0) == ("model", 0, None)
+
+    def broken(layers: int) -> str:
+        raise ModelLoadError("not a model")
+
+    with pytest.raises(ModelLoadError, match="not a model"):
+        load_with_gpu_fallback(broken, 0)
+    with pytest.raises(ModelLoadError, match="not a model"):  # the CPU retry fails too
+        load_with_gpu_fallback(broken, 10)

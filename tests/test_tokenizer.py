@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from localchat.core.engine.client import Engine
+from localchat.core.errors import EngineError
 from localchat.testing.tiny_models import FIXTURE_VOCABS, fixture_vocab, write_llama_gguf
 
 
@@ -29,6 +30,8 @@ def test_vocab_matches_llama_cpp_conformance_cases(name: str) -> None:
         engine.load(fixture_vocab(name), vocab_only=True)
         for text, ids in cases:
             assert engine.tokenize(text, add_bos=False, special=False) == ids, repr(text)
+        with pytest.raises(EngineError, match="tokenizer only"):
+            engine.chat([{"role": "user", "content": "hi"}]).text()
 
 
 @pytest.mark.parametrize("name", FIXTURE_VOCABS)

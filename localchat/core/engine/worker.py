@@ -31,9 +31,10 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import llama_cpp
 
@@ -65,6 +66,7 @@ from localchat.core.hardware import physical_cores
 from localchat.core.params import effective_ctx
 
 LOG_LIMIT = 5 * 2**20
+T = TypeVar("T")
 
 
 def main(conn: Connection, cancel_flag: Any, log_path: str | None) -> None:
@@ -102,6 +104,20 @@ _BUFFER_LINES = {
 }
 
 
+def load_with_gpu_fallback(
+    construct: Callable[[int], T], gpu_layers: int
+) -> tuple[T, int, str | None]:
+    """``construct(gpu_layers)``; if offloading fails, ``construct(0)`` (the CPU)
+    and a notice saying so. Returns the result, the layers used and the notice."""
+    try:
+        return construct(gpu_layers), gpu_layers, None
+    except ModelLoadError as exc:
+        if gpu_layers == 0:
+            raise
+        notice = f"the GPU could not take the model ({exc}); running on the CPU instead"
+        return construct(0), 0, notice
+
+
 def _failure_kind(exc: LocalChatError) -> FailureKind:
     if isinstance(exc, ModelFileError):
         return "file"
@@ -125,6 +141,7 @@ class Worker:
         self.template: ChatTemplate | None = None
         self.lora: Any = None
         self.add_space_prefix = False
+        self.vocab_only = False
         # The last turn, for prefix reuse.
         self.last_text = ""
         self.last_tokens: list[int] = []
@@ -132,6 +149,7 @@ class Worker:
         self._log_partial = ""
         self._log_level = 2
         self.buffers: dict[str, int] = {}  # llama.cpp's allocations, from its load report
+        self._capturing = False
         self._log_cb = llama_cpp.llama_log_callback(self._on_log)
         llama_cpp.llama_log_set(self._log_cb, ctypes.c_void_p(0))
         strlen = _strlen()
@@ -191,7 +209,7 @@ class Worker:
             self._log_partial = msg
             return
         self._log_partial = ""
-        if level == 2:
+        if level == 2 and self._capturing:
             for key, pattern in _BUFFER_LINES.items():
                 m = pattern.search(msg)
                 if m:
@@ -227,16 +245,10 @@ class Worker:
         threads = req.threads or physical_cores()
         offload = bool(llama_cpp.llama_supports_gpu_offload())
         layers = req.gpu_layers if offload else 0
-        notice = None
-        try:
-            llm = self._construct(req, n_ctx, threads, layers)
-        except ModelLoadError as exc:
-            if layers == 0:
-                raise
-            llm = self._construct(req, n_ctx, threads, 0)
-            notice = f"the GPU could not take the model ({exc}); running on the CPU instead"
-            layers = 0
-        self.llm = llm
+        llm, layers, notice = load_with_gpu_fallback(
+            lambda n: self._construct(req, n_ctx, threads, n), layers
+        )
+        self.llm, self.vocab_only = llm, req.vocab_only
         try:
             meta = llm.metadata
             bos, eos = llm.token_bos(), llm.token_eos()
@@ -276,6 +288,7 @@ class Worker:
     def _construct(self, req: Load, n_ctx: int, threads: int, layers: int) -> llama_cpp.Llama:
         self.log_lines.clear()
         self.buffers.clear()
+        self._capturing = True
         n_batch = min(512, n_ctx)
         try:
             return llama_cpp.Llama(
@@ -301,6 +314,8 @@ class Worker:
             raise ModelLoadError(
                 f"llama.cpp could not load {Path(req.path).name}: {reason}"
             ) from None
+        finally:
+            self._capturing = False
 
     def _apply_lora(self, path: str, scale: float) -> None:
         """Load and apply a LoRA adapter, checking what llama.cpp returns (a NULL
@@ -371,8 +386,8 @@ class Worker:
     def _chat(self, rid: int, req: Chat) -> ChatResult:
         t0 = time.perf_counter()
         llm = self._model()
-        if self.loaded is None:
-            raise EngineError("no model is loaded")
+        if self.vocab_only:
+            raise EngineError("this model was loaded for its tokenizer only; load it fully to chat")
         s = req.settings
         messages = list(req.messages)
         if s.system_prompt and not any(m["role"] == "system" for m in messages):
