@@ -188,7 +188,8 @@ def test_a_reply_stops_when_the_context_is_full(engine: Engine, tiny_model: Path
 def test_cancel_during_generation_keeps_what_was_generated(
     engine: Engine, slow_model: Path
 ) -> None:
-    s = GenerationSettings(temperature=0.0, max_tokens=4000, ctx=4096)
+    # CPU only: the test needs generation slower than the cancel.
+    s = GenerationSettings(temperature=0.0, max_tokens=4000, ctx=4096, gpu_layers=0)
     engine.load(slow_model, s)
     stream = engine.chat(user("Count to a million"), s)
     pieces = []
@@ -208,11 +209,19 @@ def test_cancel_during_generation_keeps_what_was_generated(
 
 
 def test_cancel_during_prompt_evaluation(engine: Engine, slow_model: Path) -> None:
-    s = GenerationSettings(temperature=0.0, max_tokens=16, ctx=4096, repeat_penalty=1.0)
+    s = GenerationSettings(
+        temperature=0.0, max_tokens=16, ctx=4096, repeat_penalty=1.0, gpu_layers=0
+    )
     engine.load(slow_model, s)
+    # How long a whole evaluation of such a prompt takes on this machine.
+    warm = engine.chat(user("consectetur adipiscing elit " * 120), s)
+    warm.text()
+    assert warm.result is not None
+    full_eval_s = warm.result.ttft_ms / 1000
+
     prompt = user("lorem ipsum dolor sit amet " * 120)
     stream = engine.chat(prompt, s)
-    timer = threading.Timer(1.5, engine.cancel)  # after a batch or two of 512 tokens
+    timer = threading.Timer(0.4 * full_eval_s, engine.cancel)  # a few 512-token batches in
     t0 = time.perf_counter()
     timer.start()
     assert stream.text() == ""
@@ -220,13 +229,12 @@ def test_cancel_during_prompt_evaluation(engine: Engine, slow_model: Path) -> No
     r = stream.result
     assert r is not None and r.finish_reason == "cancelled" and r.completion_tokens == 0
     assert r.prompt_tokens > 2000
-    # The prompt was cut short: returned long before a full evaluation would end.
+    # It stopped early: well before a whole evaluation would have ended.
+    assert elapsed < 0.75 * full_eval_s
+    # Batches finished before the cancel were kept and reused.
     again = engine.chat(prompt, s)
     reply = again.text()
     assert again.result is not None
-    full_eval_s = again.result.ttft_ms / 1000
-    assert elapsed < 1.5 + full_eval_s / 2
-    # Batches finished before the cancel were kept and reused.
     assert again.result.evaluated_tokens < again.result.prompt_tokens
     with Engine() as fresh:
         fresh.load(slow_model, s)

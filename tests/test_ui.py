@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from PySide6.QtWidgets import QLabel
@@ -33,6 +34,9 @@ def test_thousands_of_tokens_stream_through_signals(qtbot, tmp_path: Path) -> No
     s = GenerationSettings(temperature=0.8, seed=7, max_tokens=5000, ctx=8192)
     received: list[str] = []
     results: list[object] = []
+    # The 6.12.0 bug drops a reference to True or False at each emit until
+    # Python frees one and aborts; on 3.12+ they are immortal and never move.
+    bool_refs = sys.getrefcount(True), sys.getrefcount(False)
     with Engine() as engine:
         engine.load(path, s)
         thread = ReplyThread(engine, [{"role": "user", "content": "Go"}], s)
@@ -41,6 +45,8 @@ def test_thousands_of_tokens_stream_through_signals(qtbot, tmp_path: Path) -> No
         with qtbot.waitSignal(thread.finished_reply, timeout=120_000):
             thread.start()
         thread.wait()
+    assert sys.getrefcount(True) > bool_refs[0] - 500, "a bool's references are draining"
+    assert sys.getrefcount(False) > bool_refs[1] - 500, "a bool's references are draining"
     (result,) = results
     assert result.completion_tokens == 5000
     assert len(received) >= 4000

@@ -138,12 +138,12 @@ class GenerationSettings:
     gpu_layers: int = _setting(
         -1,
         label="GPU layers",
-        help="Layers to run on the GPU (0 = CPU only, -1 = all). Falls back to the CPU "
-        "when the GPU cannot take them.",
+        help="Layers to run on the GPU (0 = none, -1 = all). Falls back to the CPU when "
+        "the GPU cannot take them.",
         group="model",
         minimum=-1,
         maximum=1000,
-        special={-1: "all", 0: "CPU only"},
+        special={-1: "all", 0: "none"},
         llama_arg="n_gpu_layers",
     )
     threads: int = _setting(
