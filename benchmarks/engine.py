@@ -69,6 +69,7 @@ import llama_cpp
 
 from localchat.core.engine.client import Engine
 from localchat.core.engine.protocol import Message
+from localchat.core.engine.worker import reusable_prefix
 from localchat.core.params import GenerationSettings
 from localchat.testing.tiny_models import write_llama_gguf
 
@@ -223,14 +224,8 @@ class Run:
 def run_raw(llm: llama_cpp.Llama, prompt: Prompt, n_gen: int, sampling: dict[str, Any]) -> Run:
     """The plain in-process loop: ``Llama.generate``, detokenizing each token."""
     tokens = prompt.tokens
-    # What plain ``generate`` will take from the KV cache (its own prefix rule).
-    cached = llm.input_ids[: llm.n_tokens].tolist()
-    prefix = 0
-    for a, b in zip(cached, tokens, strict=False):
-        if a != b:
-            break
-        prefix += 1
-    prefix = min(prefix, len(tokens) - 1)
+    # What plain ``generate`` will take from the KV cache: the same rule as ours.
+    prefix = reusable_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
     eos = llm.token_eos()
     llm.set_seed(SEED)
     pieces: list[bytes] = []

@@ -31,7 +31,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
@@ -102,6 +102,17 @@ _BUFFER_LINES = {
     # "sched_reserve:        CPU compute buffer size =   153.01 MiB"
     "compute": re.compile(r"compute buffer size =\s*([\d.]+) MiB"),
 }
+
+
+def reusable_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
+    """How many of ``tokens`` the KV cache already holds: the common prefix,
+    less one when it is the whole prompt (a token is evaluated for fresh logits)."""
+    prefix = 0
+    for a, b in zip(cached, tokens, strict=False):
+        if a != b:
+            break
+        prefix += 1
+    return min(prefix, len(tokens) - 1)
 
 
 def load_with_gpu_fallback(
@@ -403,14 +414,7 @@ class Worker:
         room = n_ctx - len(tokens)
         max_new = min(s.max_tokens, room)
 
-        # Reuse the cached prefix; at least one token is evaluated for fresh logits.
-        cached = llm.input_ids[: llm.n_tokens].tolist()
-        prefix = 0
-        for a, b in zip(cached, tokens, strict=False):
-            if a != b:
-                break
-            prefix += 1
-        prefix = min(prefix, len(tokens) - 1)
+        prefix = reusable_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         if prefix and not llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
             prefix = 0
         if prefix == 0:
