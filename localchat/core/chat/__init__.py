@@ -1,0 +1,1 @@
+"""Chats: the store (SQLite); the session and context window come next."""

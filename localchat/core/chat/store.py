@@ -1,0 +1,444 @@
+"""Chats in SQLite, written so that nothing the user wrote is ever lost.
+
+- Every change is one transaction. The database runs in WAL mode with
+  ``synchronous=NORMAL``: a killed app loses nothing that was committed (only a
+  power cut can take the last transactions).
+- A reply being generated is one row, appended to in small transactions (every
+  few pieces or a few tens of milliseconds, see :class:`ReplyWriter`), so a
+  kill at any moment loses at most the last few tokens. A reply still marked
+  "streaming" when the database is opened is marked "interrupted", its text
+  kept.
+- Messages form a tree: editing a user message or regenerating a reply adds a
+  sibling, and the old branch stays. Each chat remembers its current leaf; the
+  conversation shown is the path from the root to it.
+- The schema is versioned (``PRAGMA user_version``) and migrated on open; a
+  database from a newer LocalChat is refused, never altered.
+- Each reply records the model and the generation settings that made it, by
+  value: chats outlive the models they were made with.
+
+One :class:`ChatStore` may be used from several threads (a lock serialises
+them); the window does its writes off the GUI thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from localchat.core import paths
+from localchat.core.errors import LocalChatError
+
+Role = Literal["system", "user", "assistant"]
+Status = Literal["done", "streaming", "interrupted", "cancelled", "failed"]
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: chats, and messages as a tree
+    """
+    CREATE TABLE chats (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        current_leaf INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        settings TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+        parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+        content TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'done'
+            CHECK (status IN ('done', 'streaming', 'interrupted', 'cancelled', 'failed')),
+        model TEXT,
+        settings TEXT,
+        stats TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX messages_by_chat ON messages(chat_id, id);
+    CREATE INDEX messages_by_parent ON messages(parent_id, id);
+    CREATE INDEX chats_by_update ON chats(updated_at DESC);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(LocalChatError):
+    """The chat database cannot be used (unreadable, or from a newer version)."""
+
+
+@dataclass(frozen=True)
+class ChatInfo:
+    id: int
+    title: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    chat_id: int
+    parent_id: int | None
+    role: Role
+    content: str
+    status: Status
+    model: str | None
+    settings: dict[str, Any] | None
+    stats: dict[str, Any] | None
+    created_at: float
+    sibling_ids: tuple[int, ...] = ()
+    """This message and its alternatives (same parent, same role), oldest first."""
+
+    @property
+    def sibling_index(self) -> int:
+        return self.sibling_ids.index(self.id) if self.sibling_ids else 0
+
+
+class ChatStore:
+    """The chat database (``chats.sqlite3`` in the user data folder by default)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path is not None else paths.chats_db()
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+            with self._tx() as db:
+                db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the chat database {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ChatStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (taken at once, so two writers never deadlock)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the chat database {self.path} was written by a newer LocalChat (schema "
+                f"{version}, this one knows {SCHEMA_VERSION}); upgrade LocalChat to open it"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self._tx() as db:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    # -- chats -----------------------------------------------------------------------
+
+    def create_chat(self, title: str = "") -> int:
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO chats (title, created_at, updated_at) VALUES (?, ?, ?)",
+                (title, now, now),
+            )
+            return int(cur.lastrowid or 0)
+
+    def chat(self, chat_id: int) -> ChatInfo:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, title, created_at, updated_at FROM chats WHERE id = ?", (chat_id,)
+            ).fetchone()
+        if row is None:
+            raise StoreError(f"no chat {chat_id}")
+        return ChatInfo(**dict(row))
+
+    def list_chats(self) -> list[ChatInfo]:
+        """All chats, the most recently active first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, title, created_at, updated_at FROM chats "
+                "ORDER BY updated_at DESC, id DESC"
+            ).fetchall()
+        return [ChatInfo(**dict(r)) for r in rows]
+
+    def rename_chat(self, chat_id: int, title: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE chats SET title = ? WHERE id = ?", (title, chat_id))
+
+    def delete_chat(self, chat_id: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+
+    def search(self, query: str) -> list[ChatInfo]:
+        """Chats whose title or any message contains ``query`` (case-insensitive),
+        the most recently active first."""
+        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, title, created_at, updated_at FROM chats WHERE title LIKE ?1 "
+                "ESCAPE '\\' OR id IN (SELECT chat_id FROM messages WHERE content LIKE ?1 "
+                "ESCAPE '\\') ORDER BY updated_at DESC, id DESC",
+                (pattern,),
+            ).fetchall()
+        return [ChatInfo(**dict(r)) for r in rows]
+
+    def chat_settings(self, chat_id: int) -> dict[str, Any]:
+        with self._lock:
+            row = self._db.execute("SELECT settings FROM chats WHERE id = ?", (chat_id,)).fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    def set_chat_settings(self, chat_id: int, settings: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE chats SET settings = ? WHERE id = ?", (json.dumps(settings), chat_id)
+            )
+
+    # -- messages ----------------------------------------------------------------------
+
+    def add_message(
+        self,
+        chat_id: int,
+        role: Role,
+        content: str,
+        *,
+        parent_id: int | Literal["leaf"] | None = "leaf",
+        status: Status = "done",
+        model: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> int:
+        """Add a message after ``parent_id`` (by default the current leaf) and make
+        it the current leaf. Returns its id."""
+        now = time.time()
+        with self._tx() as db:
+            if parent_id == "leaf":
+                row = db.execute(
+                    "SELECT current_leaf FROM chats WHERE id = ?", (chat_id,)
+                ).fetchone()
+                if row is None:
+                    raise StoreError(f"no chat {chat_id}")
+                parent_id = row[0]
+            cur = db.execute(
+                "INSERT INTO messages (chat_id, parent_id, role, content, status, model, "
+                "settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    chat_id,
+                    parent_id,
+                    role,
+                    content,
+                    status,
+                    model,
+                    json.dumps(settings) if settings is not None else None,
+                    now,
+                ),
+            )
+            message_id = int(cur.lastrowid or 0)
+            db.execute(
+                "UPDATE chats SET current_leaf = ?, updated_at = ? WHERE id = ?",
+                (message_id, now, chat_id),
+            )
+            return message_id
+
+    def message(self, message_id: int) -> StoredMessage:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no message {message_id}")
+            return self._stored(row)
+
+    def thread(self, chat_id: int) -> list[StoredMessage]:
+        """The conversation as shown: from the first message to the current leaf."""
+        with self._lock:
+            rows = self._db.execute(
+                "WITH RECURSIVE path(id, depth) AS ("
+                " SELECT current_leaf, 0 FROM chats WHERE id = ?"
+                " UNION ALL SELECT m.parent_id, p.depth + 1 FROM messages m"
+                " JOIN path p ON m.id = p.id WHERE m.parent_id IS NOT NULL)"
+                " SELECT m.* FROM path JOIN messages m ON m.id = path.id ORDER BY depth DESC",
+                (chat_id,),
+            ).fetchall()
+            return [self._stored(r) for r in rows]
+
+    def edit_message(self, message_id: int, content: str) -> int:
+        """A new version of a user message, as a sibling: the old one and the
+        replies after it stay, as another branch. Returns the new message's id."""
+        old = self.message(message_id)
+        return self.add_message(old.chat_id, old.role, content, parent_id=old.parent_id)
+
+    def select(self, message_id: int) -> None:
+        """Show the branch through ``message_id``: the current leaf becomes its
+        newest descendant along the newest children."""
+        with self._tx() as db:
+            leaf = message_id
+            while True:
+                row = db.execute(
+                    "SELECT id FROM messages WHERE parent_id = ? ORDER BY id DESC LIMIT 1", (leaf,)
+                ).fetchone()
+                if row is None:
+                    break
+                leaf = row[0]
+            db.execute(
+                "UPDATE chats SET current_leaf = ? WHERE id = "
+                "(SELECT chat_id FROM messages WHERE id = ?)",
+                (leaf, message_id),
+            )
+
+    def begin_reply(
+        self,
+        chat_id: int,
+        *,
+        parent_id: int | Literal["leaf"] | None = "leaf",
+        model: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> ReplyWriter:
+        """Start an assistant reply that will stream in; regenerating is a new
+        reply with the same parent as the one it replaces."""
+        message_id = self.add_message(
+            chat_id,
+            "assistant",
+            "",
+            parent_id=parent_id,
+            status="streaming",
+            model=model,
+            settings=settings,
+        )
+        return ReplyWriter(self, message_id)
+
+    def _append(self, message_id: int, text: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE messages SET content = content || ? WHERE id = ?", (text, message_id)
+            )
+
+    def _finish(
+        self, message_id: int, text: str, status: Status, stats: dict[str, Any] | None
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE messages SET content = content || ?, status = ?, stats = ? WHERE id = ?",
+                (text, status, json.dumps(stats) if stats is not None else None, message_id),
+            )
+            db.execute(
+                "UPDATE chats SET updated_at = ? WHERE id = "
+                "(SELECT chat_id FROM messages WHERE id = ?)",
+                (time.time(), message_id),
+            )
+
+    def _stored(self, row: sqlite3.Row) -> StoredMessage:
+        siblings = self._db.execute(
+            "SELECT id FROM messages WHERE chat_id = ? AND parent_id IS ? AND role = ? ORDER BY id",
+            (row["chat_id"], row["parent_id"], row["role"]),
+        ).fetchall()
+        return StoredMessage(
+            id=row["id"],
+            chat_id=row["chat_id"],
+            parent_id=row["parent_id"],
+            role=row["role"],
+            content=row["content"],
+            status=row["status"],
+            model=row["model"],
+            settings=json.loads(row["settings"]) if row["settings"] else None,
+            stats=json.loads(row["stats"]) if row["stats"] else None,
+            created_at=row["created_at"],
+            sibling_ids=tuple(s[0] for s in siblings),
+        )
+
+    # -- export ------------------------------------------------------------------------
+
+    def export_json(self, chat_id: int) -> dict[str, Any]:
+        info = self.chat(chat_id)
+        return {
+            "title": info.title,
+            "created_at": info.created_at,
+            "messages": [
+                {
+                    "role": m.role,
+                    "content": m.content,
+                    "model": m.model,
+                    "settings": m.settings,
+                    "stats": m.stats,
+                    "status": m.status,
+                    "created_at": m.created_at,
+                }
+                for m in self.thread(chat_id)
+            ],
+        }
+
+    def export_markdown(self, chat_id: int) -> str:
+        info = self.chat(chat_id)
+        parts = [f"# {info.title or 'Chat'}\n"]
+        names = {"system": "System", "user": "You", "assistant": "Assistant"}
+        for m in self.thread(chat_id):
+            heading = names[m.role]
+            if m.role == "assistant" and m.model:
+                heading += f" ({m.model})"
+            parts.append(f"## {heading}\n\n{m.content}\n")
+        return "\n".join(parts)
+
+
+class ReplyWriter:
+    """Streams a reply into the store in small transactions.
+
+    Text is appended to the row every :attr:`FLUSH_PIECES` pieces or
+    :attr:`FLUSH_SECONDS` seconds, whichever comes first, so a kill loses at
+    most that much; :meth:`finish` writes the rest and the outcome."""
+
+    FLUSH_PIECES = 8
+    FLUSH_SECONDS = 0.05
+
+    def __init__(self, store: ChatStore, message_id: int) -> None:
+        self.store = store
+        self.message_id = message_id
+        self._buffer: list[str] = []
+        self._last_flush = time.monotonic()
+        self.finished = False
+
+    def append(self, text: str) -> None:
+        self._buffer.append(text)
+        if (
+            len(self._buffer) >= self.FLUSH_PIECES
+            or time.monotonic() - self._last_flush >= self.FLUSH_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buffer:
+            text, self._buffer = "".join(self._buffer), []
+            self.store._append(self.message_id, text)
+        self._last_flush = time.monotonic()
+
+    def finish(self, status: Status = "done", stats: dict[str, Any] | None = None) -> None:
+        text, self._buffer = "".join(self._buffer), []
+        self.store._finish(self.message_id, text, status, stats)
+        self.finished = True
