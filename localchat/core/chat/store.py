@@ -280,13 +280,22 @@ class ChatStore:
     def thread(self, chat_id: int) -> list[StoredMessage]:
         """The conversation as shown: from the first message to the current leaf."""
         with self._lock:
+            row = self._db.execute(
+                "SELECT current_leaf FROM chats WHERE id = ?", (chat_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"no chat {chat_id}")
+            return self.path_to(row[0]) if row[0] is not None else []
+
+    def path_to(self, message_id: int) -> list[StoredMessage]:
+        """The messages from the first one down to ``message_id``."""
+        with self._lock:
             rows = self._db.execute(
-                "WITH RECURSIVE path(id, depth) AS ("
-                " SELECT current_leaf, 0 FROM chats WHERE id = ?"
+                "WITH RECURSIVE path(id, depth) AS (SELECT ?, 0"
                 " UNION ALL SELECT m.parent_id, p.depth + 1 FROM messages m"
                 " JOIN path p ON m.id = p.id WHERE m.parent_id IS NOT NULL)"
                 " SELECT m.* FROM path JOIN messages m ON m.id = path.id ORDER BY depth DESC",
-                (chat_id,),
+                (message_id,),
             ).fetchall()
             return [self._stored(r) for r in rows]
 

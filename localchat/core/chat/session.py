@@ -1,0 +1,105 @@
+"""One conversation: send, stream, stop, edit, regenerate.
+
+The session joins the store and the engine. Every step is written to the store
+before the next one starts: the user's message (one transaction), then the
+reply as it streams (see ``ReplyWriter``), then how it ended: done, cancelled
+(the text so far kept) or failed (the text so far kept, the error recorded).
+Nothing the user wrote depends on the engine staying alive.
+
+The methods block while the reply streams; the window calls them on a worker
+thread and :meth:`ChatSession.stop` from the GUI thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from localchat.core.chat.store import ChatStore, StoredMessage
+from localchat.core.engine.client import Engine
+from localchat.core.engine.protocol import Message
+from localchat.core.errors import LocalChatError
+from localchat.core.params import GenerationSettings
+
+OnPiece = Callable[[str], None]
+TITLE_WORDS = 8
+
+
+class ChatSession:
+    def __init__(self, store: ChatStore, engine: Engine, chat_id: int, *, model: str) -> None:
+        self.store = store
+        self.engine = engine
+        self.chat_id = chat_id
+        self.model = model
+        """The model's name as recorded with each reply."""
+
+    def send(
+        self, text: str, settings: GenerationSettings, on_piece: OnPiece | None = None
+    ) -> StoredMessage:
+        """Add the user's message and generate the reply; returns the reply."""
+        message_id = self.store.add_message(self.chat_id, "user", text)
+        if not self.store.chat(self.chat_id).title:
+            self.store.rename_chat(self.chat_id, _title(text))
+        return self._reply(message_id, settings, on_piece)
+
+    def regenerate(
+        self, reply_id: int, settings: GenerationSettings, on_piece: OnPiece | None = None
+    ) -> StoredMessage:
+        """Another reply to the same message; the old one stays as an alternative."""
+        parent = self.store.message(reply_id).parent_id
+        if parent is None:
+            raise LocalChatError("only a reply can be regenerated")
+        return self._reply(parent, settings, on_piece)
+
+    def edit(
+        self,
+        message_id: int,
+        text: str,
+        settings: GenerationSettings,
+        on_piece: OnPiece | None = None,
+    ) -> StoredMessage:
+        """Send a new version of a user message; the old version and everything
+        after it stay as another branch."""
+        if self.store.message(message_id).role != "user":
+            raise LocalChatError("only your own messages can be edited")
+        return self._reply(self.store.edit_message(message_id, text), settings, on_piece)
+
+    def stop(self) -> None:
+        """Stop the reply being generated (from any thread); its text is kept."""
+        self.engine.cancel()
+
+    def _reply(
+        self, parent_id: int, settings: GenerationSettings, on_piece: OnPiece | None
+    ) -> StoredMessage:
+        history: list[Message] = [
+            {"role": m.role, "content": m.content}
+            for m in self.store.path_to(parent_id)
+            if m.status != "failed" or m.content
+        ]
+        writer = self.store.begin_reply(
+            self.chat_id, parent_id=parent_id, model=self.model, settings=settings.to_dict()
+        )
+        try:
+            stream = self.engine.chat(history, settings)
+            for piece in stream:
+                writer.append(piece)
+                if on_piece is not None:
+                    on_piece(piece)
+        except LocalChatError as exc:
+            writer.finish("failed", {"error": str(exc)})
+            raise
+        except BaseException:
+            writer.finish("failed", {"error": "stopped by an internal error"})
+            raise
+        result = stream.result
+        assert result is not None
+        stats = dataclasses.asdict(result)
+        del stats["reply"]
+        writer.finish("cancelled" if result.finish_reason == "cancelled" else "done", stats)
+        return self.store.message(writer.message_id)
+
+
+def _title(text: str) -> str:
+    words = text.split()
+    title = " ".join(words[:TITLE_WORDS])
+    return title + ("..." if len(words) > TITLE_WORDS else "")
