@@ -1,0 +1,124 @@
+"""App settings, persisted in ``settings.json`` in the user data folder.
+
+What is kept: the generation settings the user chose (app-wide defaults, and
+overrides per model, remembered by the model's file name), and window state
+(the last chat, the last model, the window geometry). Values are checked
+against the declaration in ``params.py`` on the way in and on the way out: a
+stored value that no longer validates is dropped, not fatal.
+
+Writes are atomic (a temporary file renamed over the old one). A file that
+cannot be read is set aside as ``settings.json.broken`` and the app starts from
+the defaults, saying so in :attr:`AppSettings.problem`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from localchat.core import paths
+from localchat.core.errors import SettingError
+from localchat.core.params import GenerationSettings
+
+FORMAT = 1
+
+
+class AppSettings:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path is not None else paths.settings_file()
+        self.problem: str | None = None
+        self._lock = threading.Lock()
+        self._data: dict[str, Any] = {"format": FORMAT, "generation": {}, "models": {}, "ui": {}}
+        self._load()
+
+    # -- generation settings ----------------------------------------------------------
+
+    def generation(self, model: str | None = None) -> GenerationSettings:
+        """The settings to use: defaults, then the user's app-wide choices, then
+        this model's overrides."""
+        values: dict[str, Any] = {}
+        for layer in (self._data["generation"], self._data["models"].get(_key(model), {})):
+            for name, value in layer.items():
+                try:
+                    GenerationSettings().replace(**{**values, name: value})
+                except SettingError:
+                    continue  # stored by an older version with other rules: skip it
+                values[name] = value
+        return GenerationSettings().replace(**values) if values else GenerationSettings()
+
+    def set_generation(self, model: str | None = None, **changes: Any) -> None:
+        """Remember changes app-wide (``model=None``) or for one model. Raises
+        :class:`SettingError` for a bad value, storing nothing."""
+        self.generation(model).replace(**changes)  # validates
+        with self._lock:
+            layer = (
+                self._data["generation"]
+                if model is None
+                else self._data["models"].setdefault(_key(model), {})
+            )
+            layer.update(changes)
+            self._save()
+
+    def model_overrides(self, model: str) -> dict[str, Any]:
+        return dict(self._data["models"].get(_key(model), {}))
+
+    def reset_model(self, model: str) -> None:
+        """Forget one model's overrides: it follows the app-wide settings again."""
+        with self._lock:
+            self._data["models"].pop(_key(model), None)
+            self._save()
+
+    # -- window state -------------------------------------------------------------------
+
+    def ui(self, key: str, default: Any = None) -> Any:
+        return self._data["ui"].get(key, default)
+
+    def set_ui(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._data["ui"][key] = value
+            self._save()
+
+    # -- file ---------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            for section in ("generation", "models", "ui"):
+                if not isinstance(data.get(section, {}), dict):
+                    raise ValueError(f"'{section}' is not an object")
+                self._data[section] = dict(data.get(section, {}))
+        except (OSError, ValueError) as exc:
+            broken = self.path.with_name(self.path.name + ".broken")
+            with contextlib.suppress(OSError):
+                os.replace(self.path, broken)
+            self.problem = (
+                f"the settings file could not be read ({exc}); starting from the defaults "
+                f"(the old file is {broken.name})"
+            )
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self._data, f, indent=2, ensure_ascii=False)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _key(model: str | None) -> str:
+    """Overrides are remembered by file name, so moving the models folder keeps them."""
+    return Path(model).name if model else ""
