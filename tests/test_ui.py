@@ -63,3 +63,34 @@ def test_a_failure_arrives_as_a_signal(qtbot, tiny_model: Path) -> None:
             thread.start()
         thread.wait()
     assert "context holds 256" in blocker.args[0]
+
+
+def test_the_settings_form_is_built_from_the_declaration(qtbot) -> None:
+    from PySide6.QtWidgets import QDoubleSpinBox, QPlainTextEdit, QSpinBox
+
+    from localchat.core import params
+    from localchat.ui.settings_panel import SettingsPanel
+
+    panel = SettingsPanel(GenerationSettings(temperature=0.2, seed=42, system_prompt="Hi"))
+    qtbot.addWidget(panel)
+    assert set(panel.editors) == {name for name, _ in params.specs()}
+    for name, spec in params.specs():
+        editor = panel.editors[name]
+        assert editor.toolTip() == spec.help
+        if isinstance(editor, QSpinBox | QDoubleSpinBox):
+            assert editor.minimum() == spec.minimum and editor.maximum() == spec.maximum
+    assert panel.values() == GenerationSettings(temperature=0.2, seed=42, system_prompt="Hi")
+    assert panel.editors["seed"].specialValueText() == "random"
+    assert panel.editors["ctx"].singleStep() == 256
+
+    seen: list[GenerationSettings] = []
+    panel.changed.connect(seen.append)
+    panel.editors["top_k"].setValue(7)
+    assert seen[-1].top_k == 7 and seen[-1].temperature == 0.2
+    text = panel.editors["system_prompt"]
+    assert isinstance(text, QPlainTextEdit)
+    text.setPlainText("Answer in French.")
+    assert seen[-1].system_prompt == "Answer in French."
+    count = len(seen)
+    panel.set_values(GenerationSettings())  # showing values is not an edit
+    assert len(seen) == count and panel.values() == GenerationSettings()

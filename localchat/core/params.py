@@ -49,6 +49,8 @@ class Spec:
     """The keyword this setting feeds in llama-cpp-python (load or sampling call)."""
     flag: str | None = None
     """The CLI flag; derived from the name when not given."""
+    step: float | None = None
+    """How far one click of a spin box moves (1 for whole numbers by default)."""
 
 
 def _setting(default: Any, **spec: Any) -> Any:
@@ -62,6 +64,7 @@ class GenerationSettings:
     temperature: float = _setting(
         0.7,
         label="Temperature",
+        step=0.05,
         help="Randomness of the reply: 0 always picks the most likely token, higher is more "
         "varied.",
         group="sampling",
@@ -83,6 +86,7 @@ class GenerationSettings:
     top_p: float = _setting(
         0.95,
         label="Top-p",
+        step=0.01,
         help="Sample only from the most likely tokens whose probabilities add up to p (1 = off).",
         group="sampling",
         minimum=0.0,
@@ -92,6 +96,7 @@ class GenerationSettings:
     min_p: float = _setting(
         0.05,
         label="Min-p",
+        step=0.01,
         help="Drop tokens less likely than this fraction of the most likely one (0 = off).",
         group="sampling",
         minimum=0.0,
@@ -101,6 +106,7 @@ class GenerationSettings:
     repeat_penalty: float = _setting(
         1.1,
         label="Repeat penalty",
+        step=0.01,
         help="Discourage repeating recent tokens (1 = off).",
         group="sampling",
         minimum=1.0,
@@ -113,7 +119,7 @@ class GenerationSettings:
         help="Random seed; the same seed, prompt and settings give the same reply (-1 = random).",
         group="sampling",
         minimum=-1,
-        maximum=2**32 - 2,
+        maximum=2**31 - 1,
         special={-1: "random"},
         llama_arg="seed",
     )
@@ -128,6 +134,7 @@ class GenerationSettings:
     ctx: int = _setting(
         4096,
         label="Context size",
+        step=CTX_MULTIPLE,
         help="Tokens the model sees at once (prompt and reply). Rounded down to a multiple "
         "of 256 and capped at what the model was trained for; more costs RAM.",
         group="model",
@@ -159,6 +166,7 @@ class GenerationSettings:
     lora_scale: float = _setting(
         1.0,
         label="Adapter strength",
+        step=0.05,
         help="How strongly a LoRA adapter changes the model (0 = not at all, 1 = as trained).",
         group="model",
         minimum=0.0,
