@@ -1,30 +1,14 @@
-"""The window opens offscreen, and replies stream through real Qt signals."""
+"""Replies stream through real Qt signals; the settings form follows the declaration."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from PySide6.QtWidgets import QLabel
-
 from localchat.core.engine.client import Engine
 from localchat.core.params import GenerationSettings
 from localchat.testing.tiny_models import write_llama_gguf
-from localchat.ui.app import MainWindow
-from localchat.ui.bridge import ReplyThread
-
-
-def test_window_opens_and_lists_installed_models(qtbot, localchat_home: Path, tiny_model) -> None:
-    models = localchat_home / "models"
-    models.mkdir(exist_ok=True)
-    (models / "example.gguf").write_bytes(tiny_model.read_bytes())
-    window = MainWindow()
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    assert window.windowTitle() == "LocalChat"
-    assert "example" in window.findChild(QLabel).text()
-    (models / "example.gguf").unlink()
+from localchat.ui.bridge import JobThread
 
 
 def test_thousands_of_tokens_stream_through_signals(qtbot, tmp_path: Path) -> None:
@@ -39,10 +23,17 @@ def test_thousands_of_tokens_stream_through_signals(qtbot, tmp_path: Path) -> No
     bool_refs = sys.getrefcount(True), sys.getrefcount(False)
     with Engine() as engine:
         engine.load(path, s)
-        thread = ReplyThread(engine, [{"role": "user", "content": "Go"}], s)
+
+        def job(emit):
+            stream = engine.chat([{"role": "user", "content": "Go"}], s)
+            for piece in stream:
+                emit(piece)
+            return stream.result
+
+        thread = JobThread(job)
         thread.piece.connect(received.append)
-        thread.finished_reply.connect(results.append)
-        with qtbot.waitSignal(thread.finished_reply, timeout=120_000):
+        thread.done.connect(results.append)
+        with qtbot.waitSignal(thread.done, timeout=120_000):
             thread.start()
         thread.wait()
     assert sys.getrefcount(True) > bool_refs[0] - 500, "a bool's references are draining"
@@ -56,8 +47,8 @@ def test_thousands_of_tokens_stream_through_signals(qtbot, tmp_path: Path) -> No
 def test_a_failure_arrives_as_a_signal(qtbot, tiny_model: Path) -> None:
     with Engine() as engine:
         engine.load(tiny_model, GenerationSettings(ctx=256))
-        thread = ReplyThread(
-            engine, [{"role": "user", "content": "word " * 400}], GenerationSettings()
+        thread = JobThread(
+            lambda emit: engine.chat([{"role": "user", "content": "word " * 400}]).text()
         )
         with qtbot.waitSignal(thread.failed, timeout=60_000) as blocker:
             thread.start()

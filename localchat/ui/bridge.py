@@ -1,51 +1,42 @@
-"""Engine replies, delivered to the GUI thread as Qt signals.
+"""Blocking core work, run off the GUI thread, reported as Qt signals.
 
-The engine's stream blocks while it waits for tokens, so it is read on a
-``QThread``; each piece crosses to the GUI thread as a queued ``piece`` signal.
-The window never touches the engine from its own thread except to cancel,
-which only writes a flag.
+A job is a function that takes an ``emit(text)`` callback (for streamed
+pieces) and returns its result. It runs on a ``QThread``; each piece crosses to
+the GUI thread as a queued ``piece`` signal, and the end as ``done`` or
+``failed`` (a one-line message). The GUI thread never waits on the engine or
+the database; to stop a reply it calls the session's ``stop``, which only
+writes a flag.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal
 
-from localchat.core.engine.client import Engine
-from localchat.core.engine.protocol import Message
 from localchat.core.errors import LocalChatError
-from localchat.core.params import GenerationSettings
+
+Emit = Callable[[str], None]
+Job = Callable[[Emit], Any]
 
 
-class ReplyThread(QThread):
-    """Runs one reply; emits its pieces, then ``finished_reply`` or ``failed``."""
-
+class JobThread(QThread):
     piece = Signal(str)
-    finished_reply = Signal(object)  # ChatResult
+    done = Signal(object)
     failed = Signal(str)
 
-    def __init__(
-        self,
-        engine: Engine,
-        messages: Sequence[Message],
-        settings: GenerationSettings,
-        parent: QObject | None = None,
-    ) -> None:
+    def __init__(self, job: Job, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._engine = engine
-        self._messages = list(messages)
-        self._settings = settings
+        self._job = job
 
     def run(self) -> None:
         try:
-            stream = self._engine.chat(self._messages, self._settings)
-            for text in stream:
-                self.piece.emit(text)
+            result = self._job(self.piece.emit)
         except LocalChatError as exc:
             self.failed.emit(str(exc))
             return
-        self.finished_reply.emit(stream.result)
-
-    def cancel(self) -> None:
-        self._engine.cancel()
+        except Exception as exc:  # a bug: say so in one line rather than lose it
+            self.failed.emit(f"internal error: {type(exc).__name__}: {exc}")
+            return
+        self.done.emit(result)

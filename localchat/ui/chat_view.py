@@ -1,0 +1,257 @@
+"""The conversation: one widget per message, Markdown rendered by Qt.
+
+While a reply streams, pieces are only collected; a timer repaints the reply a
+few tens of times a second, however fast the model is, so the event loop is
+never starved. The view follows the reply down only if the user was already at
+the bottom: scrolling up to read stays put.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from localchat.core.chat.store import StoredMessage
+
+REPAINT_MS = 50
+STATUS_NOTES = {
+    "cancelled": "stopped",
+    "interrupted": "interrupted (the app closed while writing)",
+    "failed": "failed",
+}
+
+
+class MessageText(QTextBrowser):
+    """Read-only Markdown that is as tall as its text (the view scrolls, not it)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setOpenExternalLinks(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+
+    def _fit(self) -> None:
+        margins = self.contentsMargins()
+        height = int(self.document().size().height()) + margins.top() + margins.bottom() + 2
+        if self.height() != height:
+            self.setFixedHeight(height)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.document().setTextWidth(self.viewport().width())
+        self._fit()
+
+    def sizeHint(self) -> QSize:
+        return QSize(400, self.height())
+
+
+class MessageWidget(QFrame):
+    """One message: who, the text, and what can be done with it."""
+
+    edit_requested = Signal(int)
+    regenerate_requested = Signal(int)
+    show_sibling = Signal(int)
+
+    def __init__(self, role: str, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.role = role
+        self.message: StoredMessage | None = None
+        self.setObjectName(f"message-{role}")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        layout = QVBoxLayout(self)
+        head = QHBoxLayout()
+        self.title = QLabel(title)
+        self.title.setStyleSheet("font-weight: bold")
+        self.note = QLabel()
+        self.note.setStyleSheet("color: palette(mid)")
+        head.addWidget(self.title)
+        head.addWidget(self.note)
+        head.addStretch(1)
+        self.older = self._button("‹", "Previous version", lambda: self._flip(-1))
+        self.position = QLabel()
+        self.newer = self._button("›", "Next version", lambda: self._flip(1))
+        for w in (self.older, self.position, self.newer):
+            head.addWidget(w)
+            w.hide()
+        self.copy = self._button("Copy", "Copy this message", self._copy)
+        head.addWidget(self.copy)
+        action = "Edit" if role == "user" else "Regenerate"
+        self.action = self._button(action, f"{action} this message", self._act)
+        head.addWidget(self.action)
+        self.action.setVisible(role in ("user", "assistant"))
+        layout.addLayout(head)
+        self.text = MessageText()
+        layout.addWidget(self.text)
+        self._markdown = ""
+
+    def _button(self, text: str, tip: str, slot) -> QPushButton:
+        b = QPushButton(text)
+        b.setToolTip(tip)
+        b.setFlat(True)
+        b.clicked.connect(slot)
+        return b
+
+    def set_markdown(self, text: str) -> None:
+        if text != self._markdown:
+            self._markdown = text
+            self.text.setMarkdown(text)
+
+    def markdown(self) -> str:
+        return self._markdown
+
+    def set_message(self, message: StoredMessage) -> None:
+        self.message = message
+        self.set_markdown(message.content)
+        note = STATUS_NOTES.get(message.status, "")
+        if message.status == "failed" and message.stats and message.stats.get("error"):
+            note = f"failed: {message.stats['error']}"
+        self.note.setText(note)
+        many = len(message.sibling_ids) > 1
+        for w in (self.older, self.position, self.newer):
+            w.setVisible(many)
+        if many:
+            i = message.sibling_index
+            self.position.setText(f"{i + 1}/{len(message.sibling_ids)}")
+            self.older.setEnabled(i > 0)
+            self.newer.setEnabled(i < len(message.sibling_ids) - 1)
+
+    def set_busy(self, busy: bool) -> None:
+        self.action.setEnabled(not busy)
+        self.older.setEnabled(not busy and self.older.isEnabled())
+        self.newer.setEnabled(not busy and self.newer.isEnabled())
+
+    def _copy(self) -> None:
+        QGuiApplication.clipboard().setText(self._markdown)
+
+    def _act(self) -> None:
+        if self.message is None:
+            return
+        if self.role == "user":
+            self.edit_requested.emit(self.message.id)
+        else:
+            self.regenerate_requested.emit(self.message.id)
+
+    def _flip(self, step: int) -> None:
+        if self.message is not None:
+            ids = self.message.sibling_ids
+            self.show_sibling.emit(ids[self.message.sibling_index + step])
+
+
+class ChatView(QScrollArea):
+    """The messages of the chat shown, and the reply streaming into it."""
+
+    edit_requested = Signal(int)
+    regenerate_requested = Signal(int)
+    show_sibling = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        body = QWidget()
+        self.column = QVBoxLayout(body)
+        self.column.addStretch(1)
+        self.setWidget(body)
+        self.empty = QLabel()
+        self.empty.setWordWrap(True)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.empty.setOpenExternalLinks(True)
+        self.column.insertWidget(0, self.empty)
+        self.widgets: list[MessageWidget] = []
+        self.streaming: MessageWidget | None = None
+        self._stream_text = ""
+        self._timer = QTimer(self)
+        self._timer.setInterval(REPAINT_MS)
+        self._timer.timeout.connect(self._repaint_stream)
+        self.repaints = 0
+
+    def show_empty(self, html: str) -> None:
+        self.clear()
+        self.empty.setText(html)
+        self.empty.show()
+
+    def clear(self) -> None:
+        self.stop_stream()
+        for w in self.widgets:
+            w.deleteLater()
+        self.widgets = []
+
+    def show_thread(self, messages: list[StoredMessage], model_names: dict[str, str]) -> None:
+        self.clear()
+        self.empty.hide()
+        for m in messages:
+            if m.role == "system":
+                continue
+            self.add(m.role, _title(m.role, m.model, model_names)).set_message(m)
+        self.scroll_to_end()
+
+    def add(self, role: str, title: str) -> MessageWidget:
+        self.empty.hide()
+        w = MessageWidget(role, title)
+        w.edit_requested.connect(self.edit_requested)
+        w.regenerate_requested.connect(self.regenerate_requested)
+        w.show_sibling.connect(self.show_sibling)
+        self.column.insertWidget(self.column.count() - 1, w)
+        self.widgets.append(w)
+        return w
+
+    def begin_stream(self, user_text: str, model: str) -> None:
+        """Show the user's message at once and an empty reply to stream into."""
+        for w in self.widgets:
+            w.set_busy(True)
+        if user_text:
+            self.add("user", "You").set_markdown(user_text)
+        self.streaming = self.add("assistant", f"Assistant · {model}")
+        self.streaming.note.setText("writing…")
+        self._stream_text = ""
+        self._timer.start()
+        self.scroll_to_end()
+
+    def append(self, piece: str) -> None:
+        self._stream_text += piece
+
+    def stop_stream(self) -> None:
+        self._timer.stop()
+        if self.streaming is not None:
+            self._repaint_stream()
+            self.streaming = None
+
+    def _repaint_stream(self) -> None:
+        if self.streaming is None or self.streaming.markdown() == self._stream_text:
+            return
+        bar = self.verticalScrollBar()
+        at_bottom = bar.value() >= bar.maximum() - 4
+        self.streaming.set_markdown(self._stream_text)
+        self.repaints += 1
+        if at_bottom:
+            self.scroll_to_end()
+
+    def scroll_to_end(self) -> None:
+        # After the layout has taken the new size in; cancelled if the view goes.
+        QTimer.singleShot(0, self, self._to_end)
+
+    def _to_end(self) -> None:
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+
+def _title(role: str, model: str | None, names: dict[str, str]) -> str:
+    if role == "user":
+        return "You"
+    if model:
+        return f"Assistant · {names.get(model, model)}"
+    return "Assistant"

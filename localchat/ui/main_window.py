@@ -1,0 +1,465 @@
+"""The main window: chats on the left, the conversation in the middle, the
+generation settings on the right.
+
+The window holds no state of its own that matters: chats are in the store,
+settings in ``AppSettings``, and every engine or database write runs on a
+``JobThread``. What the window remembers between runs (geometry, last chat,
+last model) goes through ``AppSettings`` too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from localchat.core import paths
+from localchat.core.chat.session import ChatSession
+from localchat.core.chat.store import ChatStore, StoredMessage
+from localchat.core.engine.client import Engine
+from localchat.core.engine.gguf_info import human_count, human_size, read_model_info
+from localchat.core.engine.protocol import LoadedModel
+from localchat.core.errors import LocalChatError
+from localchat.core.models import library
+from localchat.core.params import GenerationSettings
+from localchat.core.settings import AppSettings
+from localchat.ui.bridge import JobThread
+from localchat.ui.chat_view import ChatView
+from localchat.ui.settings_panel import SettingsPanel
+
+
+class Composer(QPlainTextEdit):
+    """Enter sends, Shift+Enter starts a new line, Esc stops the reply."""
+
+    submitted = Signal(str)
+    stop_requested = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            text = self.toPlainText().strip()
+            if text:
+                self.submitted.emit(text)
+            return
+        if key == Qt.Key.Key_Escape:
+            self.stop_requested.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, store: ChatStore, engine: Engine, settings: AppSettings) -> None:
+        super().__init__()
+        self.store = store
+        self.engine = engine
+        self.settings = settings
+        self.model_path: Path | None = None
+        self.loaded: LoadedModel | None = None
+        self.chat_id: int | None = None
+        self.session: ChatSession | None = None
+        self.job: JobThread | None = None
+        self.loader: JobThread | None = None
+        self.setWindowTitle("LocalChat")
+        self.resize(1100, 720)
+
+        # Left: the chats.
+        self.search = QLineEdit(placeholderText="Search chats")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self.refresh_chats)
+        new_chat = QPushButton("New chat")
+        new_chat.clicked.connect(self.new_chat)
+        self.chat_list = QListWidget()
+        self.chat_list.currentItemChanged.connect(self._chat_selected)
+        self.chat_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.chat_list.customContextMenuRequested.connect(self._chat_menu)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(self.search)
+        left_layout.addWidget(new_chat)
+        left_layout.addWidget(self.chat_list)
+
+        # Middle: model, conversation, composer.
+        self.model_box = QComboBox()
+        self.model_box.setMinimumWidth(320)
+        self.model_box.activated.connect(self._model_chosen)
+        self.model_state = QLabel()
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Model:"))
+        top.addWidget(self.model_box, 1)
+        top.addWidget(self.model_state, 2)
+        self.view = ChatView()
+        self.view.edit_requested.connect(self.edit_message)
+        self.view.regenerate_requested.connect(self.regenerate)
+        self.view.show_sibling.connect(self.show_sibling)
+        self.composer = Composer()
+        self.composer.setPlaceholderText("Message (Enter to send, Shift+Enter for a new line)")
+        self.composer.setFixedHeight(90)
+        self.composer.submitted.connect(self.send)
+        self.composer.stop_requested.connect(self.stop)
+        self.send_button = QPushButton("Send")
+        self.send_button.clicked.connect(self._send_or_stop)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.composer, 1)
+        bottom.addWidget(self.send_button)
+        middle = QWidget()
+        middle_layout = QVBoxLayout(middle)
+        middle_layout.addLayout(top)
+        middle_layout.addWidget(self.view, 1)
+        middle_layout.addLayout(bottom)
+
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(middle)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 840])
+        self.setCentralWidget(splitter)
+
+        # Right: the settings, generated from their declaration.
+        self.panel = SettingsPanel(settings.generation())
+        self.panel.changed.connect(self._settings_changed)
+        self.settings_dock = QDockWidget("Settings")
+        self.settings_dock.setObjectName("settings")
+        self.settings_dock.setWidget(self.panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.settings_dock)
+        self.settings_dock.hide()
+
+        self._actions(new_chat)
+        self.speed = QLabel()
+        self.statusBar().addPermanentWidget(self.speed)
+        if settings.problem:
+            self.statusBar().showMessage(settings.problem)
+
+        self.refresh_models()
+        self.refresh_chats()
+        self._restore()
+
+    # -- setup ------------------------------------------------------------------------
+
+    def _actions(self, new_chat: QPushButton) -> None:
+        def action(text: str, keys: QKeySequence | QKeySequence.StandardKey | str, slot) -> QAction:
+            a = QAction(text, self)
+            a.setShortcut(QKeySequence(keys))
+            a.triggered.connect(slot)
+            self.addAction(a)
+            return a
+
+        action("New chat", QKeySequence.StandardKey.New, self.new_chat)
+        action("Search", QKeySequence.StandardKey.Find, self.search.setFocus)
+        action("Stop", "Esc", self.stop)
+        settings = self.settings_dock.toggleViewAction()
+        settings.setShortcut(QKeySequence("Ctrl+,"))
+        self.addAction(settings)
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("main-toolbar")
+        toolbar.addAction(settings)
+        new_chat.setToolTip("New chat (Ctrl+N)")
+
+    def _restore(self) -> None:
+        geometry = self.settings.ui("geometry")
+        if geometry:
+            self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))
+        # Load the model used last time, else the first one: ready to chat at once.
+        last_model = self.settings.ui("last_model")
+        for i in range(self.model_box.count()):
+            if self.model_box.itemData(i) == last_model:
+                self.model_box.setCurrentIndex(i)
+                break
+        if self.model_box.count():
+            self._model_chosen(self.model_box.currentIndex())
+        last_chat = self.settings.ui("last_chat")
+        if last_chat is not None:
+            self.select_chat(int(last_chat))
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.settings.set_ui("geometry", bytes(self.saveGeometry().toBase64().data()).decode())
+        if self.session is not None:
+            self.session.stop()
+        for job in (self.job, self.loader):
+            if job is not None:
+                job.wait(5000)
+        super().closeEvent(event)
+
+    # -- models -------------------------------------------------------------------------
+
+    def refresh_models(self) -> None:
+        self.model_box.clear()
+        models = library.installed()
+        for path in models:
+            try:
+                info = read_model_info(path)
+                label = (
+                    f"{path.stem}  ·  {human_count(info.parameter_count)}  ·  "
+                    f"{info.quantization}  ·  {human_size(info.file_size)}"
+                )
+            except LocalChatError as exc:
+                label = f"{path.stem}  ·  unusable: {exc}"
+            self.model_box.addItem(label, str(path))
+        self.model_box.setEnabled(bool(models))
+        if not models:
+            self.model_state.setText("")
+            self.view.show_empty(
+                "<h3>No model yet</h3>"
+                f"<p>Copy a .gguf model file into <b>{paths.models_dir()}</b>, then restart "
+                f"LocalChat. <a href='{QUrl.fromLocalFile(str(paths.models_dir())).toString()}'>"
+                "Open the models folder</a>.</p>"
+            )
+        elif self.model_box.currentIndex() < 0:
+            self.model_box.setCurrentIndex(0)
+
+    def _model_chosen(self, index: int) -> None:
+        path = self.model_box.itemData(index)
+        if path:
+            self.load_model(Path(path))
+
+    def load_model(self, path: Path) -> None:
+        """Load in the background; the conversation is untouched."""
+        if self.loader is not None and self.loader.isRunning():
+            return
+        self.model_path = path
+        self.loaded = None
+        self.model_state.setText("Loading…")
+        self.settings.set_ui("last_model", str(path))
+        settings = self.settings.generation(str(path))
+        self.panel.set_values(settings)
+        self.loader = JobThread(lambda _emit: self.engine.load(path, settings))
+        self.loader.done.connect(self._model_loaded)
+        self.loader.failed.connect(self._model_failed)
+        self.loader.start()
+
+    def _model_loaded(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        where = "GPU" if loaded.gpu_layers else "CPU"
+        note = f" — {loaded.notice}" if loaded.notice else ""
+        self.model_state.setText(f"Ready · context {loaded.n_ctx:,} · {where}{note}")
+        if self.chat_id is not None:
+            self.session = ChatSession(self.store, self.engine, self.chat_id, model=self._name())
+
+    def _model_failed(self, message: str) -> None:
+        self.model_state.setText(f"Failed: {message}")
+
+    def _name(self) -> str:
+        return self.model_path.stem if self.model_path else "no model"
+
+    # -- chats --------------------------------------------------------------------------
+
+    def refresh_chats(self) -> None:
+        query = self.search.text().strip()
+        chats = self.store.search(query) if query else self.store.list_chats()
+        self.chat_list.blockSignals(True)
+        self.chat_list.clear()
+        for chat in chats:
+            item = QListWidgetItem(chat.title or "New chat")
+            item.setData(Qt.ItemDataRole.UserRole, chat.id)
+            self.chat_list.addItem(item)
+            if chat.id == self.chat_id:
+                self.chat_list.setCurrentItem(item)
+        self.chat_list.blockSignals(False)
+
+    def new_chat(self) -> None:
+        self.select_chat(self.store.create_chat())
+        self.refresh_chats()
+        self.composer.setFocus()
+
+    def select_chat(self, chat_id: int) -> None:
+        try:
+            self.store.chat(chat_id)
+        except LocalChatError:
+            return
+        self.chat_id = chat_id
+        self.settings.set_ui("last_chat", chat_id)
+        self.session = (
+            ChatSession(self.store, self.engine, chat_id, model=self._name())
+            if self.loaded is not None
+            else None
+        )
+        self.show_chat()
+        self.refresh_chats()
+
+    def show_chat(self) -> None:
+        if self.chat_id is None:
+            return
+        self.view.show_thread(self.store.thread(self.chat_id), {})
+
+    def _chat_selected(self, item: QListWidgetItem | None) -> None:
+        if item is not None and not self.busy():
+            self.select_chat(int(item.data(Qt.ItemDataRole.UserRole)))
+
+    def _chat_menu(self, pos) -> None:
+        item = self.chat_list.itemAt(pos)
+        if item is None:
+            return
+        chat_id = int(item.data(Qt.ItemDataRole.UserRole))
+        menu = QMenu(self)
+        menu.addAction("Rename…", lambda: self._rename(chat_id))
+        menu.addAction("Export as Markdown…", lambda: self._export(chat_id, "md"))
+        menu.addAction("Export as JSON…", lambda: self._export(chat_id, "json"))
+        menu.addSeparator()
+        menu.addAction("Delete", lambda: self._delete(chat_id))
+        menu.exec(self.chat_list.mapToGlobal(pos))
+
+    def _rename(self, chat_id: int) -> None:
+        title, ok = QInputDialog.getText(
+            self, "Rename chat", "Title:", text=self.store.chat(chat_id).title
+        )
+        if ok:
+            self.rename_chat(chat_id, title.strip())
+
+    def rename_chat(self, chat_id: int, title: str) -> None:
+        self.store.rename_chat(chat_id, title)
+        self.refresh_chats()
+
+    def _delete(self, chat_id: int) -> None:
+        answer = QMessageBox.question(self, "Delete chat", "Delete this chat for good?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete_chat(chat_id)
+
+    def delete_chat(self, chat_id: int) -> None:
+        self.store.delete_chat(chat_id)
+        if chat_id == self.chat_id:
+            self.chat_id, self.session = None, None
+            self.view.clear()
+        self.refresh_chats()
+
+    def _export(self, chat_id: int, kind: str) -> None:
+        title = self.store.chat(chat_id).title or "chat"
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            "Export chat",
+            f"{title}.{kind}",
+            "Markdown (*.md)" if kind == "md" else "JSON (*.json)",
+        )
+        if path:
+            self.export_chat(chat_id, Path(path))
+
+    def export_chat(self, chat_id: int, path: Path) -> None:
+        if path.suffix == ".json":
+            text = json.dumps(self.store.export_json(chat_id), indent=2, ensure_ascii=False)
+        else:
+            text = self.store.export_markdown(chat_id)
+        path.write_text(text, encoding="utf-8")
+        self.statusBar().showMessage(f"Exported to {path}", 5000)
+
+    # -- talking ------------------------------------------------------------------------
+
+    def busy(self) -> bool:
+        return self.job is not None and self.job.isRunning()
+
+    def send(self, text: str) -> None:
+        if self.busy():
+            return
+        if self.loaded is None:
+            self.statusBar().showMessage("Choose a model first (and wait until it is ready).", 5000)
+            return
+        if self.chat_id is None:
+            self.new_chat()
+        assert self.session is not None
+        self.composer.clear()
+        session, settings = self.session, self.panel.values()
+        self._run(lambda emit: session.send(text, settings, emit), text)
+
+    def regenerate(self, reply_id: int) -> None:
+        if self.busy() or self.session is None:
+            return
+        session, settings = self.session, self.panel.values()
+        self._run(lambda emit: session.regenerate(reply_id, settings, emit), "")
+
+    def edit_message(self, message_id: int) -> None:
+        if self.busy() or self.session is None:
+            return
+        old = self.store.message(message_id).content
+        text, ok = QInputDialog.getMultiLineText(self, "Edit message", "Message:", old)
+        if ok and text.strip() and text != old:
+            self.resend_edited(message_id, text.strip())
+
+    def resend_edited(self, message_id: int, text: str) -> None:
+        assert self.session is not None
+        session, settings = self.session, self.panel.values()
+        self._run(lambda emit: session.edit(message_id, text, settings, emit), text)
+
+    def show_sibling(self, message_id: int) -> None:
+        if not self.busy():
+            self.store.select(message_id)
+            self.show_chat()
+
+    def stop(self) -> None:
+        if self.busy() and self.session is not None:
+            self.session.stop()
+
+    def _send_or_stop(self) -> None:
+        if self.busy():
+            self.stop()
+        else:
+            text = self.composer.toPlainText().strip()
+            if text:
+                self.send(text)
+
+    def _run(self, job, user_text: str) -> None:
+        if user_text == "":
+            self.show_chat()  # regenerating: the reply replaces the shown one
+            if self.view.widgets:
+                self.view.widgets[-1].hide()
+        self.view.begin_stream(user_text, self._name())
+        self.send_button.setText("Stop")
+        self.job = JobThread(job)
+        self.job.piece.connect(self.view.append)
+        self.job.done.connect(self._reply_done)
+        self.job.failed.connect(self._reply_failed)
+        self.job.start()
+
+    def _reply_done(self, reply: StoredMessage) -> None:
+        self._end_reply()
+        stats = reply.stats or {}
+        if stats:
+            self.speed.setText(
+                f"{stats.get('tokens_per_s', 0):.1f} tok/s · first token "
+                f"{stats.get('ttft_ms', 0) / 1000:.2f} s · context "
+                f"{stats.get('context_used', 0):,}/{stats.get('context_size', 0):,}"
+            )
+
+    def _reply_failed(self, message: str) -> None:
+        self._end_reply()
+        self.statusBar().showMessage(f"The reply failed: {message}", 10000)
+        if self.loaded is not None and self.engine.loaded is None:
+            self.model_state.setText("Restarting the model after a crash…")
+            self.loaded = None
+            if self.model_path is not None:
+                self.load_model(self.model_path)
+
+    def _end_reply(self) -> None:
+        self.view.stop_stream()
+        self.send_button.setText("Send")
+        self.show_chat()
+        self.refresh_chats()
+
+    def _settings_changed(self, values: GenerationSettings) -> None:
+        model = str(self.model_path) if self.model_path else None
+        changed = {
+            k: v
+            for k, v in values.to_dict().items()
+            if getattr(self.settings.generation(model), k) != v
+        }
+        if changed:
+            self.settings.set_generation(model, **changed)

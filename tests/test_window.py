@@ -1,0 +1,174 @@
+"""The chat window, driven as a user would, offscreen."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from localchat.core.chat.store import ChatStore
+from localchat.core.engine.client import Engine
+from localchat.core.settings import AppSettings
+from localchat.ui.main_window import MainWindow
+
+TIMEOUT = 60_000
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LOCALCHAT_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def parts(home: Path):
+    with ChatStore(home / "chats.sqlite3") as store, Engine() as engine:
+        yield store, engine, AppSettings(home / "settings.json")
+
+
+def install(home: Path, model: Path, name: str = "tiny-chat.gguf") -> Path:
+    target = home / "models" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, target)
+    return target
+
+
+def open_window(qtbot, parts) -> MainWindow:
+    window = MainWindow(*parts)
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
+def wait_ready(qtbot, window: MainWindow) -> None:
+    qtbot.waitUntil(lambda: window.loaded is not None, timeout=TIMEOUT)
+
+
+def type_and_send(qtbot, window: MainWindow, text: str) -> None:
+    window.composer.setPlainText(text)
+    qtbot.keyClick(window.composer, Qt.Key.Key_Return)
+
+
+def test_first_run_without_a_model_says_what_to_do(qtbot, home: Path, parts) -> None:
+    window = open_window(qtbot, parts)
+    assert "No model yet" in window.view.empty.text()
+    assert str(home / "models") in window.view.empty.text()
+    assert not window.model_box.isEnabled()
+    type_and_send(qtbot, window, "hello?")
+    assert "Choose a model first" in window.statusBar().currentMessage()
+
+
+def test_send_streams_a_reply_and_keeps_the_chat(qtbot, home: Path, parts, tiny_model) -> None:
+    install(home, tiny_model)
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    assert window.model_state.text().startswith("Ready")
+    assert "tiny-chat" in window.model_box.currentText()
+    window.panel.editors["max_tokens"].setValue(40)
+    pieces: list[str] = []
+    type_and_send(qtbot, window, "Write **bold** and `code`")
+    assert window.job is not None
+    window.job.piece.connect(pieces.append)
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        pass
+    assert window.composer.toPlainText() == ""
+    store = parts[0]
+    chats = store.list_chats()
+    assert [c.title for c in chats] == ["Write **bold** and `code`"]
+    thread = store.thread(chats[0].id)
+    assert [m.role for m in thread] == ["user", "assistant"]
+    assert thread[1].status == "done" and thread[1].model == "tiny-chat"
+    assert [w.role for w in window.view.widgets] == ["user", "assistant"]
+    assert window.view.widgets[1].markdown() == thread[1].content
+    assert "tok/s" in window.speed.text() and "context" in window.speed.text()
+    assert window.chat_list.count() == 1
+
+
+def test_stop_keeps_what_was_written(qtbot, home: Path, parts, slow_model) -> None:
+    install(home, slow_model)
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    window.panel.editors["max_tokens"].setValue(4000)
+    type_and_send(qtbot, window, "Go on and on")
+    assert window.job is not None
+    qtbot.waitUntil(lambda: len(window.view._stream_text) > 10, timeout=TIMEOUT)
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        qtbot.keyClick(window.composer, Qt.Key.Key_Escape)
+    reply = parts[0].thread(window.chat_id)[-1]
+    assert reply.status == "cancelled" and len(reply.content) > 10
+    assert window.view.widgets[-1].note.text() == "stopped"
+    assert window.send_button.text() == "Send"
+
+
+def test_restart_restores_the_last_chat_and_model(qtbot, home: Path, parts, tiny_model) -> None:
+    install(home, tiny_model, "first.gguf")
+    install(home, tiny_model, "second.gguf")
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    window.model_box.setCurrentIndex(1)
+    window._model_chosen(1)
+    wait_ready(qtbot, window)
+    chosen = window.model_path
+    window.panel.editors["max_tokens"].setValue(8)
+    type_and_send(qtbot, window, "remember me")
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        pass
+    chat = window.chat_id
+    window.close()
+
+    again = open_window(qtbot, parts)
+    assert again.chat_id == chat
+    assert again.view.widgets[0].markdown() == "remember me"
+    assert again.model_path == chosen
+    assert again.panel.values().max_tokens == 8  # remembered for that model
+
+
+def test_chats_rename_search_delete_export(qtbot, home: Path, parts, tmp_path) -> None:
+    store = parts[0]
+    a = store.create_chat("Holiday")
+    store.add_message(a, "user", "beaches in Portugal")
+    b = store.create_chat("Taxes")
+    window = open_window(qtbot, parts)
+    assert window.chat_list.count() == 2
+    window.search.setText("portugal")
+    assert [window.chat_list.item(i).text() for i in range(window.chat_list.count())] == ["Holiday"]
+    window.search.clear()
+    window.rename_chat(b, "Tax return")
+    assert "Tax return" in [window.chat_list.item(i).text() for i in range(2)]
+    window.export_chat(a, tmp_path / "out.md")
+    assert "beaches in Portugal" in (tmp_path / "out.md").read_text()
+    window.export_chat(a, tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text())["title"] == "Holiday"
+    window.select_chat(b)
+    window.delete_chat(b)
+    assert window.chat_list.count() == 1 and window.chat_id is None
+
+
+def test_a_worker_crash_during_a_reply_keeps_window_and_chat(
+    qtbot, home: Path, parts, slow_model
+) -> None:
+    install(home, slow_model)
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    window.panel.editors["max_tokens"].setValue(4000)
+    type_and_send(qtbot, window, "Keep talking")
+    qtbot.waitUntil(lambda: len(window.view._stream_text) > 5, timeout=TIMEOUT)
+    pid = parts[1].worker_pid
+    assert pid is not None
+    with qtbot.waitSignal(window.job.failed, timeout=TIMEOUT):
+        os.kill(pid, signal.SIGKILL)
+    assert "crashed" in window.statusBar().currentMessage()
+    thread = parts[0].thread(window.chat_id)
+    assert thread[0].content == "Keep talking" and thread[1].status == "failed"
+    assert window.view.widgets[-1].note.text().startswith("failed: the model process crashed")
+    wait_ready(qtbot, window)  # the model comes back by itself
+    window.panel.editors["max_tokens"].setValue(5)
+    type_and_send(qtbot, window, "Still there?")
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        pass
+    assert parts[0].thread(window.chat_id)[-1].status == "done"
