@@ -108,7 +108,7 @@ class MainWindow(QMainWindow):
         self.model_state = QLabel()
         top = QHBoxLayout()
         top.addWidget(QLabel("Model:"))
-        top.addWidget(self.model_box, 1)
+        top.addWidget(self.model_box, 3)
         top.addWidget(self.model_state, 2)
         self.view = ChatView()
         self.view.edit_requested.connect(self.edit_message)
@@ -301,7 +301,20 @@ class MainWindow(QMainWindow):
     def show_chat(self) -> None:
         if self.chat_id is None:
             return
-        self.view.show_thread(self.store.thread(self.chat_id), {})
+        thread = self.store.thread(self.chat_id)
+        self.view.show_thread(thread, {})
+        replies = [m for m in thread if m.role == "assistant" and m.stats]
+        self._show_stats(replies[-1].stats if replies else None)
+
+    def _show_stats(self, stats: dict | None) -> None:
+        """Speed and context of the last reply, in the status bar."""
+        if not stats or "tokens_per_s" not in stats:
+            self.speed.setText("")
+            return
+        self.speed.setText(
+            f"{stats['tokens_per_s']:.1f} tok/s · first token {stats['ttft_ms'] / 1000:.2f} s"
+            f" · context {stats['context_used']:,}/{stats['context_size']:,}"
+        )
 
     def _chat_selected(self, item: QListWidgetItem | None) -> None:
         if item is not None and not self.busy():
@@ -430,14 +443,7 @@ class MainWindow(QMainWindow):
         self.job.start()
 
     def _reply_done(self, reply: StoredMessage) -> None:
-        self._end_reply()
-        stats = reply.stats or {}
-        if stats:
-            self.speed.setText(
-                f"{stats.get('tokens_per_s', 0):.1f} tok/s · first token "
-                f"{stats.get('ttft_ms', 0) / 1000:.2f} s · context "
-                f"{stats.get('context_used', 0):,}/{stats.get('context_size', 0):,}"
-            )
+        self._end_reply()  # shows the chat, and with it this reply's stats
 
     def _reply_failed(self, message: str) -> None:
         self._end_reply()
