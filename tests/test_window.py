@@ -172,3 +172,90 @@ def test_a_worker_crash_during_a_reply_keeps_window_and_chat(
     with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
         pass
     assert parts[0].thread(window.chat_id)[-1].status == "done"
+
+
+def test_regenerate_edit_and_flip_between_versions(
+    qtbot, home: Path, parts, tiny_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(home, tiny_model)
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    window.panel.editors["max_tokens"].setValue(12)
+    window.panel.editors["temperature"].setValue(1.0)
+    type_and_send(qtbot, window, "Hello")
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        pass
+    store, chat = parts[0], window.chat_id
+    first = store.thread(chat)[-1]
+
+    # Regenerate from the reply's own button.
+    reply_widget = window.view.widgets[-1]
+    with _started(qtbot, window):
+        qtbot.mouseClick(reply_widget.action, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        pass
+    second = store.thread(chat)[-1]
+    assert second.id != first.id and second.sibling_ids == (first.id, second.id)
+    shown = window.view.widgets[-1]
+    assert shown.position.text() == "2/2" and not shown.position.isHidden()
+
+    # The arrow flips back to the first version.
+    qtbot.mouseClick(shown.older, Qt.MouseButton.LeftButton)
+    assert window.view.widgets[-1].markdown() == first.content
+    assert window.view.widgets[-1].position.text() == "1/2"
+
+    # Edit the question: the dialog is answered with a new text.
+    monkeypatch.setattr(
+        "localchat.ui.main_window.QInputDialog.getMultiLineText",
+        lambda *a, **k: ("Hello again", True),
+    )
+    with _started(qtbot, window):
+        qtbot.mouseClick(window.view.widgets[0].action, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        pass
+    thread = store.thread(chat)
+    assert thread[0].content == "Hello again" and thread[0].sibling_index == 1
+    assert store.message(first.parent_id).content == "Hello"  # the old question stays
+
+
+def test_switching_model_mid_chat_keeps_the_conversation(
+    qtbot, home: Path, parts, tiny_model, phi3_model
+) -> None:
+    install(home, tiny_model, "alpha.gguf")
+    install(home, phi3_model, "beta.gguf")
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    window.panel.editors["max_tokens"].setValue(6)
+    type_and_send(qtbot, window, "First question")
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        pass
+    first_model = window.model_path
+    other = 1 if window.model_box.itemData(0) == str(first_model) else 0
+    window.model_box.setCurrentIndex(other)
+    window._model_chosen(other)
+    qtbot.waitUntil(
+        lambda: window.loaded is not None and window.model_path != first_model, timeout=TIMEOUT
+    )
+    window.panel.editors["max_tokens"].setValue(6)
+    type_and_send(qtbot, window, "Second question")
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        pass
+    thread = parts[0].thread(window.chat_id)
+    assert [m.content for m in thread if m.role == "user"] == ["First question", "Second question"]
+    assert [m.model for m in thread if m.role == "assistant"] == [
+        first_model.stem,
+        window.model_path.stem,
+    ]
+
+
+class _started:
+    """Wait until the window has started a reply job."""
+
+    def __init__(self, qtbot, window: MainWindow) -> None:
+        self.qtbot, self.window, self.before = qtbot, window, window.job
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.qtbot.waitUntil(lambda: self.window.job is not self.before, timeout=TIMEOUT)
