@@ -85,3 +85,51 @@ def test_the_settings_form_is_built_from_the_declaration(qtbot) -> None:
     count = len(seen)
     panel.set_values(GenerationSettings())  # showing values is not an edit
     assert len(seen) == count and panel.values() == GenerationSettings()
+
+
+def test_markdown_is_split_into_prose_and_fenced_code() -> None:
+    from localchat.ui.code_block import Segment, split_markdown
+
+    text = "Use this:\n\n```python\nx = 1\n```\nDone.\n~~~~\n```not closing\n~~~~\nend"
+    assert split_markdown(text) == [
+        Segment("prose", "Use this:\n"),
+        Segment("code", "x = 1", "python"),
+        Segment("prose", "Done."),
+        Segment("code", "```not closing"),
+        Segment("prose", "end"),
+    ]
+    # While streaming, an open fence is code to the end.
+    assert split_markdown("Here:\n```js\nlet a = [") == [
+        Segment("prose", "Here:"),
+        Segment("code", "let a = [", "js"),
+    ]
+    assert split_markdown("no code at all") == [Segment("prose", "no code at all")]
+
+
+def test_code_blocks_are_highlighted_and_copied_on_their_own(qtbot) -> None:
+    from PySide6.QtGui import QGuiApplication
+
+    from localchat.ui.chat_view import MessageWidget
+    from localchat.ui.code_block import CodeBlock
+
+    w = MessageWidget("assistant", "Assistant")
+    qtbot.addWidget(w)
+    code = "def greet(name):\n    return f'hi {name}'  # friendly"
+    streamed = f"Try:\n\n```python\n{code}\n```\n\nThat's all."
+    for end in range(10, len(streamed) + 1, 7):  # as it streams in
+        w.set_markdown(streamed[:end])
+    w.set_markdown(streamed)
+    kinds = [type(s).__name__ for s in w.segments]
+    assert kinds == ["MessageText", "CodeBlock", "MessageText"]
+    block = w.segments[1]
+    assert isinstance(block, CodeBlock)
+    assert block.code() == code and block.language.text() == "python"
+    # 'def' is a keyword: coloured unlike the plain text of the name after it.
+    line = block.editor.document().firstBlock().layout().formats()
+    assert line, "no highlighting applied"
+    keyword = next(f for f in line if f.start == 0)
+    assert keyword.format.foreground().color() != block.editor.palette().text().color()
+    block.copy.click()
+    assert QGuiApplication.clipboard().text() == code
+    w.copy.click()
+    assert QGuiApplication.clipboard().text() == streamed

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from localchat.core.chat.store import StoredMessage
+from localchat.ui.code_block import CodeBlock, split_markdown
 
 REPAINT_MS = 50
 STATUS_NOTES = {
@@ -43,6 +44,12 @@ class MessageText(QTextBrowser):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
+        self._source = ""
+
+    def set_source(self, markdown: str) -> None:
+        if markdown != self._source:
+            self._source = markdown
+            self.setMarkdown(markdown)
 
     def _fit(self) -> None:
         margins = self.contentsMargins()
@@ -94,8 +101,9 @@ class MessageWidget(QFrame):
         head.addWidget(self.action)
         self.action.setVisible(role in ("user", "assistant"))
         layout.addLayout(head)
-        self.text = MessageText()
-        layout.addWidget(self.text)
+        self.body = QVBoxLayout()
+        layout.addLayout(self.body)
+        self.segments: list[MessageText | CodeBlock] = []
         self._markdown = ""
 
     def _button(self, text: str, tip: str, slot) -> QPushButton:
@@ -106,9 +114,30 @@ class MessageWidget(QFrame):
         return b
 
     def set_markdown(self, text: str) -> None:
-        if text != self._markdown:
-            self._markdown = text
-            self.text.setMarkdown(text)
+        """Show ``text``: prose as Markdown, fenced code as code blocks. Widgets
+        are updated in place, so a streaming reply does not flicker."""
+        if text == self._markdown:
+            return
+        self._markdown = text
+        parts = split_markdown(text)
+        for i, part in enumerate(parts):
+            kind = MessageText if part.kind == "prose" else CodeBlock
+            if i < len(self.segments) and type(self.segments[i]) is not kind:
+                for extra in self.segments[i:]:
+                    extra.deleteLater()
+                del self.segments[i:]
+            if i == len(self.segments):
+                widget = kind()
+                self.body.addWidget(widget)
+                self.segments.append(widget)
+            segment = self.segments[i]
+            if isinstance(segment, CodeBlock):
+                segment.set_code(part.text, part.language)
+            else:
+                segment.set_source(part.text)
+        for extra in self.segments[len(parts) :]:
+            extra.deleteLater()
+        del self.segments[len(parts) :]
 
     def markdown(self) -> str:
         return self._markdown
