@@ -133,3 +133,24 @@ def test_code_blocks_are_highlighted_and_copied_on_their_own(qtbot) -> None:
     assert QGuiApplication.clipboard().text() == code
     w.copy.click()
     assert QGuiApplication.clipboard().text() == streamed
+
+
+def test_long_prose_is_chunked_so_a_stream_rerenders_only_its_tail() -> None:
+    from localchat.ui.code_block import CHUNK_CHARS, split_markdown
+
+    paragraph = "word " * 100  # 500 characters
+    text = "\n\n".join([paragraph] * 12)
+    segments = split_markdown(text)
+    assert len(segments) > 1 and all(s.kind == "prose" for s in segments)
+    assert "\n\n".join(s.text for s in segments) == text
+    assert all(len(s.text) >= CHUNK_CHARS - len(paragraph) for s in segments[:-1])
+    # More text only ever changes the last chunk.
+    grown = split_markdown(text + "\n\nmore and more")
+    assert grown[: len(segments) - 1] == segments[:-1]
+    # One long paragraph is cut at line ends as well.
+    lines = "\n".join(["word " * 60] * 30)
+    assert len(split_markdown(lines)) > 1
+    assert "\n".join(s.text for s in split_markdown(lines)) == lines
+    # A list is never cut between its items, even at a blank line.
+    items = "\n\n".join(f"{i}. " + "item " * 120 for i in range(1, 8))
+    assert len(split_markdown(items)) == 1

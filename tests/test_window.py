@@ -68,7 +68,8 @@ def test_send_streams_a_reply_and_keeps_the_chat(qtbot, home: Path, parts, tiny_
     window = open_window(qtbot, parts)
     wait_ready(qtbot, window)
     assert window.model_state.text().startswith("Ready")
-    assert "tiny-chat" in window.model_box.currentText()
+    qtbot.waitUntil(lambda: "F32" in window.model_box.currentText(), timeout=TIMEOUT)
+    assert window.model_box.currentText().startswith("tiny-chat  ·  ")
     window.panel.editors["max_tokens"].setValue(40)
     pieces: list[str] = []
     type_and_send(qtbot, window, "Write **bold** and `code`")
@@ -122,6 +123,8 @@ def test_restart_restores_the_last_chat_and_model(qtbot, home: Path, parts, tiny
     window.close()
 
     again = open_window(qtbot, parts)
+    # Chat and model come back right after the window's first paint.
+    qtbot.waitUntil(lambda: again.model_path is not None, timeout=TIMEOUT)
     assert again.chat_id == chat
     assert again.view.widgets[0].markdown() == "remember me"
     assert again.model_path == chosen

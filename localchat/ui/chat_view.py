@@ -8,6 +8,8 @@ the bottom: scrolling up to read stays put.
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
@@ -228,6 +230,18 @@ class ChatView(QScrollArea):
             self.add(m.role, _title(m.role, m.model, model_names)).set_message(m)
         self.scroll_to_end()
 
+    def update_thread(self, messages: list[StoredMessage], model_names: dict[str, str]) -> None:
+        """Bring the shown messages up to date with the store: in place when the
+        same messages are shown (after a reply), else from scratch."""
+        shown = [w for w in self.widgets if not w.isHidden()]
+        wanted = [m for m in messages if m.role != "system"]
+        if [w.role for w in shown] != [m.role for m in wanted]:
+            self.show_thread(messages, model_names)
+            return
+        for widget, message in zip(shown, wanted, strict=True):
+            widget.set_message(message)
+            widget.set_busy(False)
+
     def add(self, role: str, title: str) -> MessageWidget:
         self.empty.hide()
         w = MessageWidget(role, title)
@@ -247,7 +261,7 @@ class ChatView(QScrollArea):
         self.streaming = self.add("assistant", f"Assistant · {model}")
         self.streaming.note.setText("writing…")
         self._stream_text = ""
-        self._timer.start()
+        self._timer.start(REPAINT_MS)
         self.scroll_to_end()
 
     def append(self, piece: str) -> None:
@@ -264,10 +278,15 @@ class ChatView(QScrollArea):
             return
         bar = self.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
+        started = time.perf_counter()
         self.streaming.set_markdown(self._stream_text)
         self.repaints += 1
         if at_bottom:
             self.scroll_to_end()
+        # Keep the GUI thread mostly free: if a repaint got expensive, repaint
+        # less often (at most a quarter of the time goes to it).
+        cost_ms = (time.perf_counter() - started) * 1000
+        self._timer.setInterval(max(REPAINT_MS, int(4 * cost_ms)))
 
     def scroll_to_end(self) -> None:
         # After the layout has taken the new size in; cancelled if the view goes.

@@ -11,12 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pygments import lex
-from pygments.lexers import get_lexer_by_name
-from pygments.lexers.special import TextLexer
-from pygments.styles import get_style_by_name
-from pygments.token import Token
-from pygments.util import ClassNotFound
 from PySide6.QtCore import Qt
 from PySide6.QtGui import (
     QColor,
@@ -48,9 +42,40 @@ class Segment:
     language: str = ""
 
 
+CHUNK_CHARS = 2000
+"""Prose is cut into chunks of about this size at paragraph breaks, so a
+streaming reply re-renders only its last chunk, not the whole text."""
+_CONTINUES = re.compile(r"^(\s|[-*+>] |\d+[.)] )")
+
+
+def _chunks(prose: str) -> list[str]:
+    """Cut prose once a chunk holds CHUNK_CHARS: at a blank line, or in a long
+    paragraph at a line end (a soft break, then shown as a paragraph break);
+    never where the next line continues a list, a quote or an indented block.
+    A cut depends only on the text before it, so chunks already shown never
+    change, and a finished reply looks as it did while streaming."""
+    lines = prose.split("\n")
+    chunks: list[str] = []
+    start, size = 0, 0
+    for i, line in enumerate(lines):
+        size += len(line) + 1
+        if size < CHUNK_CHARS or i + 1 >= len(lines):
+            continue
+        following = lines[i + 1]
+        if not following.strip() or _CONTINUES.match(following):
+            continue
+        if line.strip() == "":
+            chunks.append("\n".join(lines[start:i]))
+        else:
+            chunks.append("\n".join(lines[start : i + 1]))
+        start, size = i + 1, 0
+    chunks.append("\n".join(lines[start:]))
+    return chunks
+
+
 def split_markdown(text: str) -> list[Segment]:
-    """Prose and fenced code blocks, in order. A fence closes with the same
-    character, at least as long; an unclosed fence runs to the end."""
+    """Prose (in chunks) and fenced code blocks, in order. A fence closes with
+    the same character, at least as long; an unclosed fence runs to the end."""
     segments: list[Segment] = []
     prose: list[str] = []
     lines = text.split("\n")
@@ -63,7 +88,7 @@ def split_markdown(text: str) -> list[Segment]:
             continue
         fence, language = m.group(1), m.group(2)
         if prose:
-            segments.append(Segment("prose", "\n".join(prose)))
+            segments += [Segment("prose", c) for c in _chunks("\n".join(prose))]
             prose = []
         code: list[str] = []
         i += 1
@@ -75,7 +100,7 @@ def split_markdown(text: str) -> list[Segment]:
             i += 1
         segments.append(Segment("code", "\n".join(code), language.lower()))
     if prose and any(line.strip() for line in prose):
-        segments.append(Segment("prose", "\n".join(prose)))
+        segments += [Segment("prose", c) for c in _chunks("\n".join(prose))]
     return segments
 
 
@@ -97,6 +122,12 @@ class PygmentsHighlighter(QSyntaxHighlighter):
 
     def __init__(self, document: QTextDocument, language: str, dark: bool) -> None:
         super().__init__(document)
+        # Imported here: Pygments costs start-up time a chat without code never needs.
+        from pygments.lexers import get_lexer_by_name
+        from pygments.lexers.special import TextLexer
+        from pygments.styles import get_style_by_name
+        from pygments.util import ClassNotFound
+
         try:
             self.lexer = get_lexer_by_name(language) if language else TextLexer()
         except ClassNotFound:
@@ -115,6 +146,8 @@ class PygmentsHighlighter(QSyntaxHighlighter):
         self.spans: dict[int, list[tuple[int, int, QTextCharFormat]]] = {}
 
     def relex(self, text: str) -> None:
+        from pygments import lex
+
         spans: dict[int, list[tuple[int, int, QTextCharFormat]]] = {}
         line, col = 0, 0
         for token, value in lex(text, self.lexer):
@@ -129,6 +162,8 @@ class PygmentsHighlighter(QSyntaxHighlighter):
         self.rehighlight()
 
     def _format(self, token: object) -> QTextCharFormat | None:
+        from pygments.token import Token
+
         while token is not None:
             fmt = self.formats.get(token)
             if fmt is not None and fmt.foreground().style() != Qt.BrushStyle.NoBrush:

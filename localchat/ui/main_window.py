@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QUrl, Signal
+from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -49,6 +49,17 @@ from localchat.ui.chat_view import ChatView
 from localchat.ui.settings_panel import SettingsPanel
 
 
+def _describe(path: Path) -> str:
+    try:
+        info = read_model_info(path)
+    except LocalChatError as exc:
+        return f"{path.stem}  ·  unusable: {exc}"
+    return (
+        f"{path.stem}  ·  {human_count(info.parameter_count)}  ·  "
+        f"{info.quantization}  ·  {human_size(info.file_size)}"
+    )
+
+
 class Composer(QPlainTextEdit):
     """Enter sends, Shift+Enter starts a new line, Esc stops the reply."""
 
@@ -82,6 +93,8 @@ class MainWindow(QMainWindow):
         self.session: ChatSession | None = None
         self.job: JobThread | None = None
         self.loader: JobThread | None = None
+        self.describer: JobThread | None = None
+        self._painted = False
         self.setWindowTitle("LocalChat")
         self.resize(1100, 720)
 
@@ -181,23 +194,33 @@ class MainWindow(QMainWindow):
         geometry = self.settings.ui("geometry")
         if geometry:
             self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))
-        # Load the model used last time, else the first one: ready to chat at once.
         last_model = self.settings.ui("last_model")
         for i in range(self.model_box.count()):
             if self.model_box.itemData(i) == last_model:
                 self.model_box.setCurrentIndex(i)
                 break
-        if self.model_box.count():
-            self._model_chosen(self.model_box.currentIndex())
+
+    def event(self, event: QEvent) -> bool:
+        # The last chat's messages, the model headers and the engine wait for
+        # the first paint: the window shows at once, its content a moment later.
+        if event.type() == QEvent.Type.Paint and not self._painted:
+            self._painted = True
+            QTimer.singleShot(0, self, self._after_first_paint)
+        return super().event(event)
+
+    def _after_first_paint(self) -> None:
         last_chat = self.settings.ui("last_chat")
-        if last_chat is not None:
+        if last_chat is not None and self.chat_id is None:
             self.select_chat(int(last_chat))
+        self._describe_models()
+        if self.model_box.count():  # the model used last time, else the first one
+            self._model_chosen(self.model_box.currentIndex())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.settings.set_ui("geometry", bytes(self.saveGeometry().toBase64().data()).decode())
         if self.session is not None:
             self.session.stop()
-        for job in (self.job, self.loader):
+        for job in (self.job, self.loader, self.describer):
             if job is not None:
                 job.wait(5000)
         super().closeEvent(event)
@@ -208,16 +231,10 @@ class MainWindow(QMainWindow):
         self.model_box.clear()
         models = library.installed()
         for path in models:
-            try:
-                info = read_model_info(path)
-                label = (
-                    f"{path.stem}  ·  {human_count(info.parameter_count)}  ·  "
-                    f"{info.quantization}  ·  {human_size(info.file_size)}"
-                )
-            except LocalChatError as exc:
-                label = f"{path.stem}  ·  unusable: {exc}"
-            self.model_box.addItem(label, str(path))
+            self.model_box.addItem(path.stem, str(path))
         self.model_box.setEnabled(bool(models))
+        if self._painted:
+            self._describe_models()
         if not models:
             self.model_state.setText("")
             self.view.show_empty(
@@ -228,6 +245,20 @@ class MainWindow(QMainWindow):
             )
         elif self.model_box.currentIndex() < 0:
             self.model_box.setCurrentIndex(0)
+
+    def _describe_models(self) -> None:
+        """Size, quantization and parameters come from each file's header: read
+        off the GUI thread."""
+        models = [Path(self.model_box.itemData(i)) for i in range(self.model_box.count())]
+        self.describer = JobThread(lambda _emit: [(str(p), _describe(p)) for p in models])
+        self.describer.done.connect(self._described)
+        self.describer.start()
+
+    def _described(self, labels: list[tuple[str, str]]) -> None:
+        for path, label in labels:
+            index = self.model_box.findData(path)
+            if index >= 0:
+                self.model_box.setItemText(index, label)
 
     def _model_chosen(self, index: int) -> None:
         path = self.model_box.itemData(index)
@@ -457,7 +488,11 @@ class MainWindow(QMainWindow):
     def _end_reply(self) -> None:
         self.view.stop_stream()
         self.send_button.setText("Send")
-        self.show_chat()
+        if self.chat_id is not None:
+            thread = self.store.thread(self.chat_id)
+            self.view.update_thread(thread, {})
+            replies = [m for m in thread if m.role == "assistant" and m.stats]
+            self._show_stats(replies[-1].stats if replies else None)
         self.refresh_chats()
 
     def _settings_changed(self, values: GenerationSettings) -> None:

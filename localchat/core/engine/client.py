@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from localchat.core import paths
-from localchat.core.engine import worker as worker_module
+from localchat.core.engine.entry import worker_main
 from localchat.core.engine.gguf_info import ModelInfo, read_model_info
 from localchat.core.engine.protocol import (
     Chat,
@@ -188,7 +188,7 @@ class Engine:
         parent, child = self._mp.Pipe(duplex=True)
         log = self._log_path or paths.logs_dir() / "engine.log"
         proc = self._mp.Process(
-            target=worker_module.main,
+            target=worker_main,
             args=(child, self._flag, str(log)),
             name="localchat-engine",
             daemon=True,

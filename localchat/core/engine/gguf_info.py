@@ -13,15 +13,17 @@ line before llama.cpp ever sees the file.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, LlamaFileType
+if TYPE_CHECKING:
+    from gguf import GGMLQuantizationType, GGUFValueType
 
 from localchat.core.errors import ModelFileError
 
@@ -30,19 +32,33 @@ DEFAULT_ALIGNMENT = 32
 SHORT_ARRAY = 64
 """Arrays up to this length are kept; longer ones only counted."""
 
-_SCALAR = {
-    GGUFValueType.UINT8: "<B",
-    GGUFValueType.INT8: "<b",
-    GGUFValueType.UINT16: "<H",
-    GGUFValueType.INT16: "<h",
-    GGUFValueType.UINT32: "<I",
-    GGUFValueType.INT32: "<i",
-    GGUFValueType.FLOAT32: "<f",
-    GGUFValueType.BOOL: "<?",
-    GGUFValueType.UINT64: "<Q",
-    GGUFValueType.INT64: "<q",
-    GGUFValueType.FLOAT64: "<d",
-}
+
+@functools.cache
+def _gguf() -> Any:
+    """The gguf package, imported on first use: it imports numpy, a tenth of a
+    second that the window should not spend before it first paints."""
+    import gguf
+
+    return gguf
+
+
+@functools.cache
+def _scalar_formats() -> dict[GGUFValueType, str]:
+    t = _gguf().GGUFValueType
+    return {
+        t.UINT8: "<B",
+        t.INT8: "<b",
+        t.UINT16: "<H",
+        t.INT16: "<h",
+        t.UINT32: "<I",
+        t.INT32: "<i",
+        t.FLOAT32: "<f",
+        t.BOOL: "<?",
+        t.UINT64: "<Q",
+        t.INT64: "<q",
+        t.FLOAT64: "<d",
+    }
+
 
 _OTHER_FORMATS = {
     b"PK\x03\x04": "a zip archive (a PyTorch checkpoint?)",
@@ -199,30 +215,31 @@ class _Cursor:
         self.pos = pos
 
     def value(self, vtype: int, full: bool = False) -> Any:
+        types = _gguf().GGUFValueType
         t = _value_type(vtype)
-        if t == GGUFValueType.STRING:
+        if t == types.STRING:
             return self.string()
-        if t == GGUFValueType.ARRAY:
+        if t == types.ARRAY:
             etype = _value_type(self.take("<I"))
             count = self.take("<Q")
             if count <= SHORT_ARRAY or full:
                 return [self.value(etype, full) for _ in range(count)]
-            if etype == GGUFValueType.STRING:
+            if etype == types.STRING:
                 self.skip_strings(count)
-            elif etype == GGUFValueType.ARRAY:
+            elif etype == types.ARRAY:
                 for _ in range(count):
                     self.value(etype)
             else:
-                self.pos += struct.calcsize(_SCALAR[etype]) * count
+                self.pos += struct.calcsize(_scalar_formats()[etype]) * count
                 if self.pos > self.size:
                     raise _Truncated
             return ArrayInfo(etype, count)
-        return self.take(_SCALAR[t])
+        return self.take(_scalar_formats()[t])
 
 
 def _value_type(v: int) -> GGUFValueType:
     try:
-        return GGUFValueType(v)
+        return _gguf().GGUFValueType(v)
     except ValueError:
         raise ModelFileError(f"unknown GGUF value type {v}") from None
 
@@ -272,8 +289,8 @@ def _parse(p: Path, buf: mmap.mmap, size: int, full_arrays: tuple[str, ...]) -> 
     end = cur.pos
     for name, shape, ttype, offset in tensor_heads:
         try:
-            qtype = GGMLQuantizationType(ttype)
-            block, type_size = GGML_QUANT_SIZES[qtype]
+            qtype = _gguf().GGMLQuantizationType(ttype)
+            block, type_size = _gguf().GGML_QUANT_SIZES[qtype]
         except (ValueError, KeyError):
             raise ModelFileError(
                 f"{p.name} uses tensor type {ttype} ({name}), which is not supported"
@@ -332,7 +349,7 @@ def _quantization(meta: dict[str, Any], tensors: tuple[TensorInfo, ...]) -> str:
     ft = meta.get("general.file_type")
     if isinstance(ft, int):
         try:
-            return LlamaFileType(ft).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+            return _gguf().LlamaFileType(ft).name.removeprefix("MOSTLY_").removeprefix("ALL_")
         except ValueError:
             pass
     matrices = Counter(t.type.name for t in tensors if len(t.shape) >= 2)
