@@ -262,3 +262,69 @@ class _started:
 
     def __exit__(self, *exc) -> None:
         self.qtbot.waitUntil(lambda: self.window.job is not self.before, timeout=TIMEOUT)
+
+
+APP_STREAMING = r"""
+import json, sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from localchat.core.chat.store import ChatStore
+from localchat.core.engine.client import Engine
+from localchat.core.settings import AppSettings
+from localchat.ui.main_window import MainWindow
+
+if __name__ == "__main__":
+    app = QApplication(sys.argv)
+    AppSettings().set_generation(max_tokens=4000)
+    window = MainWindow(ChatStore(), Engine(), AppSettings())
+    window.show()
+    count = [0]
+
+    def piece(text):
+        count[0] += 1
+        print("piece", json.dumps(text), flush=True)
+
+    def go():
+        if window.loaded is None:
+            QTimer.singleShot(20, go)
+            return
+        window.send("Tell me everything")
+        print("chat", window.chat_id, flush=True)
+        window.job.piece.connect(piece)
+
+    QTimer.singleShot(0, go)
+    app.exec()
+"""
+
+
+def test_kill_9_of_the_app_while_streaming_keeps_the_chat(home: Path, slow_model) -> None:
+    import subprocess
+    import sys
+
+    from localchat.core.chat.store import ReplyWriter
+
+    install(home, slow_model)
+    env = {**os.environ, "LOCALCHAT_HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", APP_STREAMING], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    while not line.startswith("chat"):
+        line = proc.stdout.readline()
+    chat = int(line.split()[1])
+    shown: list[str] = []
+    while len(shown) < 60:
+        shown.append(json.loads(proc.stdout.readline().split(" ", 1)[1]))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    with ChatStore(home / "chats.sqlite3") as store:
+        assert store.integrity_ok()
+        question, reply = store.thread(chat)
+    assert question.content == "Tell me everything"
+    assert reply.status == "interrupted"
+    # Each piece is written to the store before the window shows it, and the
+    # writer commits at least every FLUSH_PIECES pieces: all that was shown,
+    # but for the last few pieces, survived the kill.
+    assert reply.content.startswith("".join(shown[: -ReplyWriter.FLUSH_PIECES]))
