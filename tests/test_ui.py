@@ -154,3 +154,25 @@ def test_long_prose_is_chunked_so_a_stream_rerenders_only_its_tail() -> None:
     # A list is never cut between its items, even at a blank line.
     items = "\n\n".join(f"{i}. " + "item " * 120 for i in range(1, 8))
     assert len(split_markdown(items)) == 1
+
+
+def test_dark_and_light_follow_the_scheme(qtbot) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    from localchat.ui import theme
+    from localchat.ui.code_block import CodeBlock
+
+    app = QApplication.instance()
+    try:
+        assert theme.apply(app, Qt.ColorScheme.Dark)
+        assert app.palette().window().color().lightness() < 100
+        block = CodeBlock()
+        qtbot.addWidget(block)
+        block.set_code("x = 1  # note", "python")
+        assert block.highlighter is not None
+        assert block.highlighter.dark  # the code highlighter follows the palette
+        assert not theme.apply(app, Qt.ColorScheme.Light)
+        assert app.palette().window().color().lightness() > 150
+    finally:
+        theme.apply(app, Qt.ColorScheme.Light)

@@ -111,8 +111,9 @@ class AppSettings:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(self._data, f, indent=2, ensure_ascii=False)
-                f.flush()
-                os.fsync(f.fileno())
+            # The rename keeps the file whole if the app dies mid-write. No
+            # fsync: the window saves here on its own thread, and settings (not
+            # chats) may lose the last change to a power cut.
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -10,12 +10,15 @@ from localchat.core.chat.store import ChatStore
 from localchat.core.engine.client import Engine
 from localchat.core.errors import LocalChatError
 from localchat.core.settings import AppSettings
+from localchat.ui import theme
 from localchat.ui.main_window import MainWindow
 
 
 def run() -> int:
-    app = QApplication.instance() or QApplication(sys.argv)
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv)
     app.setApplicationName("LocalChat")
+    theme.follow_system(app)
     try:
         store = ChatStore()
     except LocalChatError as exc:

@@ -132,6 +132,7 @@ class PygmentsHighlighter(QSyntaxHighlighter):
             self.lexer = get_lexer_by_name(language) if language else TextLexer()
         except ClassNotFound:
             self.lexer = TextLexer()
+        self.dark = dark
         style = get_style_by_name("monokai" if dark else "default")
         self.formats: dict[object, QTextCharFormat] = {}
         for token, spec in style:

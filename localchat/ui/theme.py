@@ -1,0 +1,57 @@
+"""Light or dark, as the system says, and following it when it changes.
+
+Qt reports the system's colour scheme (Windows, macOS, GNOME and KDE). For a
+dark scheme the app uses the Fusion style with a dark palette, which every
+widget and the code highlighter (which reads the palette) follow; for a light
+one, the platform's own style and palette.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QApplication, QStyleFactory
+
+_LIGHT_STYLE: dict[int, str] = {}
+
+
+def dark_palette() -> QPalette:
+    p = QPalette()
+    base, window, text = QColor(30, 30, 30), QColor(45, 45, 45), QColor(230, 230, 230)
+    p.setColor(QPalette.ColorRole.Window, window)
+    p.setColor(QPalette.ColorRole.WindowText, text)
+    p.setColor(QPalette.ColorRole.Base, base)
+    p.setColor(QPalette.ColorRole.AlternateBase, window)
+    p.setColor(QPalette.ColorRole.Text, text)
+    p.setColor(QPalette.ColorRole.Button, window)
+    p.setColor(QPalette.ColorRole.ButtonText, text)
+    p.setColor(QPalette.ColorRole.ToolTipBase, base)
+    p.setColor(QPalette.ColorRole.ToolTipText, text)
+    p.setColor(QPalette.ColorRole.PlaceholderText, QColor(140, 140, 140))
+    p.setColor(QPalette.ColorRole.Mid, QColor(120, 120, 120))
+    p.setColor(QPalette.ColorRole.Highlight, QColor(42, 130, 218))
+    p.setColor(QPalette.ColorRole.HighlightedText, Qt.GlobalColor.white)
+    p.setColor(QPalette.ColorRole.Link, QColor(90, 170, 255))
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor(120, 120, 120))
+    return p
+
+
+def apply(app: QApplication, scheme: Qt.ColorScheme | None = None) -> bool:
+    """Apply the system's scheme (or ``scheme``); returns whether it is dark."""
+    if id(app) not in _LIGHT_STYLE:
+        _LIGHT_STYLE[id(app)] = app.style().name()
+    scheme = scheme if scheme is not None else QGuiApplication.styleHints().colorScheme()
+    dark = scheme == Qt.ColorScheme.Dark
+    if dark:
+        app.setStyle(QStyleFactory.create("Fusion"))
+        app.setPalette(dark_palette())
+    else:
+        app.setStyle(QStyleFactory.create(_LIGHT_STYLE[id(app)]))
+        app.setPalette(app.style().standardPalette())
+    return dark
+
+
+def follow_system(app: QApplication) -> None:
+    apply(app)
+    QGuiApplication.styleHints().colorSchemeChanged.connect(lambda s: apply(app, s))
