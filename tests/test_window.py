@@ -141,15 +141,28 @@ def test_chats_rename_search_delete_export(qtbot, home: Path, parts, tmp_path) -
     window.search.setText("portugal")
     assert [window.chat_list.item(i).text() for i in range(window.chat_list.count())] == ["Holiday"]
     window.search.clear()
+
+    def titles() -> list[str]:
+        return [window.chat_list.item(i).text() for i in range(window.chat_list.count())]
+
+    # Writes run off the GUI thread; the list follows when they are done.
     window.rename_chat(b, "Tax return")
-    assert "Tax return" in [window.chat_list.item(i).text() for i in range(2)]
+    qtbot.waitUntil(lambda: "Tax return" in titles(), timeout=TIMEOUT)
     window.export_chat(a, tmp_path / "out.md")
-    assert "beaches in Portugal" in (tmp_path / "out.md").read_text()
     window.export_chat(a, tmp_path / "out.json")
+    qtbot.waitUntil(lambda: (tmp_path / "out.json").exists(), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: (tmp_path / "out.md").exists(), timeout=TIMEOUT)
+    assert "beaches in Portugal" in (tmp_path / "out.md").read_text()
     assert json.loads((tmp_path / "out.json").read_text())["title"] == "Holiday"
+    window.export_chat(a, tmp_path / "no-such-dir" / "out.md")
+    qtbot.waitUntil(lambda: "cannot write" in window.statusBar().currentMessage(), timeout=TIMEOUT)
     window.select_chat(b)
     window.delete_chat(b)
-    assert window.chat_list.count() == 1 and window.chat_id is None
+    assert window.chat_id is None
+    qtbot.waitUntil(lambda: titles() == ["Holiday"], timeout=TIMEOUT)
+    window.new_chat()
+    qtbot.waitUntil(lambda: window.chat_id is not None, timeout=TIMEOUT)
+    assert len(titles()) == 2
 
 
 def test_a_worker_crash_during_a_reply_keeps_window_and_chat(
@@ -204,7 +217,7 @@ def test_regenerate_edit_and_flip_between_versions(
 
     # The arrow flips back to the first version.
     qtbot.mouseClick(shown.older, Qt.MouseButton.LeftButton)
-    assert window.view.widgets[-1].markdown() == first.content
+    qtbot.waitUntil(lambda: window.view.widgets[-1].markdown() == first.content, timeout=TIMEOUT)
     assert window.view.widgets[-1].position.text() == "1/2"
 
     # Edit the question: the dialog is answered with a new text.
@@ -281,6 +294,8 @@ if __name__ == "__main__":
     count = [0]
 
     def piece(text):
+        if count[0] == 0:  # by now the reply's job has opened the chat
+            print("chat", window._reply_chat[0], flush=True)
         count[0] += 1
         print("piece", json.dumps(text), flush=True)
 
@@ -289,7 +304,6 @@ if __name__ == "__main__":
             QTimer.singleShot(20, go)
             return
         window.send("Tell me everything")
-        print("chat", window.chat_id, flush=True)
         window.job.piece.connect(piece)
 
     QTimer.singleShot(0, go)
@@ -309,15 +323,18 @@ def test_kill_9_of_the_app_while_streaming_keeps_the_chat(home: Path, slow_model
         [sys.executable, "-c", APP_STREAMING], stdout=subprocess.PIPE, text=True, env=env
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    while not line.startswith("chat"):
+    try:
         line = proc.stdout.readline()
-    chat = int(line.split()[1])
-    shown: list[str] = []
-    while len(shown) < 60:
-        shown.append(json.loads(proc.stdout.readline().split(" ", 1)[1]))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+        while not line.startswith("chat"):
+            assert line, "the app ended before it replied"
+            line = proc.stdout.readline()
+        chat = int(line.split()[1])
+        shown: list[str] = []
+        while len(shown) < 60:
+            shown.append(json.loads(proc.stdout.readline().split(" ", 1)[1]))
+    finally:
+        proc.send_signal(signal.SIGKILL)  # also when the test fails: no app left running
+        proc.wait()
 
     with ChatStore(home / "chats.sqlite3") as store:
         assert store.integrity_ok()

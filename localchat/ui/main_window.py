@@ -10,7 +10,9 @@ last model) goes through ``AppSettings`` too.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
@@ -44,7 +46,7 @@ from localchat.core.errors import LocalChatError
 from localchat.core.models import library
 from localchat.core.params import GenerationSettings
 from localchat.core.settings import AppSettings
-from localchat.ui.bridge import JobThread
+from localchat.ui.bridge import Emit, JobThread
 from localchat.ui.chat_view import ChatView
 from localchat.ui.settings_panel import SettingsPanel
 
@@ -90,7 +92,8 @@ class MainWindow(QMainWindow):
         self.model_path: Path | None = None
         self.loaded: LoadedModel | None = None
         self.chat_id: int | None = None
-        self.session: ChatSession | None = None
+        self._reply_chat: list[int] = []  # the chat a running reply writes to
+        self._ops: set[JobThread] = set()  # store writes in flight
         self.job: JobThread | None = None
         self.loader: JobThread | None = None
         self.describer: JobThread | None = None
@@ -218,9 +221,9 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.settings.set_ui("geometry", bytes(self.saveGeometry().toBase64().data()).decode())
-        if self.session is not None:
-            self.session.stop()
-        for job in (self.job, self.loader, self.describer):
+        if self.busy():
+            self.engine.cancel()
+        for job in (self.job, self.loader, self.describer, *self._ops):
             if job is not None:
                 job.wait(5000)
         super().closeEvent(event)
@@ -285,8 +288,6 @@ class MainWindow(QMainWindow):
         where = "GPU" if loaded.gpu_layers else "CPU"
         note = f" — {loaded.notice}" if loaded.notice else ""
         self.model_state.setText(f"Ready · context {loaded.n_ctx:,} · {where}{note}")
-        if self.chat_id is not None:
-            self.session = ChatSession(self.store, self.engine, self.chat_id, model=self._name())
 
     def _model_failed(self, message: str) -> None:
         self.model_state.setText(f"Failed: {message}")
@@ -309,9 +310,20 @@ class MainWindow(QMainWindow):
                 self.chat_list.setCurrentItem(item)
         self.chat_list.blockSignals(False)
 
+    def _background(self, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
+        """A store write off the GUI thread; ``then`` runs on the GUI thread."""
+        op = JobThread(lambda _emit: work())
+        self._ops.add(op)
+        op.done.connect(then)
+        op.failed.connect(lambda message: self.statusBar().showMessage(message, 10000))
+        op.finished.connect(lambda: self._ops.discard(op))
+        op.start()
+
     def new_chat(self) -> None:
-        self.select_chat(self.store.create_chat())
-        self.refresh_chats()
+        self._background(self.store.create_chat, self._chat_created)
+
+    def _chat_created(self, chat_id: int) -> None:
+        self.select_chat(chat_id)
         self.composer.setFocus()
 
     def select_chat(self, chat_id: int) -> None:
@@ -321,11 +333,6 @@ class MainWindow(QMainWindow):
             return
         self.chat_id = chat_id
         self.settings.set_ui("last_chat", chat_id)
-        self.session = (
-            ChatSession(self.store, self.engine, chat_id, model=self._name())
-            if self.loaded is not None
-            else None
-        )
         self.show_chat()
         self.refresh_chats()
 
@@ -372,7 +379,9 @@ class MainWindow(QMainWindow):
             self.rename_chat(chat_id, title.strip())
 
     def rename_chat(self, chat_id: int, title: str) -> None:
-        self.store.rename_chat(chat_id, title)
+        self._background(lambda: self.store.rename_chat(chat_id, title), self._refreshed)
+
+    def _refreshed(self, _result: object = None) -> None:
         self.refresh_chats()
 
     def _delete(self, chat_id: int) -> None:
@@ -381,11 +390,10 @@ class MainWindow(QMainWindow):
             self.delete_chat(chat_id)
 
     def delete_chat(self, chat_id: int) -> None:
-        self.store.delete_chat(chat_id)
         if chat_id == self.chat_id:
-            self.chat_id, self.session = None, None
+            self.chat_id = None
             self.view.clear()
-        self.refresh_chats()
+        self._background(lambda: self.store.delete_chat(chat_id), self._refreshed)
 
     def _export(self, chat_id: int, kind: str) -> None:
         title = self.store.chat(chat_id).title or "chat"
@@ -399,12 +407,19 @@ class MainWindow(QMainWindow):
             self.export_chat(chat_id, Path(path))
 
     def export_chat(self, chat_id: int, path: Path) -> None:
-        if path.suffix == ".json":
-            text = json.dumps(self.store.export_json(chat_id), indent=2, ensure_ascii=False)
-        else:
-            text = self.store.export_markdown(chat_id)
-        path.write_text(text, encoding="utf-8")
-        self.statusBar().showMessage(f"Exported to {path}", 5000)
+        def write() -> Path:
+            if path.suffix == ".json":
+                data = self.store.export_json(chat_id)
+                text = json.dumps(data, indent=2, ensure_ascii=False)
+            else:
+                text = self.store.export_markdown(chat_id)
+            try:
+                path.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise LocalChatError(f"cannot write {path}: {exc.strerror or exc}") from None
+            return path
+
+        self._background(write, lambda p: self.statusBar().showMessage(f"Exported to {p}", 5000))
 
     # -- talking ------------------------------------------------------------------------
 
@@ -417,21 +432,18 @@ class MainWindow(QMainWindow):
         if self.loaded is None:
             self.statusBar().showMessage("Choose a model first (and wait until it is ready).", 5000)
             return
-        if self.chat_id is None:
-            self.new_chat()
-        assert self.session is not None
         self.composer.clear()
-        session, settings = self.session, self.panel.values()
-        self._run(lambda emit: session.send(text, settings, emit), text)
+        settings = self.panel.values()
+        self._run(lambda session, emit: session.send(text, settings, emit), text)
 
     def regenerate(self, reply_id: int) -> None:
-        if self.busy() or self.session is None:
+        if self.busy() or self.chat_id is None or self.loaded is None:
             return
-        session, settings = self.session, self.panel.values()
-        self._run(lambda emit: session.regenerate(reply_id, settings, emit), "")
+        settings = self.panel.values()
+        self._run(lambda session, emit: session.regenerate(reply_id, settings, emit), "")
 
     def edit_message(self, message_id: int) -> None:
-        if self.busy() or self.session is None:
+        if self.busy() or self.chat_id is None or self.loaded is None:
             return
         old = self.store.message(message_id).content
         text, ok = QInputDialog.getMultiLineText(self, "Edit message", "Message:", old)
@@ -439,18 +451,16 @@ class MainWindow(QMainWindow):
             self.resend_edited(message_id, text.strip())
 
     def resend_edited(self, message_id: int, text: str) -> None:
-        assert self.session is not None
-        session, settings = self.session, self.panel.values()
-        self._run(lambda emit: session.edit(message_id, text, settings, emit), text)
+        settings = self.panel.values()
+        self._run(lambda session, emit: session.edit(message_id, text, settings, emit), text)
 
     def show_sibling(self, message_id: int) -> None:
         if not self.busy():
-            self.store.select(message_id)
-            self.show_chat()
+            self._background(lambda: self.store.select(message_id), lambda _r: self.show_chat())
 
     def stop(self) -> None:
-        if self.busy() and self.session is not None:
-            self.session.stop()
+        if self.busy():
+            self.engine.cancel()
 
     def _send_or_stop(self) -> None:
         if self.busy():
@@ -460,7 +470,17 @@ class MainWindow(QMainWindow):
             if text:
                 self.send(text)
 
-    def _run(self, job, user_text: str) -> None:
+    def _run(self, talk: Callable[[ChatSession, Emit], StoredMessage], user_text: str) -> None:
+        """Run ``talk`` on a JobThread with a session for the current chat (a
+        new one, created there, when none is open)."""
+        chat_id, model, holder = self.chat_id, self._name(), self._reply_chat
+        holder.clear()
+
+        def job(emit: Emit) -> StoredMessage:
+            chat = chat_id if chat_id is not None else self.store.create_chat()
+            holder.append(chat)
+            return talk(ChatSession(self.store, self.engine, chat, model=model), emit)
+
         if user_text == "":
             self.show_chat()  # regenerating: the reply replaces the shown one
             if self.view.widgets:
@@ -488,6 +508,9 @@ class MainWindow(QMainWindow):
     def _end_reply(self) -> None:
         self.view.stop_stream()
         self.send_button.setText("Send")
+        if self.chat_id is None and self._reply_chat:  # the reply opened a new chat
+            self.chat_id = self._reply_chat[0]
+            self.settings.set_ui("last_chat", self.chat_id)
         if self.chat_id is not None:
             thread = self.store.thread(self.chat_id)
             self.view.update_thread(thread, {})
