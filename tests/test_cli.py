@@ -222,3 +222,38 @@ def test_no_arguments_opens_the_window(home: Path) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert b"Traceback" not in err
+
+
+def test_overflow_policy_from_the_command_line(home: Path, tiny_model: Path) -> None:
+    long = "word " * 600
+    proc = run(
+        "chat",
+        "-m",
+        str(tiny_model),
+        "--ctx",
+        "256",
+        "--overflow",
+        "stop",
+        "--prompt",
+        long,
+        *FAST,
+        home=home,
+    )
+    assert_one_line_error(proc, 1, "tokens over the 256-token context")
+    proc = run(
+        "chat",
+        "-m",
+        str(tiny_model),
+        "--ctx",
+        "512",
+        "--json",
+        *FAST,
+        home=home,
+        stdin="\n".join(["tell me more " * 30] * 6) + "\n",
+    )
+    assert proc.returncode == 0, proc.stderr
+    turns = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert turns[0]["trimmed_messages"] == 0 and turns[-1]["trimmed_messages"] > 0
+    assert_one_line_error(
+        run("chat", "--overflow", "sometimes", home=home), 2, "invalid choice: 'sometimes'"
+    )

@@ -180,9 +180,13 @@ def test_a_reply_stops_when_the_context_is_full(engine: Engine, tiny_model: Path
     stream.text()
     r = stream.result
     assert r is not None and r.finish_reason == "context" and r.context_used == 256
-    with pytest.raises(EngineError, match="the context holds 256"):
-        engine.chat(user("word " * 400), GREEDY).text()
-    assert engine.chat(user("Hi"), GREEDY).text()  # still usable
+    # Too long for the context: 'stop' refuses with the exact excess...
+    with pytest.raises(EngineError, match=r"tokens over the 256-token context"):
+        engine.chat(user("word " * 400), GREEDY.replace(overflow="stop")).text()
+    # ...the default cuts the message, with a notice, and answers.
+    stream = engine.chat(user("word " * 400), GREEDY)
+    assert stream.text()
+    assert stream.result is not None and stream.result.prompt_tokens <= 256 - 24
 
 
 def test_cancel_during_generation_keeps_what_was_generated(
@@ -396,3 +400,27 @@ def test_gpu_offload_failure_falls_back_to_the_cpu_and_says_so() -> None:
         load_with_gpu_fallback(broken, 0)
     with pytest.raises(ModelLoadError, match="not a model"):  # the CPU retry fails too
         load_with_gpu_fallback(broken, 10)
+
+
+def test_a_long_conversation_rolls_and_keeps_the_system_prompt(
+    engine: Engine, tiny_model: Path
+) -> None:
+    """60 turns at n_ctx 2048: never 'exceeds the context', and the system
+    prompt stays in view while old turns drop out."""
+    s = GenerationSettings(temperature=0.0, max_tokens=40, ctx=2048, system_prompt="SYSTEM RULES")
+    engine.load(tiny_model, s)
+    messages: list[Message] = []
+    trimmed = []
+    for turn in range(60):
+        messages.append({"role": "user", "content": f"turn {turn}: " + "tell me more " * 10})
+        stream = engine.chat(messages, s)
+        reply = stream.text()
+        r = stream.result
+        assert r is not None and r.finish_reason in ("length", "stop")
+        assert r.prompt_tokens + 40 <= 2048
+        trimmed.append(r.trimmed_messages)
+        messages.append({"role": "assistant", "content": reply})
+    assert trimmed[0] == 0 and trimmed[-1] > 0
+    assert trimmed == sorted(trimmed)  # once out of view, a message stays out
+    seen = engine.render([{"role": "system", "content": "SYSTEM RULES"}, *messages[-3:]])
+    assert "SYSTEM RULES" in seen.text

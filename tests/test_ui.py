@@ -45,15 +45,16 @@ def test_thousands_of_tokens_stream_through_signals(qtbot, tmp_path: Path) -> No
 
 
 def test_a_failure_arrives_as_a_signal(qtbot, tiny_model: Path) -> None:
+    refuse = GenerationSettings(ctx=256, overflow="stop")
     with Engine() as engine:
-        engine.load(tiny_model, GenerationSettings(ctx=256))
+        engine.load(tiny_model, refuse)
         thread = JobThread(
-            lambda emit: engine.chat([{"role": "user", "content": "word " * 400}]).text()
+            lambda emit: engine.chat([{"role": "user", "content": "word " * 400}], refuse).text()
         )
         with qtbot.waitSignal(thread.failed, timeout=60_000) as blocker:
             thread.start()
         thread.wait()
-    assert "context holds 256" in blocker.args[0]
+    assert "tokens over the 256-token context" in blocker.args[0]
 
 
 def test_the_settings_form_is_built_from_the_declaration(qtbot) -> None:

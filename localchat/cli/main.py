@@ -37,6 +37,7 @@ JSON_FIELDS = (
     "context_size",
     "context_used",
     "finish_reason",
+    "trimmed_messages",
 )
 
 

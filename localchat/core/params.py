@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from localchat.core.errors import SettingError
 
-Group = Literal["sampling", "model", "prompt"]
+Group = Literal["sampling", "model", "prompt", "conversation"]
 
 CTX_MULTIPLE = 256
 """Context sizes are multiples of this (llama-cpp-python mis-sizes its token
@@ -51,6 +51,8 @@ class Spec:
     """The CLI flag; derived from the name when not given."""
     step: float | None = None
     """How far one click of a spin box moves (1 for whole numbers by default)."""
+    choices: tuple[str, ...] = ()
+    """For a text setting: the values it may take (none: any text)."""
 
 
 def _setting(default: Any, **spec: Any) -> Any:
@@ -179,6 +181,15 @@ class GenerationSettings:
         group="prompt",
         flag="--system",
     )
+    overflow: str = _setting(
+        "rolling",
+        label="When the chat is too long",
+        help="rolling: older messages drop out of the model's view (never the system "
+        "prompt); keep-start: the first exchange stays too; stop: refuse and say how much "
+        "too long it is. Messages stay in the chat either way.",
+        group="conversation",
+        choices=("rolling", "keep-start", "stop"),
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -237,6 +248,8 @@ def _check(f: dataclasses.Field[Any], value: Any) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise SettingError(f"{f.name} must be {_kind_word(kind)}, got {value!r}")
     if kind is str:
+        if s.choices and value not in s.choices:
+            raise SettingError(f"{f.name} must be one of {', '.join(s.choices)}, got {value!r}")
         return value
     number = float(value)  # type: ignore[arg-type]  # int or float, checked above
     if not math.isfinite(number):
@@ -278,7 +291,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
             dest=f.name,
             type=kind,
             default=None,
-            metavar={float: "F", int: "N", str: "TEXT"}[kind],
+            choices=s.choices or None,
+            metavar=None if s.choices else {float: "F", int: "N", str: "TEXT"}[kind],
             help=" ".join(parts).replace("%", "%%"),
         )
 

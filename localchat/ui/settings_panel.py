@@ -15,6 +15,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -33,6 +34,7 @@ GROUP_TITLES = {
     "sampling": "Sampling",
     "model": "Model (applied when the model is next loaded)",
     "prompt": "Prompt",
+    "conversation": "Conversation",
 }
 INT_LIMIT = 2**31 - 1  # QSpinBox holds a C int
 
@@ -70,6 +72,11 @@ class SettingsPanel(QWidget):
 
     def _editor(self, name: str, spec: Spec) -> QWidget:
         kind = type(params.default(name))
+        if spec.choices:
+            combo = QComboBox()
+            combo.addItems(list(spec.choices))
+            combo.currentTextChanged.connect(self._emit)
+            return combo
         if kind is str:
             text = QPlainTextEdit()
             text.setPlaceholderText(spec.help)
@@ -97,7 +104,9 @@ class SettingsPanel(QWidget):
     def values(self) -> GenerationSettings:
         data: dict[str, Any] = {}
         for name, editor in self.editors.items():
-            if isinstance(editor, QPlainTextEdit):
+            if isinstance(editor, QComboBox):
+                data[name] = editor.currentText()
+            elif isinstance(editor, QPlainTextEdit):
                 data[name] = editor.toPlainText()
             elif isinstance(editor, QDoubleSpinBox):
                 data[name] = round(editor.value(), editor.decimals())
@@ -112,7 +121,9 @@ class SettingsPanel(QWidget):
             for f in dataclasses.fields(settings):
                 editor = self.editors[f.name]
                 value = getattr(settings, f.name)
-                if isinstance(editor, QPlainTextEdit):
+                if isinstance(editor, QComboBox):
+                    editor.setCurrentText(value)
+                elif isinstance(editor, QPlainTextEdit):
                     if editor.toPlainText() != value:
                         editor.setPlainText(value)
                 elif isinstance(editor, QSpinBox | QDoubleSpinBox):

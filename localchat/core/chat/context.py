@@ -30,6 +30,7 @@ from localchat.core.errors import LocalChatError
 
 Policy = Literal["rolling", "keep-start", "stop"]
 POLICIES: tuple[Policy, ...] = ("rolling", "keep-start", "stop")
+"""Declared with the other settings as ``GenerationSettings.overflow``."""
 CUT_NOTICE = "\n\n[… the rest of this message was cut: it does not fit in the context]"
 
 Counter = Callable[[Sequence[Message]], int]

@@ -150,6 +150,9 @@ class ChatResult:
     """Generation speed after the first token."""
     context_size: int
     context_used: int
+    trimmed_messages: int = 0
+    """Messages of the conversation the model did not see this turn (the
+    chat's overflow policy left them out)."""
 
 
 @dataclass(frozen=True)

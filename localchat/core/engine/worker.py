@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import llama_cpp
 
+from localchat.core.chat.context import plan
 from localchat.core.engine.protocol import (
     Chat,
     ChatResult,
@@ -403,9 +404,18 @@ class Worker:
         messages = list(req.messages)
         if s.system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": s.system_prompt})
-        text = self._render(tuple(messages))
-        tokens = self._prompt_tokens(text)
         n_ctx = llm.n_ctx()
+        # The chat's overflow policy picks what the model sees, counted exactly
+        # with its own template and tokenizer; room stays for the reply.
+        window = plan(
+            messages,
+            lambda m: len(self._tokenize_prompt(self._render(tuple(m)))),
+            n_ctx=n_ctx,
+            reserve=min(s.max_tokens, n_ctx // 2),
+            policy=s.overflow,  # type: ignore[arg-type]  # validated by its declaration
+        )
+        text = self._render(window.messages)
+        tokens = self._prompt_tokens(text)
         if len(tokens) >= n_ctx:
             raise EngineError(
                 f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx}; "
@@ -509,4 +519,5 @@ class Worker:
             tokens_per_s=(n - 1) / (t_last - t_first) if n > 1 and t_last > t_first else 0.0,
             context_size=n_ctx,
             context_used=len(tokens) + n,
+            trimmed_messages=len(window.dropped),
         )
