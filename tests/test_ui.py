@@ -177,3 +177,30 @@ def test_dark_and_light_follow_the_scheme(qtbot) -> None:
         assert app.palette().window().color().lightness() > 150
     finally:
         theme.apply(app, Qt.ColorScheme.Light)
+
+
+def test_the_view_follows_a_reply_only_from_the_bottom(qtbot) -> None:
+    from localchat.ui.chat_view import ChatView
+
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.resize(500, 300)
+    view.show()
+    for i in range(8):
+        view.add("user", "You").set_markdown(f"message {i}\n\n" + "line\n\n" * 5)
+    view.begin_stream("and now?", "m")
+    bar = view.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0 and bar.value() == bar.maximum())
+
+    def stream(lines: int) -> None:
+        for _ in range(lines):
+            view.append("more text\n\n")
+        view._repaint_stream()
+        qtbot.wait(20)  # the scroll lands after the layout
+
+    stream(20)
+    assert bar.value() == bar.maximum()  # at the bottom: it follows
+    bar.setValue(0)  # the user scrolls up to read
+    stream(20)
+    assert bar.value() == 0 and bar.maximum() > 0  # and stays where they are
+    view.stop_stream()

@@ -345,3 +345,18 @@ def test_kill_9_of_the_app_while_streaming_keeps_the_chat(home: Path, slow_model
     # writer commits at least every FLUSH_PIECES pieces: all that was shown,
     # but for the last few pieces, survived the kill.
     assert reply.content.startswith("".join(shown[: -ReplyWriter.FLUSH_PIECES]))
+
+
+def test_model_settings_apply_on_reload(qtbot, home: Path, parts, tiny_model) -> None:
+    install(home, tiny_model)
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    assert window.loaded is not None and window.loaded.n_ctx == 4096
+    assert window.reload_button.isHidden()
+    window.panel.editors["temperature"].setValue(0.3)  # a sampling setting: no reload
+    assert window.reload_button.isHidden()
+    window.panel.editors["ctx"].setValue(2048)
+    assert not window.reload_button.isHidden()
+    qtbot.mouseClick(window.reload_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.loaded is not None, timeout=TIMEOUT)
+    assert window.loaded.n_ctx == 2048 and window.reload_button.isHidden()

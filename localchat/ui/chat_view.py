@@ -85,11 +85,14 @@ class MessageWidget(QFrame):
         head = QHBoxLayout()
         self.title = QLabel(title)
         self.title.setStyleSheet("font-weight: bold")
+        self.title.setToolTip(title)
+        # A long model name may shrink: the conversation never scrolls sideways.
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.title.setMinimumWidth(80)
         self.note = QLabel()
         self.note.setStyleSheet("color: palette(mid)")
-        head.addWidget(self.title)
+        head.addWidget(self.title, 1)  # takes the free width, shrinks first
         head.addWidget(self.note)
-        head.addStretch(1)
         self.older = self._button("‹", "Previous version", lambda: self._flip(-1))
         self.position = QLabel()
         self.newer = self._button("›", "Next version", lambda: self._flip(1))
@@ -192,6 +195,7 @@ class ChatView(QScrollArea):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget()
         self.column = QVBoxLayout(body)
         self.column.addStretch(1)
@@ -209,6 +213,12 @@ class ChatView(QScrollArea):
         self._timer.setInterval(REPAINT_MS)
         self._timer.timeout.connect(self._repaint_stream)
         self.repaints = 0
+        # Pinned to the bottom, the view follows the text as it grows (the range
+        # changes after each layout); scrolled up, it stays where the user is.
+        self._follow = True
+        bar = self.verticalScrollBar()
+        bar.rangeChanged.connect(self._range_changed)
+        bar.valueChanged.connect(self._value_changed)
 
     def show_empty(self, html: str) -> None:
         self.clear()
@@ -276,25 +286,25 @@ class ChatView(QScrollArea):
     def _repaint_stream(self) -> None:
         if self.streaming is None or self.streaming.markdown() == self._stream_text:
             return
-        bar = self.verticalScrollBar()
-        at_bottom = bar.value() >= bar.maximum() - 4
         started = time.perf_counter()
         self.streaming.set_markdown(self._stream_text)
         self.repaints += 1
-        if at_bottom:
-            self.scroll_to_end()
         # Keep the GUI thread mostly free: if a repaint got expensive, repaint
         # less often (at most a quarter of the time goes to it).
         cost_ms = (time.perf_counter() - started) * 1000
         self._timer.setInterval(max(REPAINT_MS, int(4 * cost_ms)))
 
     def scroll_to_end(self) -> None:
-        # After the layout has taken the new size in; cancelled if the view goes.
-        QTimer.singleShot(0, self, self._to_end)
-
-    def _to_end(self) -> None:
+        self._follow = True
         bar = self.verticalScrollBar()
         bar.setValue(bar.maximum())
+
+    def _range_changed(self, _minimum: int, maximum: int) -> None:
+        if self._follow:
+            self.verticalScrollBar().setValue(maximum)
+
+    def _value_changed(self, value: int) -> None:
+        self._follow = value >= self.verticalScrollBar().maximum() - 4
 
 
 def _title(role: str, model: str | None, names: dict[str, str]) -> str:

@@ -31,12 +31,13 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from localchat.core import paths
+from localchat.core import params, paths
 from localchat.core.chat.session import ChatSession
 from localchat.core.chat.store import ChatStore, StoredMessage
 from localchat.core.engine.client import Engine
@@ -60,6 +61,11 @@ def _describe(path: Path) -> str:
         f"{path.stem}  ·  {human_count(info.parameter_count)}  ·  "
         f"{info.quantization}  ·  {human_size(info.file_size)}"
     )
+
+
+def _model_part(settings: GenerationSettings) -> dict[str, Any]:
+    """The settings that take effect only when a model is loaded."""
+    return {k: v for k, v in settings.to_dict().items() if params.spec(k).group == "model"}
 
 
 class Composer(QPlainTextEdit):
@@ -97,6 +103,7 @@ class MainWindow(QMainWindow):
         self.job: JobThread | None = None
         self.loader: JobThread | None = None
         self.describer: JobThread | None = None
+        self._loaded_with: dict[str, Any] = {}
         self._painted = False
         self.setWindowTitle("LocalChat")
         self.resize(1100, 720)
@@ -112,6 +119,7 @@ class MainWindow(QMainWindow):
         self.chat_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.chat_list.customContextMenuRequested.connect(self._chat_menu)
         left = QWidget()
+        left.setMinimumWidth(200)
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(self.search)
         left_layout.addWidget(new_chat)
@@ -119,13 +127,20 @@ class MainWindow(QMainWindow):
 
         # Middle: model, conversation, composer.
         self.model_box = QComboBox()
-        self.model_box.setMinimumWidth(320)
+        self.model_box.setMinimumWidth(180)
         self.model_box.activated.connect(self._model_chosen)
         self.model_state = QLabel()
+        # May shrink (full text in its tooltip), so the chats keep their room.
+        self.model_state.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.reload_button = QPushButton("Reload model to apply")
+        self.reload_button.setToolTip("Context size, GPU layers and threads apply on loading")
+        self.reload_button.clicked.connect(self._reload)
+        self.reload_button.hide()
         top = QHBoxLayout()
         top.addWidget(QLabel("Model:"))
         top.addWidget(self.model_box, 3)
         top.addWidget(self.model_state, 2)
+        top.addWidget(self.reload_button)
         self.view = ChatView()
         self.view.edit_requested.connect(self.edit_message)
         self.view.regenerate_requested.connect(self.regenerate)
@@ -274,10 +289,12 @@ class MainWindow(QMainWindow):
             return
         self.model_path = path
         self.loaded = None
-        self.model_state.setText("Loading…")
+        self.reload_button.hide()
+        self._state("Loading…")
         self.settings.set_ui("last_model", str(path))
         settings = self.settings.generation(str(path))
         self.panel.set_values(settings)
+        self._loaded_with = _model_part(settings)
         self.loader = JobThread(lambda _emit: self.engine.load(path, settings))
         self.loader.done.connect(self._model_loaded)
         self.loader.failed.connect(self._model_failed)
@@ -287,10 +304,14 @@ class MainWindow(QMainWindow):
         self.loaded = loaded
         where = "GPU" if loaded.gpu_layers else "CPU"
         note = f" — {loaded.notice}" if loaded.notice else ""
-        self.model_state.setText(f"Ready · context {loaded.n_ctx:,} · {where}{note}")
+        self._state(f"Ready · context {loaded.n_ctx:,} · {where}{note}")
 
     def _model_failed(self, message: str) -> None:
-        self.model_state.setText(f"Failed: {message}")
+        self._state(f"Failed: {message}")
+
+    def _state(self, text: str) -> None:
+        self.model_state.setText(text)
+        self.model_state.setToolTip(text)
 
     def _name(self) -> str:
         return self.model_path.stem if self.model_path else "no model"
@@ -500,7 +521,7 @@ class MainWindow(QMainWindow):
         self._end_reply()
         self.statusBar().showMessage(f"The reply failed: {message}", 10000)
         if self.loaded is not None and self.engine.loaded is None:
-            self.model_state.setText("Restarting the model after a crash…")
+            self._state("Restarting the model after a crash…")
             self.loaded = None
             if self.model_path is not None:
                 self.load_model(self.model_path)
@@ -527,3 +548,9 @@ class MainWindow(QMainWindow):
         }
         if changed:
             self.settings.set_generation(model, **changed)
+        stale = self.model_path is not None and _model_part(values) != self._loaded_with
+        self.reload_button.setVisible(stale)
+
+    def _reload(self) -> None:
+        if self.model_path is not None and not self.busy():
+            self.load_model(self.model_path)
