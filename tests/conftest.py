@@ -55,6 +55,17 @@ def llama3_model(models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mistral_model(models_dir: Path) -> Path:
+    """Llama 2's SentencePiece tokenizer with Mistral Nemo's template (strict
+    alternation of roles, the system prompt folded into the last user turn)."""
+    return write_llama_gguf(
+        models_dir / "mistral.gguf",
+        vocab="llama-spm",
+        chat_template=fixture_template("mistralai-Mistral-Nemo-Instruct-2407"),
+    )
+
+
+@pytest.fixture(scope="session")
 def slow_model(models_dir: Path) -> Path:
     """Big enough that a prompt of a few thousand tokens takes over a second;
     decisive (greedy replies do not depend on how the prompt was batched) and
