@@ -360,3 +360,20 @@ def test_model_settings_apply_on_reload(qtbot, home: Path, parts, tiny_model) ->
     qtbot.mouseClick(window.reload_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.loaded is not None, timeout=TIMEOUT)
     assert window.loaded.n_ctx == 2048 and window.reload_button.isHidden()
+
+
+def test_shift_enter_is_a_new_line_and_enter_sends(qtbot, home: Path, parts, tiny_model) -> None:
+    install(home, tiny_model)
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    window.panel.editors["max_tokens"].setValue(4)
+    qtbot.keyClicks(window.composer, "first line")
+    qtbot.keyClick(window.composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(window.composer, "second line")
+    assert window.composer.toPlainText() == "first line\nsecond line"
+    assert window.job is None  # nothing sent yet
+    qtbot.keyClick(window.composer, Qt.Key.Key_Return)
+    assert window.job is not None
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        pass
+    assert parts[0].thread(window.chat_id)[0].content == "first line\nsecond line"
