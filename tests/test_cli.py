@@ -257,3 +257,39 @@ def test_overflow_policy_from_the_command_line(home: Path, tiny_model: Path) -> 
     assert_one_line_error(
         run("chat", "--overflow", "sometimes", home=home), 2, "invalid choice: 'sometimes'"
     )
+
+
+def test_models_import_list_and_remove(home: Path, tmp_path: Path, tiny_model: Path) -> None:
+    empty = run("models", "list", home=home)
+    assert empty.returncode == 0 and "No models installed" in empty.stdout
+    source = tmp_path / "My Model.Q8_0.gguf"
+    source.write_bytes(tiny_model.read_bytes())
+    added = run("models", "import", str(source), home=home)
+    assert added.returncode == 0, added.stderr
+    assert (home / "models" / "My Model.Q8_0.gguf").read_bytes() == source.read_bytes()
+    assert not list((home / "models").glob("*.part"))
+    again = run("models", "import", str(source), home=home)
+    assert_one_line_error(again, 1, "already installed")
+    (tmp_path / "cut.gguf").write_bytes(tiny_model.read_bytes()[:-100])
+    assert_one_line_error(
+        run("models", "import", str(tmp_path / "cut.gguf"), home=home), 1, "truncated"
+    )
+    assert not (home / "models" / "cut.gguf").exists()
+
+    listing = run("models", "list", "--json", home=home)
+    (entry,) = json.loads(listing.stdout)
+    assert entry["name"] == "My Model.Q8_0" and entry["architecture"] == "llama"
+    assert entry["file_size"] == source.stat().st_size and entry["trained_context"] == 4096
+    text = run("models", "list", home=home)
+    assert "My Model.Q8_0" in text.stdout and "F32" in text.stdout
+
+    # It works as a model by name; then it goes (chats in the store keep their text).
+    assert run("chat", "-m", "My Model", "--prompt", "hi", *FAST, home=home).returncode == 0
+    removed = run("models", "rm", "my model", home=home)
+    assert removed.returncode == 0 and not (home / "models" / "My Model.Q8_0.gguf").exists()
+    assert source.exists()  # the original is untouched
+    assert_one_line_error(run("models", "rm", "my model", home=home), 1, "no model named")
+    assert_one_line_error(
+        run("models", "rm", str(source), home=home), 1, "not in the models folder"
+    )
+    assert_one_line_error(run("models", home=home), 2, "required: ACTION")

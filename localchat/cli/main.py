@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
 from localchat import __version__
-from localchat.core import params
+from localchat.core import params, paths
 from localchat.core.engine.client import ChatStream, Engine
 from localchat.core.engine.gguf_info import human_count, human_size, read_model_info
 from localchat.core.engine.protocol import ChatResult, Message
@@ -84,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="context size for the memory estimate (default %(default)s)",
     )
     info.add_argument("--json", action="store_true", help="print a JSON object")
+
+    models = sub.add_parser("models", help="list, add and remove installed models")
+    actions = models.add_subparsers(
+        dest="action", parser_class=_Parser, metavar="ACTION", required=True
+    )
+    listing = actions.add_parser("list", help="the installed models")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    add = actions.add_parser("import", help="copy a .gguf file into the models folder")
+    add.add_argument("path", help="the .gguf file")
+    add.add_argument(
+        "--link", action="store_true", help="hard-link instead of copying, where possible"
+    )
+    remove = actions.add_parser("rm", help="delete an installed model (its chats stay)")
+    remove.add_argument("name", help="the model's name")
     return parser
 
 
@@ -95,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("a command is needed (see 'localchat --help')")
         if args.command == "info":
             return _info(args)
+        if args.command == "models":
+            return _models(args)
         try:
             settings = params.from_cli(args)
         except SettingError as exc:
@@ -121,6 +137,56 @@ def _quiet_pipes() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="replace")
+
+
+# -- models --------------------------------------------------------------------
+
+
+def _models(args: argparse.Namespace) -> int:
+    if args.action == "import":
+        path = library.import_model(args.path, link=args.link)
+        print(f"installed {path.stem} ({path})")
+        return 0
+    if args.action == "rm":
+        path = library.remove_model(args.name)
+        print(f"removed {path.stem}")
+        return 0
+    rows: list[dict[str, Any]] = []
+    for path in library.installed():
+        info = library.describe(path)
+        if isinstance(info, str):
+            rows.append({"name": path.stem, "path": str(path), "error": info})
+            continue
+        rows.append(
+            {
+                "name": path.stem,
+                "path": str(path),
+                "architecture": info.architecture,
+                "parameters": info.parameter_count,
+                "quantization": info.quantization,
+                "file_size": info.file_size,
+                "trained_context": info.context_length,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    if not rows:
+        print(
+            f"No models installed. Add one with 'localchat models import FILE.gguf', or "
+            f"copy it into {paths.models_dir()}"
+        )
+        return 0
+    for row in rows:
+        if "error" in row:
+            print(f"{row['name']:<40} unusable: {row['error']}")
+        else:
+            print(
+                f"{row['name']:<40} {human_count(row['parameters']):>7}  "
+                f"{row['quantization']:<8} {human_size(row['file_size']):>9}  "
+                f"ctx {row['trained_context']:,}"
+            )
+    return 0
 
 
 # -- info ----------------------------------------------------------------------
