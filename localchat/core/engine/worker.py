@@ -405,17 +405,26 @@ class Worker:
         if s.system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": s.system_prompt})
         n_ctx = llm.n_ctx()
-        # The chat's overflow policy picks what the model sees, counted exactly
-        # with its own template and tokenizer; room stays for the reply.
+        # The chat's overflow policy picks what the model sees, counted with the
+        # very tokens that will be evaluated; room stays for the reply. Each
+        # candidate is rendered and tokenized once, the chosen one included.
+        prompts: dict[tuple[tuple[str, str], ...], tuple[str, list[int]]] = {}
+
+        def prompt(msgs: Sequence[Message]) -> tuple[str, list[int]]:
+            key = tuple((m["role"], m["content"]) for m in msgs)
+            if key not in prompts:
+                rendered = self._render(tuple(msgs))
+                prompts[key] = (rendered, self._prompt_tokens(rendered))
+            return prompts[key]
+
         window = plan(
             messages,
-            lambda m: len(self._tokenize_prompt(self._render(tuple(m)))),
+            lambda m: len(prompt(m)[1]),
             n_ctx=n_ctx,
             reserve=min(s.max_tokens, n_ctx // 2),
             policy=s.overflow,  # type: ignore[arg-type]  # validated by its declaration
         )
-        text = self._render(window.messages)
-        tokens = self._prompt_tokens(text)
+        text, tokens = prompt(window.messages)
         if len(tokens) >= n_ctx:
             raise EngineError(
                 f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx}; "
