@@ -231,22 +231,22 @@ class ChatView(QScrollArea):
             w.deleteLater()
         self.widgets = []
 
-    def show_thread(self, messages: list[StoredMessage], model_names: dict[str, str]) -> None:
+    def show_thread(self, messages: list[StoredMessage]) -> None:
         self.clear()
         self.empty.hide()
         for m in messages:
             if m.role == "system":
                 continue
-            self.add(m.role, _title(m.role, m.model, model_names)).set_message(m)
+            self.add(m.role, _title(m.role, m.model)).set_message(m)
         self.scroll_to_end()
 
-    def update_thread(self, messages: list[StoredMessage], model_names: dict[str, str]) -> None:
+    def update_thread(self, messages: list[StoredMessage]) -> None:
         """Bring the shown messages up to date with the store: in place when the
         same messages are shown (after a reply), else from scratch."""
         shown = [w for w in self.widgets if not w.isHidden()]
         wanted = [m for m in messages if m.role != "system"]
         if [w.role for w in shown] != [m.role for m in wanted]:
-            self.show_thread(messages, model_names)
+            self.show_thread(messages)
             return
         for widget, message in zip(shown, wanted, strict=True):
             widget.set_message(message)
@@ -307,9 +307,7 @@ class ChatView(QScrollArea):
         self._follow = value >= self.verticalScrollBar().maximum() - 4
 
 
-def _title(role: str, model: str | None, names: dict[str, str]) -> str:
+def _title(role: str, model: str | None) -> str:
     if role == "user":
         return "You"
-    if model:
-        return f"Assistant · {names.get(model, model)}"
-    return "Assistant"
+    return f"Assistant · {model}" if model else "Assistant"

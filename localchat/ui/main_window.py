@@ -41,7 +41,7 @@ from localchat.core import params, paths
 from localchat.core.chat.session import ChatSession
 from localchat.core.chat.store import ChatStore, StoredMessage
 from localchat.core.engine.client import Engine
-from localchat.core.engine.gguf_info import human_count, human_size, read_model_info
+from localchat.core.engine.gguf_info import human_count, human_size
 from localchat.core.engine.protocol import LoadedModel
 from localchat.core.errors import LocalChatError
 from localchat.core.models import library
@@ -53,10 +53,9 @@ from localchat.ui.settings_panel import SettingsPanel
 
 
 def _describe(path: Path) -> str:
-    try:
-        info = read_model_info(path)
-    except LocalChatError as exc:
-        return f"{path.stem}  ·  unusable: {exc}"
+    info = library.describe(path)
+    if isinstance(info, str):
+        return f"{path.stem}  ·  unusable: {info}"
     return (
         f"{path.stem}  ·  {human_count(info.parameter_count)}  ·  "
         f"{info.quantization}  ·  {human_size(info.file_size)}"
@@ -361,12 +360,13 @@ class MainWindow(QMainWindow):
         if self.chat_id is None:
             return
         thread = self.store.thread(self.chat_id)
-        self.view.show_thread(thread, {})
-        replies = [m for m in thread if m.role == "assistant" and m.stats]
-        self._show_stats(replies[-1].stats if replies else None)
+        self.view.show_thread(thread)
+        self._show_stats(thread)
 
-    def _show_stats(self, stats: dict | None) -> None:
-        """Speed and context of the last reply, in the status bar."""
+    def _show_stats(self, thread: list[StoredMessage]) -> None:
+        """Speed and context of the chat's last reply, in the status bar."""
+        replies = [m for m in thread if m.role == "assistant" and m.stats]
+        stats = replies[-1].stats if replies else None
         if not stats or "tokens_per_s" not in stats:
             self.speed.setText("")
             return
@@ -534,9 +534,8 @@ class MainWindow(QMainWindow):
             self.settings.set_ui("last_chat", self.chat_id)
         if self.chat_id is not None:
             thread = self.store.thread(self.chat_id)
-            self.view.update_thread(thread, {})
-            replies = [m for m in thread if m.role == "assistant" and m.stats]
-            self._show_stats(replies[-1].stats if replies else None)
+            self.view.update_thread(thread)
+            self._show_stats(thread)
         self.refresh_chats()
 
     def _settings_changed(self, values: GenerationSettings) -> None:
