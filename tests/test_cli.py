@@ -249,11 +249,14 @@ def test_overflow_policy_from_the_command_line(home: Path, tiny_model: Path) -> 
         "--json",
         *FAST,
         home=home,
-        stdin="\n".join(["tell me more " * 30] * 6) + "\n",
+        stdin="".join(f"question {i}: " + "tell me more " * 6 + "\n" for i in range(8)),
     )
     assert proc.returncode == 0, proc.stderr
     turns = [json.loads(line) for line in proc.stdout.splitlines()]
     assert turns[0]["trimmed_messages"] == 0 and turns[-1]["trimmed_messages"] > 0
+    # Old turns left the cache in place: a turn costs the same before and after.
+    assert any(t["shifted_tokens"] > 0 for t in turns)
+    assert {t["evaluated_tokens"] for t in turns[1:]} == {turns[1]["evaluated_tokens"]}
     assert_one_line_error(
         run("chat", "--overflow", "sometimes", home=home), 2, "invalid choice: 'sometimes'"
     )

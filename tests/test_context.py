@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from localchat.core.chat.context import CUT_NOTICE, ContextOverflow, plan
+from localchat.core.chat.context import CUT_NOTICE, ContextOverflow, Policy, plan
 from localchat.core.engine.client import Engine
 from localchat.core.engine.protocol import Message
+from localchat.core.params import GenerationSettings
 
 
 def words(messages: Sequence[Message]) -> int:
@@ -45,6 +47,34 @@ def test_rolling_drops_the_oldest_exchanges_and_keeps_the_system_prompt() -> Non
     # And no more than needed: one exchange fewer dropped would not fit.
     fewer = [msgs[0], *msgs[len(p.dropped) - 1 :]]
     assert words(fewer) + 40 > 160
+
+
+@pytest.mark.parametrize("policy", ["rolling", "keep-start"])
+def test_trimming_goes_in_chunks_that_later_turns_agree_on(policy: Policy) -> None:
+    """Once messages must go, a chunk goes, and the next turns keep the same
+    cut until the window fills again: the engine moves its cache once per chunk."""
+    msgs: list[Message] = [{"role": "system", "content": "be kind " * 3}]
+    chunked: list[tuple[int, ...]] = []
+    minimal: list[tuple[int, ...]] = []
+    for i in range(60):
+        msgs.append({"role": "user", "content": f"question{i} " * (5 + i % 7)})
+        p = plan(msgs, words, n_ctx=400, reserve=60, policy=policy, chunk=85)
+        assert p.prompt_tokens + 60 <= 400
+        assert p.messages[0] == msgs[0] and p.messages[-1] == msgs[-1]
+        chunked.append(p.dropped)
+        minimal.append(plan(msgs, words, n_ctx=400, reserve=60, policy=policy).dropped)
+        msgs.append({"role": "assistant", "content": f"answer{i} " * (3 + i % 5)})
+
+    def changes(cuts: list[tuple[int, ...]]) -> int:
+        return sum(a != b for a, b in itertools.pairwise(cuts))
+
+    assert chunked[0] == () and chunked[-1]
+    for a, b in itertools.pairwise(chunked):  # out of view stays out of view
+        assert set(a) <= set(b)
+    # Dropping only what must go moves the cut almost every turn once full;
+    # chunks move it a few times as rarely, for about as much dropped.
+    assert changes(chunked) * 3 < changes(minimal)
+    assert len(chunked[-1]) - len(minimal[-1]) <= 4
 
 
 def test_keep_start_keeps_the_first_exchange() -> None:
@@ -104,3 +134,32 @@ def test_counts_are_exactly_what_llama_cpp_evaluates(
         stream.text()
         assert stream.result is not None
         assert stream.result.prompt_tokens == p.prompt_tokens
+
+
+def test_the_engine_reports_what_the_next_prompt_will_cost(llama3_model: Path) -> None:
+    """``Engine.plan`` (the window's context meter) tells exactly what a chat
+    sent now would evaluate and leave out, without generating."""
+    msgs = conversation(12, size=15)
+    s = GenerationSettings(ctx=512, max_tokens=64, temperature=0.0)
+    with Engine() as engine:
+        engine.load(llama3_model, s)
+        report = engine.plan(msgs, s)
+        assert report.n_ctx == 512 and report.reserve == 64
+        assert report.dropped and report.dropped[0] == 1  # the system prompt stays
+        assert report.prompt_tokens + report.reserve + report.free == 512
+        stream = engine.chat(msgs, s)
+        stream.text()
+        assert stream.result is not None
+        assert stream.result.prompt_tokens == report.prompt_tokens
+        assert stream.result.dropped == report.dropped
+        # A short chat: nothing dropped, the free room is what is left.
+        short = engine.plan(msgs[-1:], s)
+        assert short.dropped == () and short.free == 512 - 64 - short.prompt_tokens
+        # Under "stop", nothing is dropped and the excess is counted exactly.
+        stop = engine.plan(msgs, s.replace(overflow="stop"))
+        assert stop.dropped == ()
+        assert stop.excess == engine.render(msgs).n_tokens - (512 - 64)
+        # The settings' system prompt is the engine's to add: indexes stay the caller's.
+        without_system = msgs[1:]
+        with_setting = engine.plan(without_system, s.replace(system_prompt="be kind " * 3))
+        assert with_setting.dropped == tuple(i - 1 for i in report.dropped)

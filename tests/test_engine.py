@@ -410,7 +410,7 @@ def test_a_long_conversation_rolls_and_keeps_the_system_prompt(
     s = GenerationSettings(temperature=0.0, max_tokens=40, ctx=2048, system_prompt="SYSTEM RULES")
     engine.load(tiny_model, s)
     messages: list[Message] = []
-    trimmed = []
+    trimmed, shifted, evaluated = [], [], []
     for turn in range(60):
         messages.append({"role": "user", "content": f"turn {turn}: " + "tell me more " * 10})
         stream = engine.chat(messages, s)
@@ -419,8 +419,92 @@ def test_a_long_conversation_rolls_and_keeps_the_system_prompt(
         assert r is not None and r.finish_reason in ("length", "stop")
         assert r.prompt_tokens + 40 <= 2048
         trimmed.append(r.trimmed_messages)
+        shifted.append(r.shifted_tokens)
+        evaluated.append(r.evaluated_tokens)
+        if r.trimmed_messages:
+            # The window is full, and a turn still costs what turn 2 did (give or
+            # take the turn number's digits): the cache moves, nothing is re-evaluated.
+            assert r.evaluated_tokens <= evaluated[1] + 2
         messages.append({"role": "assistant", "content": reply})
     assert trimmed[0] == 0 and trimmed[-1] > 0
     assert trimmed == sorted(trimmed)  # once out of view, a message stays out
+    # In chunks: the cache moved on some turns, not every one.
+    assert 0 < sum(1 for n in shifted if n) < sum(1 for n in trimmed if n) * 0.75
     seen = engine.render([{"role": "system", "content": "SYSTEM RULES"}, *messages[-3:]])
     assert "SYSTEM RULES" in seen.text
+
+
+ASCII_TOKENS = range(261, 261 + 94)  # the byte vocabulary's single characters "!" to "~"
+
+
+def ascii_only(name: str, array: np.ndarray) -> np.ndarray:
+    """Let the model write only single printable characters: its replies then
+    tokenize back into the very tokens it generated."""
+    if name == "output.weight":
+        keep = np.zeros(len(array), dtype=bool)
+        keep[list(ASCII_TOKENS)] = True
+        array = np.where(keep[:, None], array, 0.0)
+    return array
+
+
+@pytest.mark.parametrize("policy", ["rolling", "keep-start"])
+def test_after_a_shift_the_reply_is_what_a_fresh_evaluation_gives(
+    policy: str, tmp_path: Path
+) -> None:
+    """When old turns drop out, the cache drops them in place and moves the rest
+    down; the model then answers exactly as if the trimmed prompt had been
+    evaluated from scratch (greedy, same seed).
+
+    One layer, because only there is a shift exact: a deeper layer's cached keys
+    and values of a kept token were computed attending to the dropped ones, and
+    keep that trace after the shift (llama.cpp's context shift is an
+    approximation in real models). With one layer, any slip in the positions,
+    the ranges moved or the tokens kept shows as a different reply."""
+    model = write_llama_gguf(
+        tmp_path / "ascii.gguf", n_embd=128, n_layer=1, logit_scale=40.0, tensor_hook=ascii_only
+    )
+    s = GenerationSettings(
+        temperature=0.0, max_tokens=30, ctx=1024, system_prompt="RULES", overflow=policy
+    )
+    checked = 0
+    with Engine() as e, Engine() as fresh:
+        e.load(model, s)
+        fresh.load(model, s)
+        messages: list[Message] = []
+        for turn in range(40):
+            messages.append({"role": "user", "content": f"turn {turn} " + "go on " * 12})
+            stream = e.chat(messages, s)
+            reply = stream.text()
+            r = stream.result
+            assert r is not None
+            if r.shifted_tokens:
+                assert r.evaluated_tokens < r.prompt_tokens // 4
+                again = fresh.chat(messages, s)
+                assert again.text() == reply
+                assert again.result is not None
+                assert again.result.prompt_tokens == r.prompt_tokens
+                assert again.result.dropped == r.dropped
+                fresh.unload()  # the next check starts from nothing again
+                fresh.load(model, s)
+                checked += 1
+            messages.append({"role": "assistant", "content": reply})
+    assert checked >= 3
+
+
+def test_without_a_shift_a_trimmed_prompt_is_evaluated_again(
+    engine: Engine, mistral_model: Path
+) -> None:
+    """Mistral's template moves the system prompt to the last user turn, so no
+    run of cached tokens can simply drop out: the prompt is evaluated anew,
+    correctly, and nothing is shifted."""
+    s = GenerationSettings(temperature=0.0, max_tokens=20, ctx=512, system_prompt="RULES")
+    engine.load(mistral_model, s)
+    messages: list[Message] = []
+    for turn in range(14):
+        messages.append({"role": "user", "content": f"turn {turn} " + "go on " * 12})
+        stream = engine.chat(messages, s)
+        reply = stream.text()
+        r = stream.result
+        assert r is not None and r.shifted_tokens == 0
+        messages.append({"role": "assistant", "content": reply})
+    assert r.trimmed_messages > 0

@@ -38,6 +38,7 @@ JSON_FIELDS = (
     "context_used",
     "finish_reason",
     "trimmed_messages",
+    "shifted_tokens",
 )
 
 

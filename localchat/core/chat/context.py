@@ -13,6 +13,12 @@ Policies, chosen per chat:
   task is usually stated), drop from the middle.
 - ``stop``: drop nothing; refuse, saying by how many tokens it is over.
 
+Trimming goes in chunks (``chunk`` tokens, a quarter of the room by the
+engine's choice): once messages must go, enough go that the next few turns fit
+without dropping more, so the engine moves its KV cache once per chunk, not
+every turn. The cut points depend only on the old messages, never on the new
+ones, so successive turns agree on them without remembering anything.
+
 Whole messages are dropped, a user message together with the replies that
 answer it, so the model never sees a reply without its question. Only when
 the last message alone cannot fit is it cut, with a visible notice. The
@@ -73,9 +79,11 @@ def plan(
     n_ctx: int,
     reserve: int,
     policy: Policy = "rolling",
+    chunk: int = 0,
 ) -> ContextPlan:
     """Choose the messages the model sees so that they and ``reserve`` tokens
-    for the reply fit in ``n_ctx``."""
+    for the reply fit in ``n_ctx``; when some must go, drop at least up to the
+    next multiple of ``chunk`` tokens (0: only what must go)."""
     if policy not in POLICIES:
         raise LocalChatError(f"unknown overflow policy {policy!r}; choose one of {POLICIES}")
     budget = n_ctx - reserve
@@ -109,10 +117,34 @@ def plan(
             hi = mid
         else:
             lo = mid + 1
+    if chunk > 0 and lo > 0:
+        lo = _chunk_end(
+            lo, len(droppable), lambda k: total - count([msgs[i] for i in keep(k)]), chunk
+        )
     kept = keep(lo)
     chosen = [msgs[i] for i in kept]
     dropped = tuple(i for i in range(len(msgs)) if i not in set(kept))
     return ContextPlan(tuple(chosen), dropped, count(chosen), n_ctx, reserve)
+
+
+def _chunk_end(need: int, most: int, dropped_tokens: Callable[[int], int], chunk: int) -> int:
+    """Round a cut of ``need`` turns up to a chunk boundary: the first cut whose
+    dropped tokens reach the multiple of ``chunk`` that ``need - 1`` turns do not.
+
+    ``dropped_tokens(k)`` (the tokens of the first ``k`` droppable turns) only
+    depends on those turns, so while the same ``need - 1`` turns stay under the
+    same multiple, every turn picks the same cut."""
+    target = (dropped_tokens(need - 1) // chunk + 1) * chunk
+    if dropped_tokens(most) < target:
+        return most
+    lo, hi = need, most
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if dropped_tokens(mid) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def _lead(msgs: list[Message], i: int) -> int:

@@ -29,6 +29,7 @@ from localchat.core.engine.gguf_info import ModelInfo, read_model_info
 from localchat.core.engine.protocol import (
     Chat,
     ChatResult,
+    ContextReport,
     Envelope,
     Failed,
     Info,
@@ -37,6 +38,7 @@ from localchat.core.engine.protocol import (
     Message,
     Ok,
     Piece,
+    PlanContext,
     RenderChat,
     Rendered,
     Reply,
@@ -130,6 +132,15 @@ class Engine:
         """The prompt the model would see for ``messages``, and its token count."""
         result = self._call(RenderChat(tuple(messages)))
         assert isinstance(result, Rendered)
+        return result
+
+    def plan(
+        self, messages: Sequence[Message], settings: GenerationSettings | None = None
+    ) -> ContextReport:
+        """What the model would see of ``messages`` if they were sent now (the
+        overflow policy applied, counted exactly), without generating."""
+        result = self._call(PlanContext(tuple(messages), settings or GenerationSettings()))
+        assert isinstance(result, ContextReport)
         return result
 
     def chat(
@@ -254,7 +265,9 @@ class Engine:
                 if body.kind == "internal":
                     raise EngineError(f"internal engine error: {body.message}")
                 raise EngineError(body.message)
-            if isinstance(body, Ok | Tokens | Rendered | LoadedModel | ChatResult | Piece):
+            if isinstance(
+                body, Ok | Tokens | Rendered | LoadedModel | ChatResult | ContextReport | Piece
+            ):
                 return body
             raise EngineError(f"unexpected reply from the engine: {type(body).__name__}")
 

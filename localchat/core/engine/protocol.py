@@ -74,11 +74,20 @@ class Chat:
 
 
 @dataclass(frozen=True)
+class PlanContext:
+    """What the model would see of these messages if they were sent now: the
+    chat's overflow policy applied, counted exactly, nothing generated."""
+
+    messages: tuple[Message, ...]
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
 class Shutdown:
     pass
 
 
-Request = Load | Unload | Info | Tokenize | RenderChat | Chat | Shutdown
+Request = Load | Unload | Info | Tokenize | RenderChat | Chat | PlanContext | Shutdown
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,33 @@ class ChatResult:
     trimmed_messages: int = 0
     """Messages of the conversation the model did not see this turn (the
     chat's overflow policy left them out)."""
+    dropped: tuple[int, ...] = ()
+    """Which ones: indexes into the messages sent."""
+    shifted_tokens: int = 0
+    """Tokens of dropped messages removed from the KV cache in place (the rest
+    moved down) rather than re-evaluating the prompt."""
+
+
+@dataclass(frozen=True)
+class ContextReport:
+    """The answer to :class:`PlanContext`."""
+
+    prompt_tokens: int
+    """Exact tokens of the prompt the model would see (template included)."""
+    n_ctx: int
+    reserve: int
+    """Kept free for the reply (the max tokens setting, at most half the context)."""
+    dropped: tuple[int, ...] = ()
+    """Indexes of the messages the overflow policy leaves out of view."""
+    cut: int | None = None
+    """Index of a message shortened because it does not fit even alone."""
+    excess: int = 0
+    """Under the ``stop`` policy: tokens over the limit (nothing is dropped)."""
+
+    @property
+    def free(self) -> int:
+        """Tokens left after the prompt and the reply's reserve."""
+        return self.n_ctx - self.prompt_tokens - self.reserve
 
 
 @dataclass(frozen=True)
@@ -174,4 +210,4 @@ class Failed:
 @dataclass(frozen=True)
 class Reply:
     id: int
-    body: LoadedModel | Tokens | Rendered | Piece | ChatResult | Ok | Failed
+    body: LoadedModel | Tokens | Rendered | Piece | ChatResult | ContextReport | Ok | Failed

@@ -38,10 +38,11 @@ from typing import Any, TypeVar
 
 import llama_cpp
 
-from localchat.core.chat.context import plan
+from localchat.core.chat.context import ContextOverflow, ContextPlan, plan
 from localchat.core.engine.protocol import (
     Chat,
     ChatResult,
+    ContextReport,
     Envelope,
     Failed,
     FailureKind,
@@ -52,6 +53,7 @@ from localchat.core.engine.protocol import (
     Message,
     Ok,
     Piece,
+    PlanContext,
     RenderChat,
     Rendered,
     Reply,
@@ -64,10 +66,12 @@ from localchat.core.engine.streaming import StopMatcher, Utf8Assembler
 from localchat.core.engine.template import ChatTemplate
 from localchat.core.errors import EngineError, LocalChatError, ModelFileError, ModelLoadError
 from localchat.core.hardware import physical_cores
-from localchat.core.params import effective_ctx
+from localchat.core.params import GenerationSettings, effective_ctx
 
 LOG_LIMIT = 5 * 2**20
 T = TypeVar("T")
+Prompt = tuple[str, list[int], tuple[int, int] | None]
+"""A rendered prompt, its tokens, and the run of cached tokens it leaves out."""
 
 
 def main(conn: Connection, cancel_flag: Any, log_path: str | None) -> None:
@@ -116,6 +120,19 @@ def reusable_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
     return min(prefix, len(tokens) - 1)
 
 
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix of two strings (slice compares, not a loop
+    over characters: prompts run to tens of thousands of them)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def load_with_gpu_fallback(
     construct: Callable[[int], T], gpu_layers: int
 ) -> tuple[T, int, str | None]:
@@ -154,9 +171,12 @@ class Worker:
         self.lora: Any = None
         self.add_space_prefix = False
         self.vocab_only = False
-        # The last turn, for prefix reuse.
+        # The last turn, for prefix reuse: its text (prompt and reply) and
+        # tokens, and how much of each is the prompt.
         self.last_text = ""
         self.last_tokens: list[int] = []
+        self.last_prompt_chars = self.last_prompt_len = 0
+        self._marks: list[tuple[int, int]] | None = None
         self.log_lines: collections.deque[str] = collections.deque(maxlen=20)
         self._log_partial = ""
         self._log_level = 2
@@ -209,6 +229,8 @@ class Worker:
             return Rendered(text, len(self._tokenize_prompt(text)))
         if isinstance(req, Chat):
             return self._chat(rid, req)
+        if isinstance(req, PlanContext):
+            return self._plan(req)
         raise EngineError(f"unknown request {type(req).__name__}")
 
     def _on_log(self, level: int, text: bytes, _user: Any) -> None:
@@ -352,7 +374,7 @@ class Worker:
         if self.llm is not None:
             self.llm.close()
         self.llm = self.loaded = self.template = None
-        self.last_text, self.last_tokens = "", []
+        self._remember("", [], "", [])
 
     # -- prompts -----------------------------------------------------------------
 
@@ -367,20 +389,79 @@ class Worker:
         add_bos = llm._model.add_bos_token() and not (bos_text and text.startswith(bos_text))
         return llm.tokenize(text.encode(), add_bos=add_bos, special=True)
 
-    def _prompt_tokens(self, text: str) -> list[int]:
-        """Tokens for a prompt, reusing the last turn's tokens where exact."""
-        llm = self._model()
-        if self.last_tokens and self.last_text and text.startswith(self.last_text):
-            rest = text[len(self.last_text) :]
+    def _prompt_tokens(self, text: str) -> tuple[list[int], tuple[int, int] | None]:
+        """Tokens for a prompt, reusing the last turn's tokens where exact.
+
+        Returns the tokens and, when the prompt is the last turn's with a run of
+        its tokens ``[i, j)`` left out (older messages dropped by the overflow
+        policy), that run, so the KV cache can drop it in place."""
+        last, last_tokens = self.last_text, self.last_tokens
+        if last_tokens and last and text.startswith(last):
+            rest = text[len(last) :]
             if not rest:
-                return list(self.last_tokens)
-            tail = llm.tokenize(rest.encode(), add_bos=False, special=True)
-            first = tail[0] if tail else -1
-            if first >= 0 and llama_cpp.llama_vocab_is_control(llm._model.vocab, first):
-                piece = self._piece(first, special=True)
-                if rest.encode().startswith(piece):
-                    return self.last_tokens + tail
-        return self._tokenize_prompt(text)
+                return list(last_tokens), None
+            tail = self._tail_tokens(rest)
+            if tail is not None:
+                return last_tokens + tail, None
+        elif last_tokens and last:
+            shifted = self._shifted_tokens(text)
+            if shifted is not None:
+                return shifted
+        return self._tokenize_prompt(text), None
+
+    def _tail_tokens(self, rest: str) -> list[int] | None:
+        """``rest`` tokenized on its own, when that is exact: it starts with a
+        control token (tokenizers split the text at those first)."""
+        assert self.llm is not None
+        tail = self.llm.tokenize(rest.encode(), add_bos=False, special=True)
+        first = tail[0] if tail else -1
+        control = first >= 0 and llama_cpp.llama_vocab_is_control(self.llm._model.vocab, first)
+        if control and rest.encode().startswith(self._piece(first, special=True)):
+            return tail
+        return None
+
+    def _shifted_tokens(self, text: str) -> tuple[list[int], tuple[int, int]] | None:
+        """The last turn's text is ``head + dropped + kept`` and ``text`` is
+        ``head + kept + rest``, each part starting at a control token: reuse the
+        tokens of ``head`` and ``kept`` (the reply's own tokens among them)."""
+        last, last_tokens = self.last_text, self.last_tokens
+        marks = self._control_marks()
+        common = _common_prefix(last, text)
+        heads = [(i, at) for i, at in marks if at <= common]
+        if not heads:
+            return None
+        i, head = heads[-1]
+        for j, at in marks:
+            if at <= head:
+                continue
+            kept = len(last) - at
+            if text.startswith(last[at:], head) and (rest := text[head + kept :]):
+                tail = self._tail_tokens(rest)
+                if tail is not None:
+                    return last_tokens[:i] + last_tokens[j:] + tail, (i, j)
+        return None
+
+    def _control_marks(self) -> list[tuple[int, int]]:
+        """(token index, text offset) of each control token in the last prompt,
+        in order; a BOS the tokenizer added (not in the text) has none."""
+        if self._marks is not None:
+            return self._marks
+        assert self.llm is not None
+        vocab = self.llm._model.vocab
+        text = self.last_text[: self.last_prompt_chars]
+        marks: list[tuple[int, int]] = []
+        pos = 0
+        for index, token in enumerate(self.last_tokens[: self.last_prompt_len]):
+            if not llama_cpp.llama_vocab_is_control(vocab, token):
+                continue
+            piece = self._piece(token, special=True).decode("utf-8", errors="replace")
+            at = text.find(piece, pos) if piece else -1
+            if at < 0:
+                continue
+            marks.append((index, at))
+            pos = at + len(piece)
+        self._marks = marks
+        return marks
 
     def _piece(self, token: int, *, special: bool = False, lstrip: int = 0) -> bytes:
         assert self.llm is not None
@@ -395,36 +476,90 @@ class Worker:
 
     # -- chat ----------------------------------------------------------------------
 
+    def _window(
+        self, messages: Sequence[Message], s: GenerationSettings
+    ) -> tuple[ContextPlan, int, Callable[[Sequence[Message]], Prompt]]:
+        """Apply the chat's overflow policy: what the model sees of
+        ``messages``, counted with the very tokens that will be evaluated, room
+        kept for the reply. Returns the plan, how many messages were put in
+        front (the settings' system prompt), and the memoized prompt builder."""
+        llm = self._model()
+        msgs = list(messages)
+        added = 0
+        if s.system_prompt and not any(m["role"] == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": s.system_prompt})
+            added = 1
+        n_ctx = llm.n_ctx()
+        reserve = min(s.max_tokens, n_ctx // 2)
+        # Each candidate is rendered and tokenized once, the chosen one included.
+        prompts: dict[tuple[tuple[str, str], ...], Prompt] = {}
+
+        def prompt(candidate: Sequence[Message]) -> Prompt:
+            key = tuple((m["role"], m["content"]) for m in candidate)
+            if key not in prompts:
+                rendered = self._render(tuple(candidate))
+                prompts[key] = (rendered, *self._prompt_tokens(rendered))
+            return prompts[key]
+
+        window = plan(
+            msgs,
+            lambda m: len(prompt(m)[1]),
+            n_ctx=n_ctx,
+            reserve=reserve,
+            policy=s.overflow,  # type: ignore[arg-type]  # validated by its declaration
+            chunk=(n_ctx - reserve) // 4,
+        )
+        return window, added, prompt
+
+    def _plan(self, req: PlanContext) -> ContextReport:
+        try:
+            window, added, _ = self._window(req.messages, req.settings)
+        except ContextOverflow as exc:
+            n_ctx = self._model().n_ctx()
+            return ContextReport(
+                prompt_tokens=n_ctx - min(req.settings.max_tokens, n_ctx // 2) + exc.excess,
+                n_ctx=n_ctx,
+                reserve=min(req.settings.max_tokens, n_ctx // 2),
+                excess=exc.excess,
+            )
+        return ContextReport(
+            prompt_tokens=window.prompt_tokens,
+            n_ctx=window.n_ctx,
+            reserve=window.reserve,
+            dropped=tuple(i - added for i in window.dropped),
+            cut=None if window.cut is None else window.cut - added,
+        )
+
+    def _shift(self, i: int, j: int) -> int:
+        """Drop cached tokens ``[i, j)`` and move the rest down, in place
+        (llama.cpp re-rotates the moved keys). Returns the tokens dropped, or 0
+        where it cannot: memory that cannot shift, or a cache that does not hold
+        those tokens."""
+        llm = self._model()
+        n = min(llm.n_tokens, len(self.last_tokens))  # past the reply a stop string cut
+        memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
+        if j > n or not llama_cpp.llama_memory_can_shift(memory):
+            return 0
+        if llm.input_ids[:n].tolist() != self.last_tokens[:n]:
+            return 0
+        if not llama_cpp.llama_memory_seq_rm(memory, 0, n, -1):
+            return 0
+        if not llama_cpp.llama_memory_seq_rm(memory, 0, i, j):
+            return 0
+        llama_cpp.llama_memory_seq_add(memory, 0, j, n, i - j)
+        llm.input_ids[i : n - (j - i)] = llm.input_ids[j:n]
+        llm.n_tokens = n - (j - i)
+        return j - i
+
     def _chat(self, rid: int, req: Chat) -> ChatResult:
         t0 = time.perf_counter()
         llm = self._model()
         if self.vocab_only:
             raise EngineError("this model was loaded for its tokenizer only; load it fully to chat")
         s = req.settings
-        messages = list(req.messages)
-        if s.system_prompt and not any(m["role"] == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": s.system_prompt})
+        window, added, prompt = self._window(req.messages, s)
         n_ctx = llm.n_ctx()
-        # The chat's overflow policy picks what the model sees, counted with the
-        # very tokens that will be evaluated; room stays for the reply. Each
-        # candidate is rendered and tokenized once, the chosen one included.
-        prompts: dict[tuple[tuple[str, str], ...], tuple[str, list[int]]] = {}
-
-        def prompt(msgs: Sequence[Message]) -> tuple[str, list[int]]:
-            key = tuple((m["role"], m["content"]) for m in msgs)
-            if key not in prompts:
-                rendered = self._render(tuple(msgs))
-                prompts[key] = (rendered, self._prompt_tokens(rendered))
-            return prompts[key]
-
-        window = plan(
-            messages,
-            lambda m: len(prompt(m)[1]),
-            n_ctx=n_ctx,
-            reserve=min(s.max_tokens, n_ctx // 2),
-            policy=s.overflow,  # type: ignore[arg-type]  # validated by its declaration
-        )
-        text, tokens = prompt(window.messages)
+        text, tokens, shift = prompt(window.messages)
         if len(tokens) >= n_ctx:
             raise EngineError(
                 f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx}; "
@@ -433,6 +568,7 @@ class Worker:
         room = n_ctx - len(tokens)
         max_new = min(s.max_tokens, room)
 
+        shifted = self._shift(*shift) if shift else 0
         prefix = reusable_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         if prefix and not llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
             prefix = 0
@@ -512,10 +648,10 @@ class Worker:
         # Remember this turn for the next prompt's prefix reuse. After a stop
         # string the reply text no longer matches its tokens.
         reply_text = "".join(reply)
-        if hit_stop_string:
-            self.last_text, self.last_tokens = text, list(tokens)
+        if hit_stop_string:  # the reply text no longer matches its tokens
+            self._remember(text, tokens, "", [])
         else:
-            self.last_text, self.last_tokens = text + reply_text, tokens + reply_tokens
+            self._remember(text, tokens, reply_text, reply_tokens)
         now = time.perf_counter()
         n = len(reply_tokens)
         return ChatResult(
@@ -529,4 +665,14 @@ class Worker:
             context_size=n_ctx,
             context_used=len(tokens) + n,
             trimmed_messages=len(window.dropped),
+            dropped=tuple(i - added for i in window.dropped),
+            shifted_tokens=shifted,
         )
+
+    def _remember(
+        self, text: str, tokens: list[int], reply_text: str, reply_tokens: list[int]
+    ) -> None:
+        """Keep this turn for the next prompt's reuse."""
+        self.last_prompt_chars, self.last_prompt_len = len(text), len(tokens)
+        self.last_text, self.last_tokens = text + reply_text, tokens + reply_tokens
+        self._marks = None
