@@ -71,7 +71,7 @@ from localchat.core.engine.client import Engine
 from localchat.core.engine.protocol import Message
 from localchat.core.engine.worker import reusable_prefix
 from localchat.core.params import GenerationSettings
-from localchat.testing.tiny_models import write_llama_gguf
+from localchat.testing.tiny_models import fixture_template, write_llama_gguf
 
 CTX = 2048
 N_BATCH = 512
@@ -115,7 +115,8 @@ _WORDS = (
 
 
 def cached_model(shape: dict[str, Any]) -> Path:
-    """A random-weight Q4_0 llama GGUF of ``shape``, written once and kept in the cache."""
+    """A random-weight Q4_0 llama GGUF of ``shape``, written once and kept in the
+    cache. ``shape["chat_template"]`` names a template in the shared fixtures."""
     key = "-".join(
         [
             "llama",
@@ -127,6 +128,7 @@ def cached_model(shape: dict[str, Any]) -> Path:
             f"ff{shape['n_ff']}",
             f"c{shape['context_length']}",
             "q4_0",
+            *([shape["chat_template"].split("-")[1]] if "chat_template" in shape else []),
         ]
     )
     path = CACHE_DIR / f"{key}.gguf"
@@ -137,8 +139,13 @@ def cached_model(shape: dict[str, Any]) -> Path:
     t0 = time.perf_counter()
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
+        template = shape.get("chat_template")
         write_llama_gguf(
-            tmp, **shape, qtype=gguf.GGMLQuantizationType.Q4_0, seed=0, name="bench-llama"
+            tmp,
+            **{**shape, "chat_template": fixture_template(template) if template else "default"},
+            qtype=gguf.GGMLQuantizationType.Q4_0,
+            seed=0,
+            name="bench-llama",
         )
         os.replace(tmp, path)
     finally:

@@ -16,8 +16,10 @@ Policies, chosen per chat:
 Trimming goes in chunks (``chunk`` tokens, a quarter of the room by the
 engine's choice): once messages must go, enough go that the next few turns fit
 without dropping more, so the engine moves its KV cache once per chunk, not
-every turn. The cut points depend only on the old messages, never on the new
-ones, so successive turns agree on them without remembering anything.
+every turn. The cut points depend only on the old messages (their sizes),
+never on the new ones, so successive turns agree on them without remembering
+anything. The search starts from the newest messages, so a long chat costs
+counting a few windows, never its whole history.
 
 Whole messages are dropped, a user message together with the replies that
 answer it, so the model never sees a reply without its question. Only when
@@ -27,6 +29,8 @@ messages left out stay in the chat; only the model stops seeing them.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -92,10 +96,10 @@ def plan(
             f"the reply's {reserve} tokens leave no room in a {n_ctx}-token context"
         )
     msgs = list(messages)
-    total = count(msgs)
-    if total <= budget:
-        return ContextPlan(tuple(msgs), (), total, n_ctx, reserve)
     if policy == "stop":
+        total = count(msgs)
+        if total <= budget:
+            return ContextPlan(tuple(msgs), (), total, n_ctx, reserve)
         raise ContextOverflow(total - budget, n_ctx, reserve)
 
     system = [i for i, m in enumerate(msgs) if m["role"] == "system" and i == _lead(msgs, i)]
@@ -107,44 +111,63 @@ def plan(
         gone = {i for turn in droppable[:n_dropped] for i in turn}
         return [i for i in range(len(msgs)) if i not in gone]
 
-    # The fewest oldest turns to drop: counts only fall as turns go, so bisect.
-    lo, hi = 0, len(droppable)
-    if count([msgs[i] for i in keep(hi)]) > budget:
-        return _cut_last(msgs, keep(hi), count, n_ctx, reserve, budget)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if count([msgs[i] for i in keep(mid)]) <= budget:
-            hi = mid
-        else:
-            lo = mid + 1
-    if chunk > 0 and lo > 0:
-        lo = _chunk_end(
-            lo, len(droppable), lambda k: total - count([msgs[i] for i in keep(k)]), chunk
-        )
-    kept = keep(lo)
+    def fits(n_dropped: int) -> bool:
+        return count([msgs[i] for i in keep(n_dropped)]) <= budget
+
+    most = len(droppable)
+    if not fits(most):
+        return _cut_last(msgs, keep(most), count, n_ctx, reserve, budget)
+    n = _fewest(fits, most)
+    if chunk > 0 and n > 0:
+        # Turn sizes, in tokens at the bytes per token of the system prompt and
+        # the first droppable turn: messages that never change, so every turn
+        # of the chat measures the same.
+        sample = [msgs[i] for i in [*system, *droppable[0]]]
+        per_token = max(sum(_size(m) for m in sample) / max(count(sample), 1), 0.25)
+        sizes = [sum(_size(msgs[i]) for i in turn) / per_token for turn in droppable]
+        n = _chunk_end(n, sizes, chunk)
+    kept = keep(n)
     chosen = [msgs[i] for i in kept]
     dropped = tuple(i for i in range(len(msgs)) if i not in set(kept))
     return ContextPlan(tuple(chosen), dropped, count(chosen), n_ctx, reserve)
 
 
-def _chunk_end(need: int, most: int, dropped_tokens: Callable[[int], int], chunk: int) -> int:
-    """Round a cut of ``need`` turns up to a chunk boundary: the first cut whose
-    dropped tokens reach the multiple of ``chunk`` that ``need - 1`` turns do not.
-
-    ``dropped_tokens(k)`` (the tokens of the first ``k`` droppable turns) only
-    depends on those turns, so while the same ``need - 1`` turns stay under the
-    same multiple, every turn picks the same cut."""
-    target = (dropped_tokens(need - 1) // chunk + 1) * chunk
-    if dropped_tokens(most) < target:
-        return most
-    lo, hi = need, most
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if dropped_tokens(mid) >= target:
-            hi = mid
+def _fewest(fits: Callable[[int], bool], most: int) -> int:
+    """The fewest turns to drop, given that dropping ``most`` fits (counts only
+    fall as turns go). Searched from the newest end, doubling the turns kept,
+    then bisecting: a long chat's whole history is never counted, only windows
+    up to about twice the context."""
+    fit, step = most, 1
+    unfit = -1
+    while fit > 0:
+        k = max(fit - step, 0)
+        if not fits(k):
+            unfit = k
+            break
+        fit, step = k, step * 2
+    while fit - unfit > 1:
+        mid = (unfit + fit) // 2
+        if fits(mid):
+            fit = mid
         else:
-            lo = mid + 1
-    return lo
+            unfit = mid
+    return fit
+
+
+def _size(message: Message) -> int:
+    return len(message["content"].encode())
+
+
+def _chunk_end(need: int, sizes: list[float], chunk: int) -> int:
+    """Round a cut of ``need`` turns up to a chunk boundary: the first cut whose
+    dropped turns (``sizes``, in tokens) reach the multiple of ``chunk`` that
+    ``need - 1`` turns do not.
+
+    The boundaries only depend on the sizes of the old turns, so while the same
+    ``need - 1`` turns stay under the same multiple, every turn picks the same cut."""
+    cum = list(itertools.accumulate(sizes, initial=0.0))  # cum[k]: the first k turns
+    target = (cum[need - 1] // chunk + 1) * chunk
+    return min(bisect.bisect_left(cum, target, lo=need), len(sizes))
 
 
 def _lead(msgs: list[Message], i: int) -> int:
