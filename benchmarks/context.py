@@ -5,8 +5,8 @@ Run from the repository root::
     .venv/bin/python benchmarks/context.py            # Llama 3.2 1B shape, Q4_0
     .venv/bin/python benchmarks/context.py --quick    # a tiny model, to try the script
 
-A 60-turn conversation at context 2048 (system prompt, ~70-token user messages,
-64-token replies, greedy) whose history outgrows the window around turn 14.
+A 60-turn conversation at context 2048 (system prompt, ~80-token user messages,
+40-token replies, greedy) whose history outgrows the window around turn 15.
 For each turn it prints the whole prompt's tokens, the tokens the engine
 actually evaluated, the messages out of view, the tokens shifted out of the KV
 cache, and the time to first token (from ``Engine.chat`` to the first piece
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, help="a GGUF model (default: Llama 3.2 1B shape)")
     p.add_argument("--quick", action="store_true", help="a tiny model, to try the script")
     p.add_argument("--turns", type=int, default=60)
-    p.add_argument("--words", type=int, default=55, help="words per user message (55)")
-    p.add_argument("--reply-tokens", type=int, default=64)
+    p.add_argument("--words", type=int, default=60, help="words per user message (60)")
+    p.add_argument("--reply-tokens", type=int, default=40)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = p.parse_args(argv)
     if args.turns < 3:

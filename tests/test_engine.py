@@ -19,7 +19,7 @@ from localchat.core.engine.gguf_info import read_model_info
 from localchat.core.engine.protocol import Message
 from localchat.core.errors import EngineCrashed, EngineError, ModelFileError, ModelLoadError
 from localchat.core.params import GenerationSettings
-from localchat.testing.tiny_models import write_llama_gguf
+from localchat.testing.tiny_models import fixture_template, fixture_vocab, write_llama_gguf
 
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=24, repeat_penalty=1.0)
 
@@ -510,3 +510,41 @@ def test_without_a_shift_a_trimmed_prompt_is_evaluated_again(
         assert r is not None and r.shifted_tokens == 0
         messages.append({"role": "assistant", "content": reply})
     assert r.trimmed_messages > 0
+
+
+def test_a_reply_the_template_trims_still_shifts_and_reuses(engine: Engine, tmp_path: Path) -> None:
+    """Llama 3's template trims each message, so a reply that starts with a
+    space reads differently in the next prompt than it was generated. The cache
+    still moves when old turns drop out, reusing all but that reply."""
+    tokens = read_model_info(fixture_vocab("llama-bpe"), full_arrays=("tokenizer.",)).metadata[
+        "tokenizer.ggml.tokens"
+    ]
+    the = tokens.index("Ġthe")  # " the": the space is part of the token
+
+    def only_the(name: str, array: np.ndarray) -> np.ndarray:
+        if name == "output.weight":
+            array = np.zeros_like(array)
+            array[the] = 1.0
+        return array
+
+    model = write_llama_gguf(
+        tmp_path / "the.gguf",
+        vocab="llama-bpe",
+        chat_template=fixture_template("meta-llama-Llama-3.1-8B-Instruct"),
+        tensor_hook=only_the,
+    )
+    s = GenerationSettings(temperature=0.0, max_tokens=20, ctx=1024, system_prompt="RULES")
+    engine.load(model, s)
+    messages: list[Message] = []
+    shifted = []
+    for turn in range(30):
+        messages.append({"role": "user", "content": f"turn {turn} " + "go on " * 20})
+        stream = engine.chat(messages, s)
+        reply = stream.text()
+        r = stream.result
+        assert r is not None and reply.startswith(" the")
+        if turn > 0:  # the new message and the last reply, never the whole window
+            assert r.evaluated_tokens < 100 < r.prompt_tokens
+        shifted.append(r.shifted_tokens)
+        messages.append({"role": "assistant", "content": reply})
+    assert any(shifted)

@@ -86,7 +86,9 @@ def test_send_streams_a_reply_and_keeps_the_chat(qtbot, home: Path, parts, tiny_
     assert thread[1].status == "done" and thread[1].model == "tiny-chat"
     assert [w.role for w in window.view.widgets] == ["user", "assistant"]
     assert window.view.widgets[1].markdown() == thread[1].content
-    assert "tok/s" in window.speed.text() and "context" in window.speed.text()
+    assert "tok/s" in window.speed.text() and "first token" in window.speed.text()
+    qtbot.waitUntil(lambda: window.context is not None, timeout=TIMEOUT)
+    assert window.meter.text().startswith("context ") and not window.meter.isHidden()
     assert window.chat_list.count() == 1
 
 
@@ -377,3 +379,54 @@ def test_shift_enter_is_a_new_line_and_enter_sends(qtbot, home: Path, parts, tin
     with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
         pass
     assert parts[0].thread(window.chat_id)[0].content == "first line\nsecond line"
+
+
+def test_context_meter_memory_note_and_messages_out_of_view(
+    qtbot, home: Path, parts, tiny_model
+) -> None:
+    """The meter counts what the next prompt costs (the draft too); the memory a
+    context size needs shows before it is applied; messages that dropped out of
+    the model's view are marked, and stay in the chat."""
+    install(home, tiny_model)
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    note = window.panel.notes["ctx"]
+    assert "memory at 4,096 tokens" in note.text() and not note.isHidden()
+    window.panel.editors["ctx"].setValue(1024)  # shown before it is applied
+    assert "memory at 1,024 tokens" in note.text() and not window.reload_button.isHidden()
+    window.panel.editors["ctx"].setValue(512)
+    qtbot.mouseClick(window.reload_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.loaded is not None, timeout=TIMEOUT)
+    window.panel.editors["max_tokens"].setValue(20)
+    window.panel.editors["temperature"].setValue(0.0)
+    assert window.meter.isHidden()  # nothing to count yet
+
+    window.composer.setPlainText("a draft " * 10)
+    qtbot.waitUntil(lambda: window.context is not None, timeout=TIMEOUT)
+    draft_cost = window.context.prompt_tokens
+    assert not window.meter.isHidden() and window.meter.maximum() == 512
+    assert window.meter.text().endswith("reply / 512") and "Kept for the reply: 20" in (
+        window.meter.toolTip()
+    )
+    window.composer.setPlainText("a longer draft " * 10)
+    qtbot.waitUntil(lambda: window.context.prompt_tokens > draft_cost, timeout=TIMEOUT)
+
+    for turn in range(5):
+        before = window.context
+        type_and_send(qtbot, window, f"message {turn}: " + "tell me more " * 12)
+        assert window.job is not None
+        with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+            pass
+        # The meter follows the chat: recounted once the reply is in.
+        qtbot.waitUntil(lambda before=before: window.context is not before, timeout=TIMEOUT)
+        assert len(parts[0].thread(window.chat_id)) == 2 * (turn + 1)
+    report = window.context
+    assert report is not None and report.dropped and report.prompt_tokens + 20 <= 512
+    qtbot.waitUntil(lambda: bool(window.view.outside_ids()), timeout=TIMEOUT)
+    thread = parts[0].thread(window.chat_id)
+    assert window.view.outside_ids() == {thread[i].id for i in report.dropped}
+    first = window.view.widgets[0]
+    assert first.outside.isVisibleTo(first) and "no longer sees" in first.toolTip()
+    assert not window.view.widgets[-1].outside.isVisibleTo(window.view.widgets[-1])
+    assert "older messages" in window.meter.toolTip()
+    assert len(window.view.widgets) == len(thread) == 10  # all still in the chat

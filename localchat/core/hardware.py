@@ -38,3 +38,44 @@ def _usable_cpus() -> list[int]:
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
+
+
+def memory() -> tuple[int, int] | None:
+    """Total and available RAM in bytes, or None where it cannot be read."""
+    try:
+        if sys.platform.startswith("linux"):
+            fields = {}
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                key, _, value = line.partition(":")
+                fields[key] = int(value.split()[0]) * 1024
+            return fields["MemTotal"], fields.get("MemAvailable", fields["MemFree"])
+        if sys.platform == "win32":
+            return _windows_memory()
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return total, available
+    except (OSError, ValueError, KeyError, IndexError, AttributeError):
+        return None
+
+
+def _windows_memory() -> tuple[int, int] | None:
+    import ctypes
+
+    class MemoryStatus(ctypes.Structure):
+        _fields_ = [  # the ctypes way
+            ("dwLength", ctypes.c_ulong),
+            ("dwMemoryLoad", ctypes.c_ulong),
+            ("ullTotalPhys", ctypes.c_ulonglong),
+            ("ullAvailPhys", ctypes.c_ulonglong),
+            ("ullTotalPageFile", ctypes.c_ulonglong),
+            ("ullAvailPageFile", ctypes.c_ulonglong),
+            ("ullTotalVirtual", ctypes.c_ulonglong),
+            ("ullAvailVirtual", ctypes.c_ulonglong),
+            ("ullAvailExtendedVirtual", ctypes.c_ulonglong),
+        ]
+
+    status = MemoryStatus()
+    status.dwLength = ctypes.sizeof(MemoryStatus)
+    if not ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore[attr-defined]
+        return None
+    return int(status.ullTotalPhys), int(status.ullAvailPhys)

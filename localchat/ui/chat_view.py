@@ -3,7 +3,8 @@
 While a reply streams, pieces are only collected; a timer repaints the reply a
 few tens of times a second, however fast the model is, so the event loop is
 never starved. The view follows the reply down only if the user was already at
-the bottom: scrolling up to read stays put.
+the bottom: scrolling up to read stays put. Messages that dropped out of the
+model's context are dimmed and labelled.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -28,6 +29,10 @@ from localchat.core.chat.store import StoredMessage
 from localchat.ui.code_block import CodeBlock, split_markdown
 
 REPAINT_MS = 50
+OUTSIDE_HELP = (
+    "The chat outgrew the model's context, so the model no longer sees this message. "
+    "It stays in the chat; the chat's overflow policy (Settings) decides what drops out."
+)
 STATUS_NOTES = {
     "cancelled": "stopped",
     "interrupted": "interrupted (the app closed while writing)",
@@ -91,7 +96,14 @@ class MessageWidget(QFrame):
         self.title.setMinimumWidth(80)
         self.note = QLabel()
         self.note.setStyleSheet("color: palette(mid)")
+        self.outside = QLabel("out of the model's view")
+        self.outside.setObjectName("outside")
+        self.outside.setToolTip(OUTSIDE_HELP)
+        self.outside.setStyleSheet("color: palette(mid); font-style: italic")
+        self.outside.hide()
+        self.is_outside = False
         head.addWidget(self.title, 1)  # takes the free width, shrinks first
+        head.addWidget(self.outside)
         head.addWidget(self.note)
         self.older = self._button("‹", "Previous version", lambda: self._flip(-1))
         self.position = QLabel()
@@ -162,6 +174,23 @@ class MessageWidget(QFrame):
             self.position.setText(f"{i + 1}/{len(message.sibling_ids)}")
             self.older.setEnabled(i > 0)
             self.newer.setEnabled(i < len(message.sibling_ids) - 1)
+
+    def set_outside(self, outside: bool) -> None:
+        """Mark the message as one the model no longer sees: dimmed, labelled."""
+        if outside == self.is_outside:
+            return
+        self.is_outside = outside
+        self.outside.setVisible(outside)
+        self.setProperty("outside", outside)
+        palette = self.palette()
+        if outside:
+            dim = palette.color(QPalette.ColorRole.PlaceholderText)
+            for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText):
+                palette.setColor(role, dim)
+            self.setPalette(palette)
+        else:
+            self.setPalette(QPalette())
+        self.setToolTip(OUTSIDE_HELP if outside else "")
 
     def set_busy(self, busy: bool) -> None:
         self.action.setEnabled(not busy)
@@ -251,6 +280,14 @@ class ChatView(QScrollArea):
         for widget, message in zip(shown, wanted, strict=True):
             widget.set_message(message)
             widget.set_busy(False)
+
+    def mark_outside(self, message_ids: set[int]) -> None:
+        """Mark the shown messages the model no longer sees (and unmark the rest)."""
+        for w in self.widgets:
+            w.set_outside(w.message is not None and w.message.id in message_ids)
+
+    def outside_ids(self) -> set[int]:
+        return {w.message.id for w in self.widgets if w.message is not None and w.is_outside}
 
     def add(self, role: str, title: str) -> MessageWidget:
         self.empty.hide()

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QSizePolicy,
     QSplitter,
@@ -37,15 +38,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localchat.core import params, paths
-from localchat.core.chat.session import ChatSession
+from localchat.core import hardware, params, paths
+from localchat.core.chat.session import ChatSession, as_messages, sent_to_model
 from localchat.core.chat.store import ChatStore, StoredMessage
 from localchat.core.engine.client import Engine
-from localchat.core.engine.gguf_info import human_count, human_size
-from localchat.core.engine.protocol import LoadedModel
+from localchat.core.engine.gguf_info import ModelInfo, human_count, human_size, read_model_info
+from localchat.core.engine.protocol import ContextReport, LoadedModel, Message
 from localchat.core.errors import LocalChatError
 from localchat.core.models import library
-from localchat.core.params import GenerationSettings
+from localchat.core.params import GenerationSettings, effective_ctx
 from localchat.core.settings import AppSettings
 from localchat.ui.bridge import Emit, JobThread
 from localchat.ui.chat_view import ChatView
@@ -103,6 +104,11 @@ class MainWindow(QMainWindow):
         self.loader: JobThread | None = None
         self.describer: JobThread | None = None
         self._loaded_with: dict[str, Any] = {}
+        self.model_info: ModelInfo | None = None
+        self.planner: JobThread | None = None
+        self._plan_again = False
+        self.context: ContextReport | None = None
+        self._closing = False
         self._painted = False
         self.setWindowTitle("LocalChat")
         self.resize(1100, 720)
@@ -179,6 +185,19 @@ class MainWindow(QMainWindow):
         self._actions(new_chat)
         self.speed = QLabel()
         self.statusBar().addPermanentWidget(self.speed)
+        # What the next prompt costs, from the engine (exact tokens, the chat's
+        # overflow policy applied); recounted as the chat or the draft changes.
+        self.meter = QProgressBar()
+        self.meter.setObjectName("context-meter")
+        self.meter.setMaximumWidth(300)
+        self.meter.setTextVisible(True)
+        self.meter.hide()
+        self.statusBar().addPermanentWidget(self.meter)
+        self._draft_timer = QTimer(self)
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(400)
+        self._draft_timer.timeout.connect(self.update_context)
+        self.composer.textChanged.connect(self._draft_timer.start)
         if settings.problem:
             self.statusBar().showMessage(settings.problem)
 
@@ -234,10 +253,12 @@ class MainWindow(QMainWindow):
             self._model_chosen(self.model_box.currentIndex())
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self._closing = True  # no more counting: the store and engine go next
+        self._draft_timer.stop()
         self.settings.set_ui("geometry", bytes(self.saveGeometry().toBase64().data()).decode())
         if self.busy():
             self.engine.cancel()
-        for job in (self.job, self.loader, self.describer, *self._ops):
+        for job in (self.job, self.loader, self.describer, self.planner, *self._ops):
             if job is not None:
                 job.wait(5000)
         super().closeEvent(event)
@@ -294,16 +315,22 @@ class MainWindow(QMainWindow):
         settings = self.settings.generation(str(path))
         self.panel.set_values(settings)
         self._loaded_with = _model_part(settings)
-        self.loader = JobThread(lambda _emit: self.engine.load(path, settings))
+        self.context = None
+        self.meter.hide()
+        self.loader = JobThread(
+            lambda _emit: (self.engine.load(path, settings), read_model_info(path))
+        )
         self.loader.done.connect(self._model_loaded)
         self.loader.failed.connect(self._model_failed)
         self.loader.start()
 
-    def _model_loaded(self, loaded: LoadedModel) -> None:
-        self.loaded = loaded
-        where = "GPU" if loaded.gpu_layers else "CPU"
-        note = f" — {loaded.notice}" if loaded.notice else ""
-        self._state(f"Ready · context {loaded.n_ctx:,} · {where}{note}")
+    def _model_loaded(self, result: tuple[LoadedModel, ModelInfo]) -> None:
+        self.loaded, self.model_info = result
+        where = "GPU" if self.loaded.gpu_layers else "CPU"
+        note = f" — {self.loaded.notice}" if self.loaded.notice else ""
+        self._state(f"Ready · context {self.loaded.n_ctx:,} · {where}{note}")
+        self._show_memory(self.panel.values())
+        self.update_context()
 
     def _model_failed(self, message: str) -> None:
         self._state(f"Failed: {message}")
@@ -362,9 +389,11 @@ class MainWindow(QMainWindow):
         thread = self.store.thread(self.chat_id)
         self.view.show_thread(thread)
         self._show_stats(thread)
+        self.update_context()
 
     def _show_stats(self, thread: list[StoredMessage]) -> None:
-        """Speed and context of the chat's last reply, in the status bar."""
+        """Speed of the chat's last reply, in the status bar (the context meter
+        beside it counts the next prompt)."""
         replies = [m for m in thread if m.role == "assistant" and m.stats]
         stats = replies[-1].stats if replies else None
         if not stats or "tokens_per_s" not in stats:
@@ -372,7 +401,10 @@ class MainWindow(QMainWindow):
             return
         self.speed.setText(
             f"{stats['tokens_per_s']:.1f} tok/s · first token {stats['ttft_ms'] / 1000:.2f} s"
-            f" · context {stats['context_used']:,}/{stats['context_size']:,}"
+        )
+        self.speed.setToolTip(
+            f"The last reply: {stats['completion_tokens']:,} tokens; the context held "
+            f"{stats['context_used']:,} of {stats['context_size']:,} tokens at its end"
         )
 
     def _chat_selected(self, item: QListWidgetItem | None) -> None:
@@ -518,11 +550,13 @@ class MainWindow(QMainWindow):
         self._end_reply()  # shows the chat, and with it this reply's stats
 
     def _reply_failed(self, message: str) -> None:
+        crashed = self.loaded is not None and self.engine.loaded is None
+        if crashed:
+            self.loaded = None  # nothing asks the engine until it is reloaded
         self._end_reply()
         self.statusBar().showMessage(f"The reply failed: {message}", 10000)
-        if self.loaded is not None and self.engine.loaded is None:
+        if crashed:
             self._state("Restarting the model after a crash…")
-            self.loaded = None
             if self.model_path is not None:
                 self.load_model(self.model_path)
 
@@ -537,6 +571,7 @@ class MainWindow(QMainWindow):
             self.view.update_thread(thread)
             self._show_stats(thread)
         self.refresh_chats()
+        self.update_context()
 
     def _settings_changed(self, values: GenerationSettings) -> None:
         model = str(self.model_path) if self.model_path else None
@@ -549,7 +584,101 @@ class MainWindow(QMainWindow):
             self.settings.set_generation(model, **changed)
         stale = self.model_path is not None and _model_part(values) != self._loaded_with
         self.reload_button.setVisible(stale)
+        self._show_memory(values)
+        self.update_context()
 
     def _reload(self) -> None:
         if self.model_path is not None and not self.busy():
             self.load_model(self.model_path)
+
+    # -- context ------------------------------------------------------------------------
+
+    def update_context(self) -> None:
+        """Recount what the next prompt costs (the chat so far and the draft)
+        in the background; one count at a time, the latest wins."""
+        if self.loaded is None or self.busy() or self._closing:
+            return
+        if self.planner is not None and self.planner.isRunning():
+            self._plan_again = True
+            return
+        self._plan_again = False
+        chat_id = self.chat_id
+        sent = sent_to_model(self.store.thread(chat_id)) if chat_id is not None else []
+        messages: list[Message] = as_messages(sent)
+        draft = self.composer.toPlainText().strip()
+        if draft:
+            messages.append({"role": "user", "content": draft})
+        if not messages:
+            self.context = None
+            self.meter.hide()
+            return
+        settings = self.panel.values()
+        ids = [m.id for m in sent]
+        self.planner = JobThread(lambda _emit: self.engine.plan(messages, settings))
+        self.planner.done.connect(lambda report: self._context_planned(report, chat_id, ids))
+        self.planner.failed.connect(lambda _message: self.meter.hide())
+        self.planner.finished.connect(self._planned)
+        self.planner.start()
+
+    def _planned(self) -> None:
+        if self._plan_again:
+            self.update_context()
+
+    def _context_planned(self, report: ContextReport, chat_id: int | None, ids: list[int]) -> None:
+        if chat_id != self.chat_id:
+            return
+        self.context = report
+        outside = {ids[i] for i in report.dropped if i < len(ids)}
+        if not self.busy():
+            self.view.mark_outside(outside)
+        used = report.prompt_tokens + report.reserve
+        self.meter.setRange(0, report.n_ctx)
+        self.meter.setValue(min(used, report.n_ctx))
+        if report.excess:
+            self.meter.setFormat(f"{report.excess:,} tokens over the context")
+        else:
+            self.meter.setFormat(
+                f"context {report.prompt_tokens:,} + {report.reserve:,} reply / {report.n_ctx:,}"
+            )
+        lines = [
+            f"Next prompt: {report.prompt_tokens:,} tokens (what the model will read, "
+            "its chat template included)",
+            f"Kept for the reply: {report.reserve:,} tokens (max tokens, at most half)",
+            f"Free: {max(report.free, 0):,} of {report.n_ctx:,}",
+        ]
+        if report.dropped:
+            lines.append(f"Out of the model's view: {len(report.dropped)} older messages")
+        if report.excess:
+            lines.append(
+                f"{report.excess:,} tokens too many: with the 'stop' policy the chat cannot "
+                "be sent as it is"
+            )
+        self.meter.setToolTip("\n".join(lines))
+        self.meter.setProperty("over", bool(report.excess))
+        self.meter.setStyleSheet(
+            "QProgressBar::chunk { background: #c0392b; }" if report.excess else ""
+        )
+        self.meter.show()
+
+    def _show_memory(self, values: GenerationSettings) -> None:
+        """Under the context size: the memory the model needs at that size,
+        before it is applied (the estimate ``localchat info --ctx`` gives)."""
+        info = self.model_info
+        if info is None:
+            self.panel.set_note("ctx", "")
+            return
+        n_ctx = effective_ctx(values.ctx, info.context_length)
+        need = info.ram_estimate(n_ctx)
+        kv = info.kv_cache_bytes(n_ctx)
+        text = (
+            f"About {human_size(need)} of memory at {n_ctx:,} tokens (the model "
+            f"{human_size(info.weights_bytes)}, its KV cache {human_size(kv)})"
+        )
+        if n_ctx != values.ctx:
+            text += f"; this model takes at most {info.context_length:,}"
+        ram = hardware.memory()
+        warn = False
+        if ram is not None:
+            text += f". This computer has {human_size(ram[1])} free of {human_size(ram[0])}."
+            warn = need > ram[1]
+        self.panel.set_note("ctx", text, warn=warn)

@@ -47,6 +47,7 @@ class SettingsPanel(QWidget):
     def __init__(self, settings: GenerationSettings | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.editors: dict[str, QWidget] = {}
+        self.notes: dict[str, QLabel] = {}
         self._loading = False
         layout = QVBoxLayout(self)
         groups: dict[str, QFormLayout] = {}
@@ -64,6 +65,13 @@ class SettingsPanel(QWidget):
             label.setBuddy(editor)
             form.addRow(label, editor)
             self.editors[name] = editor
+            note = QLabel()
+            note.setObjectName(f"{name}-note")
+            note.setWordWrap(True)
+            note.setStyleSheet("color: palette(mid)")
+            note.hide()
+            form.addRow(note)
+            self.notes[name] = note
         reset = QPushButton("Reset to defaults")
         reset.clicked.connect(lambda: self._user_set(GenerationSettings()))
         layout.addWidget(reset)
@@ -130,6 +138,13 @@ class SettingsPanel(QWidget):
                     editor.setValue(value)
         finally:
             self._loading = False
+
+    def set_note(self, name: str, text: str, *, warn: bool = False) -> None:
+        """A line under a setting's field (e.g. what a value costs); empty hides it."""
+        note = self.notes[name]
+        note.setText(text)
+        note.setStyleSheet("color: palette(mid)" if not warn else "color: #c0392b")
+        note.setVisible(bool(text))
 
     def _user_set(self, settings: GenerationSettings) -> None:
         self.set_values(settings)

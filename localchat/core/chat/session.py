@@ -13,7 +13,7 @@ thread and :meth:`ChatSession.stop` from the GUI thread.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from localchat.core.chat.store import ChatStore, StoredMessage
 from localchat.core.engine.client import Engine
@@ -71,11 +71,7 @@ class ChatSession:
     def _reply(
         self, parent_id: int, settings: GenerationSettings, on_piece: OnPiece | None
     ) -> StoredMessage:
-        history: list[Message] = [
-            {"role": m.role, "content": m.content}
-            for m in self.store.path_to(parent_id)
-            if m.status != "failed" or m.content
-        ]
+        history = as_messages(sent_to_model(self.store.path_to(parent_id)))
         writer = self.store.begin_reply(
             self.chat_id, parent_id=parent_id, model=self.model, settings=settings.to_dict()
         )
@@ -97,6 +93,16 @@ class ChatSession:
         del stats["reply"]
         writer.finish("cancelled" if result.finish_reason == "cancelled" else "done", stats)
         return self.store.message(writer.message_id)
+
+
+def sent_to_model(path: Sequence[StoredMessage]) -> list[StoredMessage]:
+    """The messages of a thread the model is sent (a reply that failed before
+    writing anything is not)."""
+    return [m for m in path if m.status != "failed" or m.content]
+
+
+def as_messages(stored: Sequence[StoredMessage]) -> list[Message]:
+    return [{"role": m.role, "content": m.content} for m in stored]
 
 
 def _title(text: str) -> str:

@@ -421,9 +421,11 @@ class Worker:
         return None
 
     def _shifted_tokens(self, text: str) -> tuple[list[int], tuple[int, int]] | None:
-        """The last turn's text is ``head + dropped + kept`` and ``text`` is
+        """The last turn's text is ``head + dropped + kept...`` and ``text`` is
         ``head + kept + rest``, each part starting at a control token: reuse the
-        tokens of ``head`` and ``kept`` (the reply's own tokens among them)."""
+        tokens of ``head`` and ``kept`` (the reply's own tokens among them when
+        all of it is kept; else up to the last control token that matches) and
+        tokenize the rest."""
         last, last_tokens = self.last_text, self.last_tokens
         marks = self._control_marks()
         common = _common_prefix(last, text)
@@ -431,14 +433,26 @@ class Worker:
         if not heads:
             return None
         i, head = heads[-1]
+        best: tuple[int, int, int] | None = None  # (matched chars, j, offset of j)
         for j, at in marks:
             if at <= head:
                 continue
-            kept = len(last) - at
-            if text.startswith(last[at:], head) and (rest := text[head + kept :]):
-                tail = self._tail_tokens(rest)
-                if tail is not None:
-                    return last_tokens[:i] + last_tokens[j:] + tail, (i, j)
+            matched = _common_prefix(last[at:], text[head:])
+            if best is None or matched > best[0]:
+                best = (matched, j, at)
+        if best is None:
+            return None
+        matched, j, at = best
+        if matched == len(last) - at:  # all of it, the last reply included
+            tail = self._tail_tokens(text[head + matched :]) if text[head + matched :] else None
+            if tail is not None:
+                return last_tokens[:i] + last_tokens[j:] + tail, (i, j)
+        for k, end in reversed(marks):  # else up to a control token inside the match
+            if k <= j or end - at > matched:
+                continue
+            tail = self._tail_tokens(text[head + end - at :])
+            if tail is not None:
+                return last_tokens[:i] + last_tokens[j:k] + tail, (i, j)
         return None
 
     def _control_marks(self) -> list[tuple[int, int]]:
@@ -648,10 +662,12 @@ class Worker:
         # Remember this turn for the next prompt's prefix reuse. After a stop
         # string the reply text no longer matches its tokens.
         reply_text = "".join(reply)
-        if hit_stop_string:  # the reply text no longer matches its tokens
+        if hit_stop_string:
             self._remember(text, tokens, "", [])
         else:
-            self._remember(text, tokens, reply_text, reply_tokens)
+            self._remember(
+                text, tokens, *self._as_rendered(window.messages, text, reply_text, reply_tokens)
+            )
         now = time.perf_counter()
         n = len(reply_tokens)
         return ChatResult(
@@ -668,6 +684,46 @@ class Worker:
             dropped=tuple(i - added for i in window.dropped),
             shifted_tokens=shifted,
         )
+
+    def _as_rendered(
+        self, messages: Sequence[Message], text: str, reply: str, reply_tokens: list[int]
+    ) -> tuple[str, list[int]]:
+        """The reply as the next prompt will show it, and its tokens. Many
+        templates trim messages (Llama 3's do): a reply that starts or ends with
+        whitespace then reads differently next turn, and its whitespace tokens
+        must go for the cached tokens to match. Where they cannot (the space is
+        part of a bigger token, or the template rewrites old replies), only the
+        prompt is remembered and the reply is evaluated again next turn."""
+        if not reply or reply == reply.strip():
+            return reply, reply_tokens
+        rendered = self._render((*messages, {"role": "assistant", "content": reply}), False)
+        if not rendered.startswith(text):
+            return "", []
+        shown = rendered[len(text) :]
+        for kept in (reply, reply.strip(), reply.lstrip(), reply.rstrip()):
+            if shown.startswith(kept) and kept:
+                lead = reply[: reply.index(kept)]
+                trail = reply[len(lead) + len(kept) :]
+                stripped = self._strip_tokens(reply_tokens, lead.encode(), trail.encode())
+                return (kept, stripped) if stripped is not None else ("", [])
+        return "", []
+
+    def _strip_tokens(self, tokens: list[int], lead: bytes, trail: bytes) -> list[int] | None:
+        """``tokens`` without the whole tokens that spell ``lead`` and ``trail``
+        (None when a token straddles the edge)."""
+        lstrip = 1 if self.add_space_prefix else 0
+        pieces = [self._piece(t, lstrip=lstrip if k == 0 else 0) for k, t in enumerate(tokens)]
+        start = got = 0
+        while got < len(lead) and start < len(pieces):
+            got += len(pieces[start])
+            start += 1
+        end, cut = len(pieces), 0
+        while cut < len(trail) and end > start:
+            end -= 1
+            cut += len(pieces[end])
+        if got != len(lead) or cut != len(trail):
+            return None
+        return tokens[start:end]
 
     def _remember(
         self, text: str, tokens: list[int], reply_text: str, reply_tokens: list[int]
