@@ -12,8 +12,11 @@ actually evaluated, the messages out of view, the tokens shifted out of the KV
 cache, and the time to first token (from ``Engine.chat`` to the first piece
 arriving in this process).
 
-The reference, from the same run: what re-reading the whole prompt would cost,
-the prompt's tokens at the prompt speed of turn 1 (which evaluates everything).
+References, from the same run: llama-cpp-python alone evaluating as many new
+tokens after as many cached ones as turn 2 and the last turn had (attention
+reads the whole cache, so a fuller cache costs more even with nothing
+re-read), and what re-reading the whole prompt would cost (the prompt's tokens
+at the prompt speed of turn 1, which evaluates everything).
 
 Goals: once the window is full, a turn evaluates about what turn 2 did (its
 new tokens and the template around them), and the time to first token of the
@@ -26,6 +29,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +119,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             messages.append({"role": "assistant", "content": reply})
 
+    # The reference: llama.cpp itself evaluating as many new tokens after as
+    # many cached ones as turn 2 and the last turn had. Attention reads the
+    # whole cache, so even with nothing re-read a fuller cache costs more.
+    last = rows[-1]
+    raw2, raw_last = raw_eval_ms(
+        model,
+        args.threads,
+        cached=(rows[1][1] - rows[1][2], last[1] - last[2]),
+        new=(rows[1][2], last[2]),
+    )
     full = [r for r in rows if r[3] > 0]
     print()
     if not full:
@@ -137,11 +151,56 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio {ratio:.2f} (median of the last 3: {last3:.2f}; goal <= {TTFT_GOAL})"
     )
     print(
+        f"llama.cpp alone, the same new tokens after as many cached ones: turn 2 {raw2:.0f} ms, "
+        f"turn {last[0]} {raw_last:.0f} ms: ratio {raw_last / raw2:.2f} (a fuller cache's cost)"
+    )
+    print(
+        f"our ttft over llama.cpp's: turn 2 {turn2[5] / raw2:.2f}, "
+        f"turn {last[0]} {last[5] / raw_last:.2f}"
+    )
+    print(
         f"re-reading the prompt instead would take ~{rows[-1][6]:.0f} ms at turn {rows[-1][0]} "
         f"({rows[-1][6] / turn2[5]:.1f}x turn 2)"
     )
     print(f"load     {os.getloadavg()[0]:.2f} (1 min average)")
     return 0
+
+
+def raw_eval_ms(
+    model: Path, threads: int, *, cached: tuple[int, int], new: tuple[int, int]
+) -> tuple[float, float]:
+    """Plain llama-cpp-python, same settings as the engine: the fastest of 3
+    evaluations of ``new[k]`` tokens after ``cached[k]`` tokens, for k = 0, 1."""
+    import random
+
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        str(model),
+        n_ctx=CTX,
+        n_batch=512,
+        n_ubatch=512,
+        n_threads=threads,
+        n_threads_batch=threads,
+        n_gpu_layers=0,
+        flash_attn=False,
+        verbose=False,
+    )
+    rng = random.Random(0)
+    ids = [rng.randrange(1000, min(llm.n_vocab(), 30000)) for _ in range(CTX)]
+    out = []
+    for fill, count in zip(cached, new, strict=True):
+        best = float("inf")
+        for _ in range(3):
+            llm.reset()
+            llm._ctx.kv_cache_clear()
+            llm.eval(ids[:fill])
+            t = time.perf_counter()
+            llm.eval(ids[fill : fill + count])
+            best = min(best, (time.perf_counter() - t) * 1000)
+        out.append(best)
+    llm.close()
+    return out[0], out[1]
 
 
 if __name__ == "__main__":

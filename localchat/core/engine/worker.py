@@ -407,6 +407,16 @@ class Worker:
             shifted = self._shifted_tokens(text)
             if shifted is not None:
                 return shifted
+        if last_tokens and last:
+            # Keep the cached tokens up to the last control token both texts
+            # share: re-tokenizing all would re-spell old replies (the model's
+            # own tokens) and lose the cache from the first of them on.
+            common = _common_prefix(last, text)
+            for k, at in reversed(self._control_marks()):
+                if at <= common:
+                    tail = self._tail_tokens(text[at:])
+                    if tail is not None:
+                        return last_tokens[:k] + tail, None
         return self._tokenize_prompt(text), None
 
     def _tail_tokens(self, rest: str) -> list[int] | None:
@@ -434,8 +444,9 @@ class Worker:
             return None
         i, head = heads[-1]
         best: tuple[int, int, int] | None = None  # (matched chars, j, offset of j)
+        probe = text[head : head + 64]  # most candidates differ early: check cheaply first
         for j, at in marks:
-            if at <= head:
+            if at <= head or not last.startswith(probe[:16], at):
                 continue
             matched = _common_prefix(last[at:], text[head:])
             if best is None or matched > best[0]:
