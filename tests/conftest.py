@@ -18,13 +18,17 @@ from localchat.testing.tiny_models import fixture_template, write_llama_gguf
 def localchat_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every test (and every worker process it starts) uses a scratch data folder."""
     home = tmp_path_factory.mktemp("home")
-    old = os.environ.get("LOCALCHAT_HOME")
-    os.environ["LOCALCHAT_HOME"] = str(home)
+    # An empty Hugging Face cache too: models this machine's other tools
+    # downloaded must not show up in the tests' model lists.
+    scratch = {"LOCALCHAT_HOME": str(home), "HF_HUB_CACHE": str(home / "hf-cache")}
+    old = {key: os.environ.get(key) for key in scratch}
+    os.environ.update(scratch)
     yield home
-    if old is None:
-        os.environ.pop("LOCALCHAT_HOME", None)
-    else:
-        os.environ["LOCALCHAT_HOME"] = old
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ else; ``chat --json`` prints one JSON object per turn.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -20,7 +21,7 @@ from localchat.core.engine.client import ChatStream, Engine
 from localchat.core.engine.gguf_info import human_count, human_size, read_model_info
 from localchat.core.engine.protocol import ChatResult, Message
 from localchat.core.errors import LocalChatError, SettingError
-from localchat.core.models import library
+from localchat.core.models import fit, hub, library
 from localchat.core.params import effective_ctx
 
 EXIT_ERROR = 1
@@ -86,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--json", action="store_true", help="print a JSON object")
 
-    models = sub.add_parser("models", help="list, add and remove installed models")
+    models = sub.add_parser(
+        "models", help="installed models; search and download from the Hugging Face Hub"
+    )
     actions = models.add_subparsers(
         dest="action", parser_class=_Parser, metavar="ACTION", required=True
     )
@@ -99,6 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove = actions.add_parser("rm", help="delete an installed model (its chats stay)")
     remove.add_argument("name", help="the model's name")
+    find = actions.add_parser("search", help="search the Hugging Face Hub for GGUF models")
+    find.add_argument("query", help="words in the repository's name, e.g. 'llama 8b instruct'")
+    find.add_argument("--sort", choices=("downloads", "likes", "recent"), default="downloads")
+    find.add_argument("--limit", type=int, default=20, help="at most this many (20)")
+    find.add_argument("--json", action="store_true", help="print a JSON array")
+    listing_files = actions.add_parser(
+        "files", help="a Hub repository's GGUF models: quantization, size, fit"
+    )
+    listing_files.add_argument("repo_id", help="e.g. bartowski/Meta-Llama-3.1-8B-Instruct-GGUF")
+    listing_files.add_argument(
+        "--ctx",
+        type=int,
+        default=params.default("ctx"),
+        metavar="N",
+        help="context size for the memory fit (default %(default)s)",
+    )
+    listing_files.add_argument("--json", action="store_true", help="print a JSON array")
+    pull = actions.add_parser(
+        "pull", help="download a model from the Hub (run again to resume an interrupted one)"
+    )
+    pull.add_argument("repo_id", help="e.g. bartowski/Meta-Llama-3.1-8B-Instruct-GGUF")
+    pull.add_argument("filename", nargs="?", help="the .gguf file (or pass --quant)")
+    pull.add_argument("--quant", help="the quantization to pull, e.g. Q4_K_M")
     return parser
 
 
@@ -144,6 +170,12 @@ def _quiet_pipes() -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
+    if args.action == "search":
+        return _search(args)
+    if args.action == "files":
+        return _files(args)
+    if args.action == "pull":
+        return _pull(args)
     if args.action == "import":
         path = library.import_model(args.path, link=args.link)
         print(f"installed {path.stem} ({path})")
@@ -153,15 +185,18 @@ def _models(args: argparse.Namespace) -> int:
         print(f"removed {path.stem}")
         return 0
     rows: list[dict[str, Any]] = []
-    for path in library.installed():
+    found = [(p, "installed") for p in library.installed()]
+    found += [(p, "hf-cache") for p in library.hf_cache_models()]
+    for path, source in found:
         info = library.describe(path)
         if isinstance(info, str):
-            rows.append({"name": path.stem, "path": str(path), "error": info})
+            rows.append({"name": path.stem, "path": str(path), "source": source, "error": info})
             continue
         rows.append(
             {
                 "name": path.stem,
                 "path": str(path),
+                "source": source,
                 "architecture": info.architecture,
                 "parameters": info.parameter_count,
                 "quantization": info.quantization,
@@ -179,15 +214,110 @@ def _models(args: argparse.Namespace) -> int:
         )
         return 0
     for row in rows:
+        where = "  (in the Hugging Face cache)" if row["source"] == "hf-cache" else ""
         if "error" in row:
-            print(f"{row['name']:<40} unusable: {row['error']}")
+            print(f"{row['name']:<40} unusable: {row['error']}{where}")
         else:
             print(
                 f"{row['name']:<40} {human_count(row['parameters']):>7}  "
                 f"{row['quantization']:<8} {human_size(row['file_size']):>9}  "
-                f"ctx {row['trained_context']:,}"
+                f"ctx {row['trained_context']:,}{where}"
             )
     return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    found = hub.search(args.query, sort=args.sort, limit=args.limit)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in found], ensure_ascii=False))
+        return 0
+    if not found:
+        print(f"No GGUF models on the Hub match {args.query!r}.")
+    for r in found:
+        gated = "  (gated)" if r.gated else ""
+        print(f"{r.repo_id:<60} {r.downloads:>10,} downloads {r.likes:>6,} likes{gated}")
+    return 0
+
+
+def _files(args: argparse.Namespace) -> int:
+    models = hub.files(args.repo_id)
+    rows: list[dict[str, Any]] = []
+    for m in models:
+        verdict = fit.fit(m.size, args.ctx)
+        rows.append(
+            {
+                "name": m.name,
+                "quantization": m.quant,
+                "size": m.size,
+                "parts": [p.path for p in m.parts],
+                "sha256": [p.sha256 for p in m.parts],
+                "fit": verdict.verdict,
+                "memory_needed": verdict.need,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    if not rows:
+        print(f"{args.repo_id} has no GGUF model files.")
+    for row in rows:
+        split = f"  ({len(row['parts'])} parts)" if len(row["parts"]) > 1 else ""
+        print(
+            f"{row['name']:<56} {row['quantization']:<8} {human_size(row['size']):>9}  "
+            f"{row['fit']}{split}"
+        )
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    if args.filename and args.quant:
+        raise UsageError("name a file or pass --quant, not both")
+    model = hub.choose(hub.files(args.repo_id), filename=args.filename, quant=args.quant)
+    bar = _ProgressBar(sys.stderr)
+    try:
+        path = hub.pull(model, on_progress=bar.show)
+    finally:
+        bar.close()
+    print(f"installed {path.stem} ({path})")
+    return 0
+
+
+class _ProgressBar:
+    """One line on stderr, rewritten in place on a terminal; a line every 10%
+    otherwise (logs stay readable)."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.step = -1
+        self.shown = False
+
+    def show(self, p: hub.Progress) -> None:
+        share = p.done / p.total if p.total else 1.0
+        eta = p.eta
+        line = (
+            f"{p.name}  {share:6.1%}  {human_size(p.done)} of {human_size(p.total)}  "
+            f"{human_size(p.speed)}/s  ETA {_clock(eta) if eta is not None else '?'}"
+        )
+        if self.tty:
+            self.out.write("\r" + line + " " * 4)
+            self.shown = True
+        elif int(share * 10) > self.step:
+            self.step = int(share * 10)
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 # -- info ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ folder is always a usable file; partial files are never listed.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -15,11 +16,53 @@ from localchat.core import paths
 from localchat.core.engine.gguf_info import ModelInfo, read_model_info
 from localchat.core.errors import ModelFileError
 
+SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+
 
 def installed() -> list[Path]:
-    """Installed model files, newest first. Partial downloads are never listed."""
-    found = [p for p in paths.models_dir().glob("*.gguf") if p.is_file()]
+    """Installed model files, newest first. Partial downloads are never
+    listed; a split model is listed once, by its first part, when every part
+    is there (llama.cpp loads the rest from the first)."""
+    folder = paths.models_dir()
+    found = [p for p in folder.glob("*.gguf") if p.is_file() and _complete(p)]
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def parts_of(path: Path) -> list[Path]:
+    """The files a model consists of: itself, or every part of a split model."""
+    m = SPLIT.search(path.name)
+    if m is None:
+        return [path]
+    stem, total = path.name[: m.start()], int(m[2])
+    return [path.with_name(f"{stem}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
+
+
+def _complete(path: Path) -> bool:
+    m = SPLIT.search(path.name)
+    if m is None:
+        return True
+    return int(m[1]) == 1 and all(p.is_file() for p in parts_of(path))
+
+
+def hf_cache_models() -> list[Path]:
+    """GGUF models already in the Hugging Face cache (downloaded by other
+    tools), by their snapshot paths; loadable in place or importable."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        cache = scan_cache_dir()
+    except Exception:  # no cache, or one we cannot read: nothing to offer
+        return []
+    found: list[Path] = []
+    for repo in cache.repos:
+        if repo.repo_type != "model":
+            continue
+        for revision in repo.revisions:
+            for f in revision.files:
+                path = Path(f.file_path)
+                if path.name.lower().endswith(".gguf") and _complete(path):
+                    found.append(path)
+    return sorted(set(found))
 
 
 def resolve(model: str | None) -> Path:
@@ -40,6 +83,8 @@ def resolve(model: str | None) -> Path:
     if candidate.exists() or len(candidate.parts) > 1:
         return candidate
     key = model.lower().removesuffix(".gguf")
+    if not any(key in p.stem.lower() for p in models):
+        models = models + hf_cache_models()  # models other tools downloaded
     exact = [p for p in models if p.stem.lower() == key]
     if exact:
         return exact[0]
@@ -99,7 +144,8 @@ def remove_model(model: str) -> Path:
         )
     if not path.exists():
         raise ModelFileError(f"no model named {model!r} is installed")
-    path.unlink()
+    for part in reversed(parts_of(path)):  # the first part, which lists it, last
+        part.unlink(missing_ok=True)
     return path
 
 
