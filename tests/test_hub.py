@@ -346,3 +346,21 @@ def test_models_in_the_hugging_face_cache_are_found(
     info = cli("info", "Tiny-Q8_0", "--json", **env)
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["path"] == str(snapshot / "Tiny-Q8_0.gguf")
+
+
+def test_the_catalog_names_hub_repos_with_valid_settings() -> None:
+    """Every curated entry names a repository and a quantization the file
+    parser understands, with facts and settings that are valid ones."""
+    from localchat.core.models import catalog
+
+    found = catalog.entries()
+    assert len(found) >= 8
+    assert len({e.repo_id for e in found}) == len(found)
+    for e in found:
+        owner, _, name = e.repo_id.partition("/")
+        assert owner and name and "GGUF" in name.upper()
+        assert hub.parse_quant(f"x-{e.quant}.gguf") == e.quant
+        assert 6e9 <= e.parameters <= 15e9 and e.context >= 4096
+        assert e.generation().to_dict()  # validated against the declaration
+    r1 = next(e for e in found if "R1" in e.name)
+    assert r1.generation().temperature == 0.6 and r1.generation().system_prompt == ""
