@@ -31,7 +31,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from localchat.core import paths
+from localchat.core.engine.gguf_info import human_size
 from localchat.core.errors import LocalChatError
+from localchat.core.models.library import SPLIT
 
 CHUNK = 1 << 20
 DISK_MARGIN = 64 << 20
@@ -44,7 +46,6 @@ QUANT = re.compile(
     r")(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
-SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 Sort = Literal["downloads", "likes", "recent"]
 SORTS: dict[str, str] = {"downloads": "downloads", "likes": "likes", "recent": "last_modified"}
 
@@ -377,15 +378,9 @@ def _check_space(folder: Path, model: RemoteModel, have: int) -> None:
     free = shutil.disk_usage(folder).free
     if need + DISK_MARGIN > free:
         raise DownloadError(
-            f"not enough disk space for {model.name}: it needs {_size(need)} more, "
-            f"{_size(free)} is free in {folder}"
+            f"not enough disk space for {model.name}: it needs {human_size(need)} more, "
+            f"{human_size(free)} is free in {folder}"
         )
-
-
-def _size(n: float) -> str:
-    from localchat.core.engine.gguf_info import human_size
-
-    return human_size(n)
 
 
 class _Meter:
@@ -463,8 +458,8 @@ def _fetch(
         except OSError as exc:  # writing
             if exc.errno == errno.ENOSPC:
                 raise DownloadError(
-                    f"the disk is full: {name} stopped at {_size(done)} of {_size(part.size)} "
-                    "(kept: free some space and pull again to resume)"
+                    f"the disk is full: {name} stopped at {human_size(done)} of "
+                    f"{human_size(part.size)} (kept: free some space and pull again to resume)"
                 ) from None
             raise DownloadError(f"cannot write {partial}: {exc.strerror or exc}") from None
         except Exception as exc:  # reading
@@ -478,7 +473,7 @@ def _fetch(
             _sidecar(partial).unlink(missing_ok=True)
             raise DownloadStopped(f"cancelled {name}; nothing kept")
         raise DownloadStopped(
-            f"paused {name} at {_size(done)} of {_size(part.size)}; pull again to resume"
+            f"paused {name} at {human_size(done)} of {human_size(part.size)}; pull again to resume"
         )
     if done < part.size:
         raise _closed_early(name, done, part.size)
@@ -505,8 +500,8 @@ def _new_digest(part: RemoteFile) -> Any:
 
 def _closed_early(name: str, done: int, size: int) -> DownloadError:
     return DownloadError(
-        f"the server closed the connection early: {name} stopped at {_size(done)} of "
-        f"{_size(size)} (kept: pull again to resume)"
+        f"the server closed the connection early: {name} stopped at {human_size(done)} of "
+        f"{human_size(size)} (kept: pull again to resume)"
     )
 
 
