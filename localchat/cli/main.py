@@ -78,13 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "chat template, and estimate the memory it needs at a context size.",
     )
     info.add_argument("model", help="a .gguf file or the name of an installed model")
-    info.add_argument(
-        "--ctx",
-        type=int,
-        default=params.default("ctx"),
-        metavar="N",
-        help="context size for the memory estimate (default %(default)s)",
-    )
+    _add_ctx(info, "the memory estimate")
     info.add_argument("--json", action="store_true", help="print a JSON object")
 
     models = sub.add_parser(
@@ -111,13 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "files", help="a Hub repository's GGUF models: quantization, size, fit"
     )
     listing_files.add_argument("repo_id", help="e.g. bartowski/Meta-Llama-3.1-8B-Instruct-GGUF")
-    listing_files.add_argument(
-        "--ctx",
-        type=int,
-        default=params.default("ctx"),
-        metavar="N",
-        help="context size for the memory fit (default %(default)s)",
-    )
+    _add_ctx(listing_files, "the memory fit")
     listing_files.add_argument("--json", action="store_true", help="print a JSON array")
     pull = actions.add_parser(
         "pull", help="download a model from the Hub (run again to resume an interrupted one)"
@@ -126,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("filename", nargs="?", help="the .gguf file (or pass --quant)")
     pull.add_argument("--quant", help="the quantization to pull, e.g. Q4_K_M")
     return parser
+
+
+def _add_ctx(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument(
+        "--ctx",
+        type=int,
+        default=params.default("ctx"),
+        metavar="N",
+        help=f"context size for {purpose} (default %(default)s)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

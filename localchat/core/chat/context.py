@@ -50,7 +50,7 @@ class ContextOverflow(LocalChatError):
     """The conversation does not fit and the chat's policy is to stop."""
 
     def __init__(self, excess: int, n_ctx: int, reserve: int) -> None:
-        self.excess = excess
+        self.excess, self.n_ctx, self.reserve = excess, n_ctx, reserve
         super().__init__(
             f"the conversation is {excess} tokens over the {n_ctx}-token context "
             f"({reserve} kept for the reply): start a new chat, raise the context size, "

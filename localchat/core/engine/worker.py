@@ -539,12 +539,11 @@ class Worker:
     def _plan(self, req: PlanContext) -> ContextReport:
         try:
             window, added, _ = self._window(req.messages, req.settings)
-        except ContextOverflow as exc:
-            n_ctx = self._model().n_ctx()
+        except ContextOverflow as exc:  # the "stop" policy: nothing dropped, the excess said
             return ContextReport(
-                prompt_tokens=n_ctx - min(req.settings.max_tokens, n_ctx // 2) + exc.excess,
-                n_ctx=n_ctx,
-                reserve=min(req.settings.max_tokens, n_ctx // 2),
+                prompt_tokens=exc.n_ctx - exc.reserve + exc.excess,
+                n_ctx=exc.n_ctx,
+                reserve=exc.reserve,
                 excess=exc.excess,
             )
         return ContextReport(
