@@ -11,6 +11,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from localchat.core.engine.client import Engine
+from localchat.testing.hub_server import FakeHub
 from localchat.testing.tiny_models import fixture_template, write_llama_gguf
 
 
@@ -90,3 +91,14 @@ def slow_model(models_dir: Path) -> Path:
 def engine() -> Iterator[Engine]:
     with Engine() as e:
         yield e
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
+    """A local server speaking the Hub's protocol, selected with HF_ENDPOINT."""
+    with FakeHub() as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        yield server

@@ -10,32 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from localchat.core.models import hub, library
-from localchat.testing.hub_server import FakeHub, sha256
+from localchat.testing.hub_server import FakeHub, blob, sha256
 
 MB = 2**20
-
-
-def blob(n: int, seed: int = 0) -> bytes:
-    """Incompressible-looking bytes of length n (a fake model file)."""
-    import random
-
-    return random.Random(seed).randbytes(n)
-
-
-@pytest.fixture
-def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-        yield server
 
 
 @pytest.fixture

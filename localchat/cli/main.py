@@ -21,8 +21,9 @@ from localchat.core.engine.client import ChatStream, Engine
 from localchat.core.engine.gguf_info import human_count, human_size, read_model_info
 from localchat.core.engine.protocol import ChatResult, Message
 from localchat.core.errors import LocalChatError, SettingError
-from localchat.core.models import fit, hub, library
+from localchat.core.models import catalog, fit, hub, library
 from localchat.core.params import effective_ctx
+from localchat.core.settings import AppSettings
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -279,6 +280,10 @@ def _pull(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     print(f"installed {path.stem} ({path})")
+    adopted = catalog.adopt(path, model.repo_id, AppSettings())
+    if adopted:
+        chosen = ", ".join(f"{k}={v!r}" for k, v in adopted.items())
+        print(f"with the catalog's recommended settings for it: {chosen}")
     return 0
 
 
@@ -368,6 +373,15 @@ def _info(args: argparse.Namespace) -> int:
 
 def _chat(args: argparse.Namespace, settings: params.GenerationSettings) -> int:
     model = library.resolve(args.model)
+    # The settings chosen for this model in the window (or recommended by the
+    # catalog) are the defaults here too; the flags go on top.
+    stored = AppSettings()
+    if stored.problem:
+        print(f"note: {stored.problem}", file=sys.stderr)
+    try:
+        settings = params.from_cli(args, stored.generation(str(model)))
+    except SettingError as exc:
+        raise UsageError(str(exc)) from None
     with Engine() as engine:
         loaded = engine.load(model, settings, lora=args.lora)
         if loaded.notice:

@@ -100,6 +100,13 @@ class FakeHub:
         self.stop()
 
 
+def blob(n: int, seed: int = 0) -> bytes:
+    """``n`` incompressible-looking bytes (a stand-in for a model file)."""
+    import random
+
+    return random.Random(seed).randbytes(n)
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

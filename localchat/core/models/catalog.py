@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from localchat.core.errors import LocalChatError
 from localchat.core.params import GenerationSettings
+from localchat.core.settings import AppSettings
 
 
 @dataclass(frozen=True)
@@ -45,3 +47,20 @@ def entries() -> list[CatalogEntry]:
     except (KeyError, TypeError, ValueError) as exc:
         raise LocalChatError(f"the model catalog is broken: {exc}") from None
     return found
+
+
+def for_repo(repo_id: str) -> CatalogEntry | None:
+    """The catalog's entry for a Hub repository, if it has one."""
+    key = repo_id.lower()
+    return next((e for e in entries() if e.repo_id.lower() == key), None)
+
+
+def adopt(path: Path, repo_id: str, settings: AppSettings) -> dict[str, Any]:
+    """A model from ``repo_id`` was just installed at ``path``: remember the
+    catalog's recommended settings as that model's own, unless the user
+    already chose some for it. Returns what was remembered."""
+    entry = for_repo(repo_id)
+    if entry is None or not entry.settings or settings.model_overrides(str(path)):
+        return {}
+    settings.set_generation(str(path), **entry.settings)
+    return dict(entry.settings)

@@ -357,20 +357,70 @@ def _sidecar(partial: Path) -> Path:
     return partial.with_name(partial.name + ".json")
 
 
+IDENTITY = ("repo_id", "path", "size", "sha256")
+"""What makes a ``.part`` the same file (the revision may move on, the file not)."""
+
+
 def _resumable(partial: Path, model: RemoteModel, part: RemoteFile) -> int:
     """Bytes of ``part`` already on disk from an earlier try of the same file
     (0, and the leftovers removed, when it was another version or is broken)."""
-    meta = {"repo_id": model.repo_id, "path": part.path, "size": part.size, "sha256": part.sha256}
+    meta = {
+        "repo_id": model.repo_id,
+        "path": part.path,
+        "size": part.size,
+        "sha256": part.sha256,
+        "blob_id": part.blob_id,
+        "revision": model.revision,
+    }
     try:
         saved = json.loads(_sidecar(partial).read_text(encoding="utf-8"))
-        size = partial.stat().st_size
-    except (OSError, ValueError):
-        saved, size = None, 0
-    if saved != meta or size > part.size:
+        size = partial.stat().st_size if partial.exists() else 0
+        same = all(saved[k] == meta[k] for k in IDENTITY)
+    except (OSError, ValueError, KeyError, TypeError):
+        same, size = False, 0
+    if not same or size > part.size:
         partial.unlink(missing_ok=True)
         _sidecar(partial).write_text(json.dumps(meta), encoding="utf-8")
         return 0
     return size
+
+
+def interrupted(folder: Path | None = None) -> list[tuple[RemoteModel, int]]:
+    """Downloads an earlier run left unfinished in the models folder (from
+    their ``.part.json`` sidecars), with the bytes already there: what a
+    window can offer to resume, without asking the Hub."""
+    folder = folder or paths.models_dir()
+    by_repo: dict[tuple[str, str], list[RemoteFile]] = {}
+    have: dict[str, int] = {}
+    for sidecar in sorted(folder.glob("*.part.json")):
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+            repo_id, path = str(meta["repo_id"]), str(meta["path"])
+            part = RemoteFile(path, int(meta["size"]), meta["sha256"], meta.get("blob_id"))
+            revision = str(meta.get("revision") or "main")
+            _check_path(repo_id, path)
+        except (OSError, ValueError, KeyError, TypeError, HubError):
+            continue  # not ours, or broken: a pull of that file starts it again
+        if PurePosixPath(path).name + ".part.json" != sidecar.name:
+            continue
+        by_repo.setdefault((repo_id, revision), []).append(part)
+        partial = sidecar.with_name(sidecar.name.removesuffix(".json"))
+        have[path] = partial.stat().st_size if partial.exists() else 0
+    found: list[tuple[RemoteModel, int]] = []
+    for (repo_id, revision), parts in by_repo.items():
+        for model in group(repo_id, revision, parts):
+            found.append((model, sum(min(have[p.path], p.size) for p in model.parts)))
+    return found
+
+
+def discard(model: RemoteModel, folder: Path | None = None) -> None:
+    """Delete what an unfinished download of ``model`` left (``.part`` files
+    and their sidecars); installed files are not touched."""
+    folder = folder or paths.models_dir()
+    for part in model.parts:
+        partial = folder / (PurePosixPath(part.path).name + ".part")
+        partial.unlink(missing_ok=True)
+        _sidecar(partial).unlink(missing_ok=True)
 
 
 def _check_space(folder: Path, model: RemoteModel, have: int) -> None:
@@ -442,7 +492,7 @@ def _fetch(
                     out.truncate(0)
                     out.seek(0)
                     digest, done = _new_digest(part), 0
-                for block in response.iter_bytes(CHUNK):
+                for block in response.iter_bytes():  # as they arrive: a pause is quick
                     if control.stopped:
                         break
                     if done + len(block) > part.size:
