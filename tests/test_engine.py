@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +28,32 @@ GREEDY = GenerationSettings(temperature=0.0, max_tokens=24, repeat_penalty=1.0)
 
 def user(text: str) -> list[Message]:
     return [{"role": "user", "content": text}]
+
+
+def test_a_script_without_a_main_guard_can_use_the_engine(tiny_model: Path, tmp_path: Path) -> None:
+    """The worker starts without the caller's main script: a tinkerer's
+    top-level script (no ``if __name__ == "__main__"``) is not run again in it."""
+    script = tmp_path / "chat_once.py"
+    marker = tmp_path / "runs.txt"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from localchat.core.engine.client import Engine\n"
+        "from localchat.core.params import GenerationSettings\n"
+        f"with Path({str(marker)!r}).open('a') as f:\n"
+        "    f.write('run\\n')\n"
+        "with Engine() as engine:\n"
+        f"    engine.load({str(tiny_model)!r}, GenerationSettings())\n"
+        "    stream = engine.chat([{'role': 'user', 'content': 'hi'}], "
+        "GenerationSettings(max_tokens=4, seed=1))\n"
+        "    stream.text()\n"
+        "    print('tokens', stream.result.completion_tokens)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "tokens" in proc.stdout
+    assert marker.read_text() == "run\n"  # once: the worker did not run it again
 
 
 def test_reply_streams_in_pieces_that_add_up(engine: Engine, tiny_model: Path) -> None:

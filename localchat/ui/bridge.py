@@ -37,6 +37,9 @@ class JobThread(QThread):
             self.failed.emit(str(exc))
             return
         except Exception as exc:  # a bug: say so in one line rather than lose it
-            self.failed.emit(f"internal error: {type(exc).__name__}: {exc}")
+            text = " ".join(str(exc).split())
+            if len(text) > 200:
+                text = text[:199] + "…"
+            self.failed.emit(f"internal error: {type(exc).__name__}: {text}")
             return
         self.done.emit(result)

@@ -235,6 +235,9 @@ class ChatView(QScrollArea):
         self.empty.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.empty.setOpenExternalLinks(True)
         self.column.insertWidget(0, self.empty)
+        self.empty_action = QPushButton()
+        self.empty_action.hide()
+        self.column.insertWidget(1, self.empty_action, 0, Qt.AlignmentFlag.AlignHCenter)
         self.widgets: list[MessageWidget] = []
         self.streaming: MessageWidget | None = None
         self._stream_text = ""
@@ -249,10 +252,17 @@ class ChatView(QScrollArea):
         bar.rangeChanged.connect(self._range_changed)
         bar.valueChanged.connect(self._value_changed)
 
-    def show_empty(self, html: str) -> None:
+    def show_empty(self, html: str, *, action: str | None = None) -> None:
+        """A message instead of a chat, and a button under it (``action``)."""
         self.clear()
         self.empty.setText(html)
         self.empty.show()
+        self.empty_action.setText(action or "")
+        self.empty_action.setVisible(bool(action))
+
+    def hide_empty(self) -> None:
+        self.empty.hide()
+        self.empty_action.hide()
 
     def clear(self) -> None:
         self.stop_stream()
@@ -262,7 +272,7 @@ class ChatView(QScrollArea):
 
     def show_thread(self, messages: list[StoredMessage]) -> None:
         self.clear()
-        self.empty.hide()
+        self.hide_empty()
         for m in messages:
             if m.role == "system":
                 continue
@@ -290,7 +300,7 @@ class ChatView(QScrollArea):
         return {w.message.id for w in self.widgets if w.message is not None and w.is_outside}
 
     def add(self, role: str, title: str) -> MessageWidget:
-        self.empty.hide()
+        self.hide_empty()
         w = MessageWidget(role, title)
         w.edit_requested.connect(self.edit_requested)
         w.regenerate_requested.connect(self.regenerate_requested)

@@ -44,12 +44,14 @@ from localchat.core.chat.store import ChatStore, StoredMessage
 from localchat.core.engine.client import Engine
 from localchat.core.engine.gguf_info import ModelInfo, human_count, human_size, read_model_info
 from localchat.core.engine.protocol import ContextReport, LoadedModel, Message
-from localchat.core.errors import LocalChatError
+from localchat.core.errors import LocalChatError, ModelFileError
 from localchat.core.models import library
+from localchat.core.models.downloads import Download, Downloads
 from localchat.core.params import GenerationSettings, effective_ctx
 from localchat.core.settings import AppSettings
 from localchat.ui.bridge import Emit, JobThread
 from localchat.ui.chat_view import ChatView
+from localchat.ui.model_manager import ModelManager
 from localchat.ui.settings_panel import SettingsPanel
 
 
@@ -90,11 +92,20 @@ class Composer(QPlainTextEdit):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, store: ChatStore, engine: Engine, settings: AppSettings) -> None:
+    def __init__(
+        self,
+        store: ChatStore,
+        engine: Engine,
+        settings: AppSettings,
+        downloads: Downloads | None = None,
+    ) -> None:
         super().__init__()
         self.store = store
         self.engine = engine
         self.settings = settings
+        # Downloads an earlier run left unfinished are listed (paused) at once.
+        self.downloads = downloads if downloads is not None else Downloads()
+        self.manager: ModelManager | None = None
         self.model_path: Path | None = None
         self.loaded: LoadedModel | None = None
         self.chat_id: int | None = None
@@ -147,6 +158,7 @@ class MainWindow(QMainWindow):
         top.addWidget(self.model_state, 2)
         top.addWidget(self.reload_button)
         self.view = ChatView()
+        self.view.empty_action.clicked.connect(self.open_models)
         self.view.edit_requested.connect(self.edit_message)
         self.view.regenerate_requested.connect(self.regenerate)
         self.view.show_sibling.connect(self.show_sibling)
@@ -183,6 +195,12 @@ class MainWindow(QMainWindow):
         self.settings_dock.hide()
 
         self._actions(new_chat)
+        # Downloads in progress, while the model manager is closed; a click opens it.
+        self.download_state = QPushButton()
+        self.download_state.setFlat(True)
+        self.download_state.clicked.connect(self.open_models)
+        self.download_state.hide()
+        self.statusBar().addPermanentWidget(self.download_state)
         self.speed = QLabel()
         self.statusBar().addPermanentWidget(self.speed)
         # What the next prompt costs, from the engine (exact tokens, the chat's
@@ -218,11 +236,14 @@ class MainWindow(QMainWindow):
         action("New chat", QKeySequence.StandardKey.New, self.new_chat)
         action("Search", QKeySequence.StandardKey.Find, self.search.setFocus)
         action("Stop", "Esc", self.stop)
+        models = action("Models…", "Ctrl+Shift+M", self.open_models)
+        models.setToolTip("Installed models, the catalog, Hub search and downloads (Ctrl+Shift+M)")
         settings = self.settings_dock.toggleViewAction()
         settings.setShortcut(QKeySequence("Ctrl+,"))
         self.addAction(settings)
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("main-toolbar")
+        toolbar.addAction(models)
         toolbar.addAction(settings)
         new_chat.setToolTip("New chat (Ctrl+N)")
 
@@ -261,13 +282,22 @@ class MainWindow(QMainWindow):
         for job in (self.job, self.loader, self.describer, self.planner, *self._ops):
             if job is not None:
                 job.wait(5000)
+        # Running downloads pause: their bytes stay, and the next start lists them.
+        self.downloads.close()
+        if self.manager is not None:
+            self.manager.wait()
+            self.manager.close()
         super().closeEvent(event)
 
     # -- models -------------------------------------------------------------------------
 
     def refresh_models(self) -> None:
+        current = self.model_box.currentData()
         self.model_box.clear()
         models = library.installed()
+        used = self.model_path
+        if used is not None and used not in models and used.exists():
+            models.append(used)  # one used from elsewhere (the Hugging Face cache)
         for path in models:
             self.model_box.addItem(path.stem, str(path))
         self.model_box.setEnabled(bool(models))
@@ -277,12 +307,76 @@ class MainWindow(QMainWindow):
             self.model_state.setText("")
             self.view.show_empty(
                 "<h3>No model yet</h3>"
-                f"<p>Copy a .gguf model file into <b>{paths.models_dir()}</b>, then restart "
-                f"LocalChat. <a href='{QUrl.fromLocalFile(str(paths.models_dir())).toString()}'>"
-                "Open the models folder</a>.</p>"
+                "<p>Download one from the catalog in the model manager (a 7B model at Q4 "
+                "needs about 5 GB of disk and 6 GB of memory), or copy a .gguf file into "
+                f"<b>{paths.models_dir()}</b> "
+                f"(<a href='{QUrl.fromLocalFile(str(paths.models_dir())).toString()}'>"
+                "open the folder</a>).</p>",
+                action="Browse models…",
             )
+            return
+        if self.chat_id is None:
+            self.view.hide_empty()
+        if current is not None and self.model_box.findData(current) >= 0:
+            self.model_box.setCurrentIndex(self.model_box.findData(current))
         elif self.model_box.currentIndex() < 0:
             self.model_box.setCurrentIndex(0)
+
+    def open_models(self) -> None:
+        """The model manager (a window of its own, kept while the app runs)."""
+        if self.manager is None:
+            self.manager = ModelManager(self.settings, self.downloads, release=self._release)
+            self.manager.use_requested.connect(self.use_model)
+            self.manager.installed_changed.connect(self._installed_changed)
+            self.manager._relay.changed.connect(self._download_changed)
+        self.manager.show()
+        self.manager.raise_()
+        self.manager.activateWindow()
+
+    def use_model(self, path: str) -> None:
+        """Switch the current chat to ``path`` (the conversation stays)."""
+        if self.model_box.findData(path) < 0:
+            self.model_box.addItem(Path(path).stem, path)
+            self.model_box.setEnabled(True)
+            self._describe_models()
+        self.model_box.setCurrentIndex(self.model_box.findData(path))
+        self.load_model(Path(path))
+        self.raise_()
+        self.activateWindow()
+
+    def _release(self, path: Path) -> None:
+        """Before a model is deleted (off the GUI thread): let the engine go of it."""
+        if self.model_path is not None and self.model_path == path:
+            if self.busy() or (self.loader is not None and self.loader.isRunning()):
+                raise ModelFileError(
+                    f"{path.stem} is in use: wait for the reply (or stop it), then delete it"
+                )
+            self.engine.unload()
+
+    def _installed_changed(self) -> None:
+        gone = self.model_path is not None and not self.model_path.exists()
+        if gone:
+            self.loaded, self.model_path = None, None
+            self.meter.hide()
+        self.refresh_models()
+        if gone and self.model_box.count():
+            self._state("The model was deleted: choose another")
+            self.model_box.setCurrentIndex(-1)
+        elif self.chat_id is not None and self.model_box.count():
+            self.show_chat()
+
+    def _download_changed(self, item: Download) -> None:
+        active = [d for d in self.downloads.items() if d.state in ("queued", "downloading")]
+        if active:
+            total = sum(d.total for d in active)
+            share = sum(d.done for d in active) / total if total else 0.0
+            self.download_state.setText(f"Downloading {len(active)} · {share:.0%}")
+            self.download_state.setToolTip("\n".join(d.name for d in active))
+            self.download_state.show()
+        else:
+            self.download_state.hide()
+        if item.state == "done" and item.path is not None and self.model_path is None:
+            self.use_model(str(item.path))  # the first model: ready to chat
 
     def _describe_models(self) -> None:
         """Size, quantization and parameters come from each file's header: read

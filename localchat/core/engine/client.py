@@ -12,11 +12,14 @@ same model again.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import re
 import signal
+import sys
 import threading
+import types
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -204,7 +207,8 @@ class Engine:
             name="localchat-engine",
             daemon=True,
         )
-        proc.start()
+        with _bare_main():
+            proc.start()
         child.close()
         self._proc, self._conn = proc, parent
         if self._load_request is not None:
@@ -309,6 +313,29 @@ class Engine:
             return ""
         # ".../llama.cpp/ggml/src/ggml-cpu/ops.cpp:5422: fatal error" -> "ggml-cpu/ops.cpp:..."
         return re.sub(r"\S*/(?=[^/\s]+/[^/\s]+:\d+)", "", lines[-1].strip())
+
+
+_main_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _bare_main() -> Iterator[None]:
+    """Start the worker without the caller's main script.
+
+    A spawned child first runs the parent's ``__main__`` file again (as
+    ``__mp_main__``), which fails for a script without an ``if __name__ ==
+    "__main__"`` guard and costs every script's imports. The worker needs
+    nothing from it, so for the moment of the start ``__main__`` is an empty
+    module: the child has no main to run.
+    """
+    with _main_lock:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
 
 
 class ChatStream:

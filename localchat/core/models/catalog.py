@@ -36,6 +36,35 @@ class CatalogEntry:
     def generation(self, base: GenerationSettings | None = None) -> GenerationSettings:
         return (base or GenerationSettings()).replace(**self.settings)
 
+    def estimated_size(self, quant: str | None = None) -> int:
+        """About how big its file is at ``quant`` (the recommended one by
+        default), before the Hub says: parameters times bits per weight."""
+        bits = BITS_PER_WEIGHT.get((quant or self.quant).upper(), 16.0)
+        return int(self.parameters * bits / 8)
+
+
+BITS_PER_WEIGHT = {
+    q: gib * 2**30 * 8 / 8.03e9
+    for q, gib in {
+        "Q2_K": 2.96,
+        "Q3_K_S": 3.41,
+        "Q3_K_M": 3.74,
+        "Q3_K_L": 4.03,
+        "Q4_0": 4.34,
+        "Q4_K_S": 4.37,
+        "Q4_K_M": 4.58,
+        "Q5_0": 5.21,
+        "Q5_K_S": 5.21,
+        "Q5_K_M": 5.33,
+        "Q6_K": 6.14,
+        "Q8_0": 7.96,
+        "F16": 14.96,
+        "BF16": 14.96,
+    }.items()
+}
+"""Bits per weight, from the file sizes llama.cpp's quantize tool lists for
+Llama 3 8B (8.03e9 parameters; the sizes in GiB)."""
+
 
 def entries() -> list[CatalogEntry]:
     text = resources.files("localchat.assets").joinpath("catalog.json").read_text("utf-8")
