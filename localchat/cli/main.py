@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
 from localchat import __version__
-from localchat.core import params, paths
+from localchat.core import hardware, params, paths
 from localchat.core.engine.client import ChatStream, Engine
 from localchat.core.engine.gguf_info import human_count, human_size, read_model_info
 from localchat.core.engine.protocol import ChatResult, Message
@@ -243,8 +243,9 @@ def _search(args: argparse.Namespace) -> int:
 def _files(args: argparse.Namespace) -> int:
     models = hub.files(args.repo_id)
     rows: list[dict[str, Any]] = []
+    gpu = hardware.gpu_memory()
     for m in models:
-        verdict = fit.fit(m.size, args.ctx)
+        verdict = fit.fit(m.size, args.ctx, gpu=gpu)
         rows.append(
             {
                 "name": m.name,

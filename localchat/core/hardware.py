@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,27 @@ def memory() -> tuple[int, int] | None:
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         return total, available
     except (OSError, ValueError, KeyError, IndexError, AttributeError):
+        return None
+
+
+def gpu_memory() -> tuple[int, int] | None:
+    """Total and free memory of this computer's largest NVIDIA GPU, in bytes
+    (from ``nvidia-smi``), or None where there is none or it cannot be asked.
+    Apple's GPUs share the RAM, which :func:`memory` already counts."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=memory.total,memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+        gpus = [tuple(int(v) * 2**20 for v in line.split(",")) for line in out.splitlines() if line]
+        return max((g[0], g[1]) for g in gpus if len(g) == 2) if gpus else None
+    except (OSError, ValueError, subprocess.SubprocessError):
         return None
 
 

@@ -87,6 +87,14 @@ def _tree(*columns: str) -> QTreeWidget:
     return tree
 
 
+Machine = tuple[tuple[int, int] | None, tuple[int, int] | None]
+
+
+def _machine() -> Machine:
+    """This computer's RAM and GPU memory now (asked off the GUI thread)."""
+    return hardware.memory(), hardware.gpu_memory()
+
+
 class _Relay(QObject):
     """Carries the queue's changes from download threads to the GUI thread."""
 
@@ -142,6 +150,7 @@ class RepoFiles(QWidget):
         *,
         recommended: str | None = None,
         memory: tuple[int, int] | None = None,
+        gpu: tuple[int, int] | None = None,
     ) -> None:
         self.repo_id, self.models = repo_id, models
         self.tree.clear()
@@ -152,7 +161,7 @@ class RepoFiles(QWidget):
             item = QTreeWidgetItem([name, m.quant, human_size(m.size), ""])
             item.setData(0, ROLE, m)
             item.setToolTip(0, "\n".join(p.path for p in m.parts))
-            badge(item, 3, fit.fit(m.size, n_ctx, memory=memory))
+            badge(item, 3, fit.fit(m.size, n_ctx, memory=memory, gpu=gpu))
             if recommended and m.quant == recommended.upper():
                 item.setText(1, f"{m.quant} (recommended)")
                 font = item.font(0)
@@ -372,6 +381,8 @@ class ModelManager(QWidget):
         """Called (off the GUI thread) before a model is deleted: let go of it."""
         self.jobs: set[JobThread] = set()
         self.memory: tuple[int, int] | None = None
+        self.gpu: tuple[int, int] | None = None
+        """The GPU's memory, where one is found and layers go to it."""
         self.installed_rows: list[tuple[Path, str, ModelInfo | str]] = []
         self._files: dict[str, list[hub.RemoteModel]] = {}
 
@@ -461,17 +472,18 @@ class ModelManager(QWidget):
     def refresh_installed(self) -> None:
         """Read the models' headers (and the Hugging Face cache) in the background."""
 
-        def scan() -> tuple[list[tuple[Path, str, ModelInfo | str]], tuple[int, int] | None]:
+        def scan() -> tuple[list[tuple[Path, str, ModelInfo | str]], Machine]:
             found = [(p, "models folder") for p in library.installed()]
             found += [(p, "Hugging Face cache") for p in library.hf_cache_models()]
-            return [(p, where, library.describe(p)) for p, where in found], hardware.memory()
+            return [(p, where, library.describe(p)) for p, where in found], _machine()
 
         self.run(scan, self._show_installed)
 
     def _show_installed(
-        self, result: tuple[list[tuple[Path, str, ModelInfo | str]], tuple[int, int] | None]
+        self, result: tuple[list[tuple[Path, str, ModelInfo | str]], Machine]
     ) -> None:
-        rows, self.memory = result
+        rows, (self.memory, self.gpu) = result
+        self._refit_catalog()
         self.installed_rows = rows
         self.installed.clear()
         for path, where, info in rows:
@@ -483,12 +495,15 @@ class ModelManager(QWidget):
                 item.setToolTip(1, info)
                 item.setForeground(1, QBrush(QColor(BADGE_COLORS["too big"])))
             else:
-                n_ctx = effective_ctx(self.settings.generation(str(path)).ctx, info.context_length)
+                chosen = self.settings.generation(str(path))
+                n_ctx = effective_ctx(chosen.ctx, info.context_length)
                 item.setText(1, human_count(info.parameter_count))
                 item.setText(2, info.quantization)
                 item.setText(3, human_size(info.file_size))
                 item.setText(4, f"{info.context_length:,}")
-                badge(item, 5, fit.fit(info.file_size, n_ctx, info=info, memory=self.memory))
+                gpu = self.gpu if chosen.gpu_layers != 0 else None
+                verdict = fit.fit(info.file_size, n_ctx, info=info, memory=self.memory, gpu=gpu)
+                badge(item, 5, verdict)
             self.installed.addTopLevelItem(item)
         if rows:
             self.installed_status.setText(
@@ -582,7 +597,6 @@ class ModelManager(QWidget):
         except Exception as exc:  # a broken catalog file: say so, the rest works
             self.entries = []
             self.catalog_about.setText(str(exc))
-        n_ctx = self.ctx()
         for entry in self.entries:
             item = QTreeWidgetItem(
                 [
@@ -595,18 +609,11 @@ class ModelManager(QWidget):
                 ]
             )
             item.setData(0, ROLE, entry)
-            size = entry.estimated_size()
-            verdict = fit.fit(size, n_ctx)
-            badge(item, 5, verdict)
             item.setToolTip(
                 4, "About, from the parameters; the exact sizes come from the Hub below"
             )
-            item.setToolTip(
-                5,
-                f"At {entry.quant}, about {human_size(size)} on disk; {verdict.explain()} "
-                f"(at a {n_ctx:,}-token context)",
-            )
             self.catalog.addTopLevelItem(item)
+        self._refit_catalog()
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.catalog)
         lower = QWidget()
@@ -618,6 +625,27 @@ class ModelManager(QWidget):
         tab = QWidget()
         QVBoxLayout(tab).addWidget(split)
         return tab
+
+    def _refit_catalog(self) -> None:
+        """Each entry's badge, at its recommended quantization's estimated size."""
+        n_ctx = self.ctx()
+        for i in range(self.catalog.topLevelItemCount()):
+            item = self.catalog.topLevelItem(i)
+            if item is None:
+                continue
+            entry: CatalogEntry = item.data(0, ROLE)
+            size = entry.estimated_size()
+            verdict = fit.fit(size, n_ctx, memory=self.memory, gpu=self._gpu())
+            badge(item, 5, verdict)
+            item.setToolTip(
+                5,
+                f"At {entry.quant}, about {human_size(size)} on disk; {verdict.explain()} "
+                f"(at a {n_ctx:,}-token context)",
+            )
+
+    def _gpu(self) -> tuple[int, int] | None:
+        """The GPU, unless the settings keep every layer on the CPU."""
+        return self.gpu if self.settings.generation().gpu_layers != 0 else None
 
     def _catalog_selected(self) -> None:
         item = self.catalog.currentItem()
@@ -640,21 +668,25 @@ class ModelManager(QWidget):
         """Ask the Hub for the repository's files (once per window) and show them."""
         cached = self._files.get(repo_id)
         if cached is not None:
-            view.show_models(repo_id, cached, recommended=recommended, memory=self.memory)
+            view.show_models(
+                repo_id, cached, recommended=recommended, memory=self.memory, gpu=self._gpu()
+            )
             return
         view.show_loading(repo_id)
 
-        def shown(result: tuple[list[hub.RemoteModel], tuple[int, int] | None]) -> None:
-            models, self.memory = result
+        def shown(result: tuple[list[hub.RemoteModel], Machine]) -> None:
+            models, (self.memory, self.gpu) = result
             self._files[repo_id] = models
             if view.repo_id == repo_id:
-                view.show_models(repo_id, models, recommended=recommended, memory=self.memory)
+                view.show_models(
+                    repo_id, models, recommended=recommended, memory=self.memory, gpu=self._gpu()
+                )
 
         def failed(message: str) -> None:
             if view.repo_id == repo_id:
                 view.show_error(message)
 
-        self.run(lambda: (hub.files(repo_id), hardware.memory()), shown, failed)
+        self.run(lambda: (hub.files(repo_id), _machine()), shown, failed)
 
     # -- search -----------------------------------------------------------------------------
 
