@@ -346,3 +346,20 @@ def test_the_catalog_names_hub_repos_with_valid_settings() -> None:
         assert e.generation().to_dict()  # validated against the declaration
     r1 = next(e for e in found if "R1" in e.name)
     assert r1.generation().temperature == 0.6 and r1.generation().system_prompt == ""
+
+
+def test_bytes_reach_the_disk_while_downloading(
+    fake_hub: FakeHub, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written and hashed off the network thread, flushed as they come: the
+    file is whole and verified, and the disk was asked to catch up on the way."""
+    data = blob(5 * MB + 123)
+    fake_hub.add("org/M-GGUF", {"M-Q4_0.gguf": data})
+    (model,) = hub.files("org/M-GGUF")
+    syncs: list[int] = []
+    real = getattr(os, "fdatasync", os.fsync)
+    monkeypatch.setattr(hub._Sink, "FLUSH_EVERY", MB)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd))[1], raising=False)
+    path = hub.pull(model)
+    assert sha256(path.read_bytes()) == sha256(data)
+    assert len(syncs) >= 2

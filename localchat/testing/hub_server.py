@@ -104,7 +104,8 @@ def blob(n: int, seed: int = 0) -> bytes:
     """``n`` incompressible-looking bytes (a stand-in for a model file)."""
     import random
 
-    return random.Random(seed).randbytes(n)
+    rng, step = random.Random(seed), 64 << 20  # randbytes takes at most 256 MiB at once
+    return b"".join(rng.randbytes(min(step, n - i)) for i in range(0, n, step))
 
 
 def sha256(data: bytes) -> str:

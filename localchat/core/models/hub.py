@@ -21,6 +21,7 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import threading
@@ -492,15 +493,22 @@ def _fetch(
                     out.truncate(0)
                     out.seek(0)
                     digest, done = _new_digest(part), 0
-                for block in response.iter_bytes():  # as they arrive: a pause is quick
-                    if control.stopped:
-                        break
-                    if done + len(block) > part.size:
-                        raise DownloadError(f"the server sent more than {name}'s size")
-                    out.write(block)
-                    digest.update(block)
-                    done += len(block)
-                    meter.update(offset + done)
+                sink = _Sink(out, digest)
+                received = done
+                try:
+                    for block in response.iter_bytes():  # as they arrive: a pause is quick
+                        if control.stopped:
+                            break
+                        if received + len(block) > part.size:
+                            raise DownloadError(f"the server sent more than {name}'s size")
+                        sink.put(block)
+                        received += len(block)
+                        meter.update(offset + received)
+                finally:
+                    sink.close()
+                    done += sink.written
+                if sink.error is not None:
+                    raise sink.error
                 out.flush()
                 os.fsync(out.fileno())
         except LocalChatError:
@@ -536,6 +544,81 @@ def _fetch(
             f"{name} failed its checksum (not the Hub's sha256): the download was deleted; "
             "pull again to retry"
         )
+
+
+class _Sink:
+    """Writes and hashes the blocks on a thread of its own while the download
+    reads the next ones from the network (hashlib and file writes let go of
+    the interpreter lock), and has the bytes flushed to disk as they come
+    (every ``FLUSH_EVERY``), so the fsync before the final rename is short.
+    Blocks go over in batches of ``CHUNK`` bytes, at most ``QUEUED`` batches
+    waiting in memory."""
+
+    QUEUED = 16
+    FLUSH_EVERY = 16 << 20
+
+    def __init__(self, out: Any, digest: Any) -> None:
+        self.out, self.digest = out, digest
+        self.written = 0
+        self.error: OSError | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUED)
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._flush = threading.Event()
+        self._closing = False
+        self._writer = threading.Thread(target=self._write, name="download writer", daemon=True)
+        self._flusher = threading.Thread(target=self._sync, name="download flusher", daemon=True)
+        self._writer.start()
+        self._flusher.start()
+
+    def put(self, block: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self._batch.append(block)
+        self._batched += len(block)
+        if self._batched >= CHUNK:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._batch:
+            self._queue.put(b"".join(self._batch))
+            self._batch, self._batched = [], 0
+
+    def close(self) -> None:
+        """Wait until every block handed over is written (or writing failed)."""
+        self._hand_over()
+        self._queue.put(None)
+        self._writer.join()
+        self._closing = True
+        self._flush.set()
+        self._flusher.join()
+
+    def _write(self) -> None:
+        since = 0
+        while (block := self._queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain: the download stops at the next put
+            try:
+                self.out.write(block)
+            except OSError as exc:
+                self.error = exc
+                continue
+            self.digest.update(block)
+            self.written += len(block)
+            since += len(block)
+            if since >= self.FLUSH_EVERY:
+                since = 0
+                self._flush.set()
+
+    def _sync(self) -> None:
+        sync = getattr(os, "fdatasync", os.fsync)
+        while True:
+            self._flush.wait()
+            self._flush.clear()
+            if self._closing:
+                return
+            with contextlib.suppress(OSError):  # only a head start: the final fsync decides
+                sync(self.out.fileno())
 
 
 def _new_digest(part: RemoteFile) -> Any:
