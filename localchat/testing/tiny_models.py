@@ -19,6 +19,7 @@ import gguf
 import numpy as np
 
 from localchat.core.engine.gguf_info import read_model_info
+from localchat.core.trainer.gguf_export import LlamaShape, write_llama
 
 FIXTURE_VOCABS = ("llama-spm", "llama-bpe", "phi-3")
 CHATML = (
@@ -60,7 +61,9 @@ def fixture_template(stem: str) -> str:
     return (fixtures_dir() / "templates" / f"{stem}.jinja").read_text(encoding="utf-8")
 
 
-def _byte_vocab() -> dict[str, Any]:
+def byte_vocab() -> dict[str, Any]:
+    """A small byte-level SentencePiece vocabulary (every byte, ASCII, some words)
+    with a ChatML template, as GGUF `tokenizer.*` keys."""
     tokens = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
     types = [2, 3, 3, 3, 3]
     tokens += [f"<0x{b:02X}>" for b in range(256)]
@@ -90,32 +93,6 @@ def _byte_vocab() -> dict[str, Any]:
 def _fixture_tokenizer(name: str) -> dict[str, Any]:
     info = read_model_info(fixture_vocab(name), full_arrays=("tokenizer.",))
     return {k: v for k, v in info.metadata.items() if k.startswith("tokenizer.")}
-
-
-_TYPED = {
-    "tokenizer.ggml.model": "add_tokenizer_model",
-    "tokenizer.ggml.pre": "add_tokenizer_pre",
-    "tokenizer.ggml.tokens": "add_token_list",
-    "tokenizer.ggml.scores": "add_token_scores",
-    "tokenizer.ggml.token_type": "add_token_types",
-    "tokenizer.ggml.merges": "add_token_merges",
-    "tokenizer.chat_template": "add_chat_template",
-}
-
-
-def _add_kv(w: gguf.GGUFWriter, key: str, value: Any) -> None:
-    if key in _TYPED:
-        getattr(w, _TYPED[key])(value)
-    elif isinstance(value, bool):
-        w.add_bool(key, value)
-    elif isinstance(value, int):
-        w.add_uint32(key, value)
-    elif isinstance(value, float):
-        w.add_float32(key, value)
-    elif isinstance(value, str):
-        w.add_string(key, value)
-    else:
-        raise TypeError(f"cannot copy tokenizer key {key}")
 
 
 def write_llama_gguf(
@@ -153,74 +130,51 @@ def write_llama_gguf(
     ``architecture`` only renames the metadata (to test unsupported ones)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
-    tok = _byte_vocab() if vocab == "bytes" else _fixture_tokenizer(vocab)
+    tok = byte_vocab() if vocab == "bytes" else _fixture_tokenizer(vocab)
     if chat_template != "default":
         tok.pop("tokenizer.chat_template", None)
         if chat_template is not None:
             tok["tokenizer.chat_template"] = chat_template
     n_vocab = len(tok["tokenizer.ggml.tokens"])
-    head_dim = n_embd // n_head
-    n_embd_kv = head_dim * n_head_kv
-    file_type = {
-        gguf.GGMLQuantizationType.F32: gguf.LlamaFileType.ALL_F32,
-        gguf.GGMLQuantizationType.F16: gguf.LlamaFileType.MOSTLY_F16,
-        gguf.GGMLQuantizationType.Q8_0: gguf.LlamaFileType.MOSTLY_Q8_0,
-        gguf.GGMLQuantizationType.Q4_0: gguf.LlamaFileType.MOSTLY_Q4_0,
-    }[qtype]
-
-    w = gguf.GGUFWriter(str(path), architecture)
-    w.add_name(name)
-    w.add_context_length(context_length)
-    w.add_embedding_length(n_embd)
-    w.add_block_count(n_layer)
-    w.add_feed_forward_length(n_ff)
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_head_kv)
-    w.add_rope_dimension_count(head_dim)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_freq_base(10000.0)
-    w.add_file_type(int(file_type))
-    w.add_vocab_size(n_vocab)
-    for key, value in tok.items():
-        _add_kv(w, key, value)
+    shape = LlamaShape(n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, context_length)
+    n_embd_kv = shape.head_dim * n_head_kv
 
     def matrix(rows: int, cols: int) -> np.ndarray:
         return (rng.standard_normal((rows, cols), dtype=np.float32) * scale / np.sqrt(cols)).astype(
             np.float32
         )
 
-    def add(tname: str, array: np.ndarray, quantize: bool) -> None:
-        if tensor_hook is not None:
-            array = tensor_hook(tname, array)
-        array = np.ascontiguousarray(array, dtype=(store_as or {}).get(tname, np.float32))
-        if quantize and qtype != gguf.GGMLQuantizationType.F32:
-            data = gguf.quants.quantize(array, qtype)
-            w.add_tensor(tname, data, raw_dtype=qtype)
-        else:
-            w.add_tensor(tname, array)
-
-    add("token_embd.weight", matrix(n_vocab, n_embd) * np.sqrt(n_embd), True)
+    tensors: dict[str, np.ndarray] = {
+        "token_embd.weight": matrix(n_vocab, n_embd) * np.sqrt(n_embd)
+    }
     for i in range(n_layer):
         b = f"blk.{i}."
-        add(b + "attn_norm.weight", np.ones(n_embd, np.float32), False)
-        add(b + "attn_q.weight", matrix(n_embd, n_embd), True)
-        add(b + "attn_k.weight", matrix(n_embd_kv, n_embd), True)
-        add(b + "attn_v.weight", matrix(n_embd_kv, n_embd), True)
-        add(b + "attn_output.weight", matrix(n_embd, n_embd), True)
-        add(b + "ffn_norm.weight", np.ones(n_embd, np.float32), False)
-        add(b + "ffn_gate.weight", matrix(n_ff, n_embd), True)
-        add(b + "ffn_up.weight", matrix(n_ff, n_embd), True)
-        add(b + "ffn_down.weight", matrix(n_embd, n_ff), True)
-    add("output_norm.weight", np.ones(n_embd, np.float32), False)
+        tensors[b + "attn_norm.weight"] = np.ones(n_embd, np.float32)
+        tensors[b + "attn_q.weight"] = matrix(n_embd, n_embd)
+        tensors[b + "attn_k.weight"] = matrix(n_embd_kv, n_embd)
+        tensors[b + "attn_v.weight"] = matrix(n_embd_kv, n_embd)
+        tensors[b + "attn_output.weight"] = matrix(n_embd, n_embd)
+        tensors[b + "ffn_norm.weight"] = np.ones(n_embd, np.float32)
+        tensors[b + "ffn_gate.weight"] = matrix(n_ff, n_embd)
+        tensors[b + "ffn_up.weight"] = matrix(n_ff, n_embd)
+        tensors[b + "ffn_down.weight"] = matrix(n_embd, n_ff)
+    tensors["output_norm.weight"] = np.ones(n_embd, np.float32)
     output = matrix(n_vocab, n_embd) * logit_scale
     if suppress_special:
         types = tok.get("tokenizer.ggml.token_type", [])
         control = [i for i, t in enumerate(types) if t in (2, 3)]  # unknown, control
         output[control] = 0.0  # logit 0, far below the best of the random rows
-    add("output.weight", output, True)
-
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    tensors["output.weight"] = output
+    if tensor_hook is not None:
+        tensors = {k: tensor_hook(k, v) for k, v in tensors.items()}
+    write_llama(
+        path,
+        shape,
+        tensors,
+        tok,
+        name=name,
+        qtype=qtype,
+        architecture=architecture,
+        store_as=store_as,
+    )
     return path

@@ -1,0 +1,222 @@
+"""A llama-architecture decoder in PyTorch, the same network llama.cpp runs.
+
+Token embeddings, then ``n_layer`` blocks of (RMSNorm, grouped-query
+self-attention with rotary position embeddings, RMSNorm, SwiGLU feed-forward),
+each wrapped in a residual connection, then a final RMSNorm and the output
+projection to the vocabulary. Written out so that each step can be read (and
+changed) in one place.
+
+Two details make the export exact rather than close:
+
+- RoPE rotates *adjacent* pairs of each head's dimensions (``x[2i]``,
+  ``x[2i+1]``), as llama.cpp does for the llama architecture, so the query
+  and key weights are written as they are (a model converted from Hugging Face
+  needs its q/k rows permuted; ours does not).
+- Query head ``h`` attends with key/value head ``h // (n_head / n_head_kv)``,
+  llama.cpp's grouping.
+
+Needs PyTorch (the ``train`` extra).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from localchat.core.trainer.gguf_export import LlamaShape
+
+
+@dataclass(frozen=True)
+class Config:
+    vocab_size: int
+    n_ctx: int = 256
+    """The longest sequence trained on (and the context written to the GGUF)."""
+    n_embd: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    n_head_kv: int = 2
+    n_ff: int = 384
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head or self.n_head % self.n_head_kv:
+            raise ValueError("n_embd must divide into n_head heads, n_head into n_head_kv groups")
+        if (self.n_embd // self.n_head) % 2:
+            raise ValueError("the head size must be even (RoPE rotates pairs)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def shape(self) -> LlamaShape:
+        return LlamaShape(
+            n_vocab=self.vocab_size,
+            n_embd=self.n_embd,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_head_kv=self.n_head_kv,
+            n_ff=self.n_ff,
+            context_length=self.n_ctx,
+            rope_theta=self.rope_theta,
+            norm_eps=self.norm_eps,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict[str, int]] = {
+    # name: shape (the vocabulary comes from the tokenizer)
+    "tiny": {"n_ctx": 128, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_ff": 192},
+    "mini": {"n_ctx": 256, "n_embd": 128, "n_layer": 4, "n_head": 4, "n_head_kv": 2, "n_ff": 384},
+    "small": {"n_ctx": 512, "n_embd": 256, "n_layer": 6, "n_head": 8, "n_head_kv": 4, "n_ff": 704},
+    "base": {
+        "n_ctx": 1024,
+        "n_embd": 512,
+        "n_layer": 8,
+        "n_head": 8,
+        "n_head_kv": 4,
+        "n_ff": 1408,
+    },
+}
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope_tables(cfg: Config, n: int, device: torch.device | None = None) -> torch.Tensor:
+    """cos and sin of each position's angle for each pair: ``[2, n, head_dim/2]``."""
+    pairs = torch.arange(0, cfg.head_dim, 2, dtype=torch.float32, device=device)
+    freqs = cfg.rope_theta ** (-pairs / cfg.head_dim)
+    angles = torch.outer(torch.arange(n, dtype=torch.float32, device=device), freqs)
+    return torch.stack([angles.cos(), angles.sin()])
+
+
+def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent pairs of ``x`` (``[batch, heads, n, head_dim]``)."""
+    cos, sin = table[0], table[1]
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        kv = cfg.n_head_kv * cfg.head_dim
+        self.q = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+        self.k = nn.Linear(cfg.n_embd, kv, bias=False)
+        self.v = nn.Linear(cfg.n_embd, kv, bias=False)
+        self.o = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        c = self.cfg
+        q = self.q(x).view(b, n, c.n_head, c.head_dim).transpose(1, 2)
+        k = self.k(x).view(b, n, c.n_head_kv, c.head_dim).transpose(1, 2)
+        v = self.v(x).view(b, n, c.n_head_kv, c.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
+        group = c.n_head // c.n_head_kv
+        k = k.repeat_interleave(group, dim=1)  # head h uses kv head h // group
+        v = v.repeat_interleave(group, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.o(y.transpose(1, 2).reshape(b, n, c.n_embd))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.gate = nn.Linear(cfg.n_embd, cfg.n_ff, bias=False)
+        self.up = nn.Linear(cfg.n_embd, cfg.n_ff, bias=False)
+        self.down = nn.Linear(cfg.n_ff, cfg.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.ffn = FeedForward(cfg)
+
+    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), rope)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.output = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.register_buffer("rope", rope_tables(cfg, cfg.n_ctx), persistent=False)
+        self.apply(self._init)
+        # GPT-2's scaled init of the projections into the residual stream.
+        for block in self.blocks:
+            assert isinstance(block, Block)
+            for proj in (block.attn.o, block.ffn.down):
+                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits for every position of ``tokens`` (``[batch, n]``, n <= n_ctx)."""
+        n = tokens.shape[1]
+        if n > self.cfg.n_ctx:
+            raise ValueError(f"{n} tokens is more than the context of {self.cfg.n_ctx}")
+        rope: torch.Tensor = self.rope  # type: ignore[assignment]
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x, rope[:, :n])
+        return self.output(self.norm(x))
+
+    def loss(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of predicting each next token."""
+        logits = self(tokens[:, :-1])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+
+    def gguf_tensors(self) -> dict[str, np.ndarray]:
+        """The weights under llama.cpp's names, ``[out, in]`` like PyTorch's."""
+
+        def arr(t: torch.Tensor) -> np.ndarray:
+            return t.detach().to(torch.float32).cpu().numpy()
+
+        out = {"token_embd.weight": arr(self.embed.weight)}
+        for i, block in enumerate(self.blocks):
+            assert isinstance(block, Block)
+            b = f"blk.{i}."
+            out[b + "attn_norm.weight"] = arr(block.attn_norm.weight)
+            out[b + "attn_q.weight"] = arr(block.attn.q.weight)
+            out[b + "attn_k.weight"] = arr(block.attn.k.weight)
+            out[b + "attn_v.weight"] = arr(block.attn.v.weight)
+            out[b + "attn_output.weight"] = arr(block.attn.o.weight)
+            out[b + "ffn_norm.weight"] = arr(block.ffn_norm.weight)
+            out[b + "ffn_gate.weight"] = arr(block.ffn.gate.weight)
+            out[b + "ffn_up.weight"] = arr(block.ffn.up.weight)
+            out[b + "ffn_down.weight"] = arr(block.ffn.down.weight)
+        out["output_norm.weight"] = arr(self.norm.weight)
+        out["output.weight"] = arr(self.output.weight)
+        return out
