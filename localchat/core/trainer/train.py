@@ -1,0 +1,385 @@
+"""Training from scratch: the loop, its schedule, checkpoints and export.
+
+- **Examples.** The training text, tokenized, is one stream of tokens
+  (paragraphs separated by a blank line). Each step takes ``batch`` windows of
+  ``n_ctx + 1`` tokens starting at random offsets (sliding windows: every
+  position can start one) and learns to predict each next token.
+- **Optimiser.** AdamW (weight decay on the matrices only, not on norms),
+  a linear warmup then a cosine decay to a tenth of the peak learning rate,
+  gradients clipped to a global norm.
+- **Held-out loss.** Every ``eval_every`` steps (and at the end), the mean
+  loss on non-overlapping windows of the held-out text; its exponential is the
+  perplexity.
+- **Checkpoints** carry everything needed to go on or to export: the model's
+  config and weights, the optimiser, the step, the tokenizer, the settings,
+  the loss history and the data report. Written to a temporary file and
+  renamed, so a kill never leaves half a checkpoint. The batches of step ``s``
+  come from a generator seeded with ``s``, so a resumed run draws exactly the
+  batches the uninterrupted one would have.
+- **Progress**: a :class:`Progress` per step to a callback (the CLI prints it
+  as a JSON line or a bar; the window plots it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from localchat import __version__
+from localchat.core.errors import LocalChatError
+from localchat.core.trainer import data as data_mod
+from localchat.core.trainer.gguf_export import QTYPES, write_llama
+from localchat.core.trainer.model import GPT, PRESETS, Config
+from localchat.core.trainer.tokenizer import Tokenizer, train_bpe
+
+FORMAT = 1
+
+
+class TrainError(LocalChatError):
+    """Training cannot start or go on, and why."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 1000
+    batch: int = 16
+    lr: float = 3e-3
+    warmup: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_windows: int = 64
+    """At most this many held-out windows per evaluation."""
+    checkpoint_every: int = 200
+    seed: int = 0
+    threads: int = 0
+    """CPU threads for PyTorch (0: its default)."""
+
+    def lr_at(self, step: int) -> float:
+        """Linear warmup to ``lr``, then cosine decay to ``lr / 10`` at the last step."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        span = max(self.steps - self.warmup, 1)
+        progress = min((step - self.warmup) / span, 1.0)
+        return self.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class Progress:
+    step: int
+    """Steps done."""
+    steps: int
+    loss: float
+    lr: float
+    tokens_per_s: float
+    eta_s: float
+    heldout_loss: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class Run:
+    """What a checkpoint holds, live."""
+
+    config: Config
+    settings: TrainSettings
+    tokenizer: Tokenizer
+    model: GPT
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    data_report: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def token_stream(tokenizer: Tokenizer, paragraphs: Sequence[str]) -> np.ndarray:
+    """The paragraphs as one stream of token ids, a blank line between them."""
+    ids = tokenizer.encode_batch([p + "\n\n" for p in paragraphs])
+    return np.fromiter((t for seq in ids for t in seq), dtype=np.int64)
+
+
+def check_length(tokens: np.ndarray, n_ctx: int, what: str) -> None:
+    if len(tokens) < n_ctx + 1:
+        raise TrainError(
+            f"the {what} text is {len(tokens):,} tokens, less than one context of "
+            f"{n_ctx + 1:,}: give more text or choose a smaller preset"
+        )
+
+
+def batch_at(tokens: np.ndarray, step: int, settings: TrainSettings, n_ctx: int) -> torch.Tensor:
+    """The windows step ``step`` trains on: the same for a given step and seed,
+    whether or not the run was resumed."""
+    g = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
+    starts = torch.randint(0, len(tokens) - n_ctx, (settings.batch,), generator=g).numpy()
+    return torch.from_numpy(np.stack([tokens[s : s + n_ctx + 1] for s in starts]))
+
+
+@torch.no_grad()
+def heldout_loss(model: GPT, tokens: np.ndarray, windows: int | None = None) -> float:
+    """Mean next-token loss over non-overlapping windows of ``tokens``."""
+    n_ctx = model.cfg.n_ctx
+    count = (len(tokens) - 1) // n_ctx
+    if windows is not None:
+        count = min(count, windows)
+    if count == 0:
+        raise TrainError("the held-out text is shorter than one context")
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    for i in range(0, count, 16):
+        rows = [tokens[j * n_ctx : j * n_ctx + n_ctx + 1] for j in range(i, min(i + 16, count))]
+        batch = torch.from_numpy(np.stack(rows))
+        total += model.loss(batch).item() * len(rows)
+        n += len(rows)
+    model.train(was_training)
+    return total / n
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+def new_run(
+    config: Config,
+    settings: TrainSettings,
+    tokenizer: Tokenizer,
+    *,
+    data_report: dict[str, Any] | None = None,
+    description: str = "",
+) -> Run:
+    torch.manual_seed(settings.seed)
+    model = GPT(config)
+    return Run(
+        config,
+        settings,
+        tokenizer,
+        model,
+        _optimizer(model, settings),
+        data_report=data_report or {},
+        description=description,
+    )
+
+
+def _optimizer(model: GPT, settings: TrainSettings) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    other = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": settings.weight_decay},
+            {"params": other, "weight_decay": 0.0},
+        ],
+        lr=settings.lr,
+        betas=(0.9, 0.95),
+    )
+
+
+def save(run: Run, path: Path) -> None:
+    """Write the checkpoint atomically."""
+    state = {
+        "format": FORMAT,
+        "localchat": __version__,
+        "config": run.config.to_dict(),
+        "settings": asdict(run.settings),
+        "tokenizer": run.tokenizer.json_text,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "step": run.step,
+        "history": run.history,
+        "data_report": run.data_report,
+        "description": run.description,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TrainError(f"cannot write the checkpoint {path}: {exc.strerror or exc}") from None
+
+
+def load(path: Path, *, settings: TrainSettings | None = None) -> Run:
+    """A run from its checkpoint; ``settings`` may change how it goes on
+    (more steps, another learning rate), not what the model is."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != FORMAT:
+            raise TrainError(f"{path} is a checkpoint of another format")
+        config = Config(**state["config"])
+        saved = TrainSettings(**state["settings"])
+        tokenizer = Tokenizer(state["tokenizer"])
+    except TrainError:
+        raise
+    except FileNotFoundError:
+        raise TrainError(f"no checkpoint at {path}") from None
+    except Exception as exc:
+        raise TrainError(f"{path} is not a LocalChat checkpoint ({type(exc).__name__})") from None
+    run_settings = settings or saved
+    model = GPT(config)
+    model.load_state_dict(state["model"])
+    optimizer = _optimizer(model, run_settings)
+    optimizer.load_state_dict(state["optimizer"])
+    return Run(
+        config,
+        run_settings,
+        tokenizer,
+        model,
+        optimizer,
+        step=int(state["step"]),
+        history=list(state["history"]),
+        data_report=dict(state["data_report"]),
+        description=str(state.get("description", "")),
+    )
+
+
+OnProgress = Callable[[Progress], None]
+
+
+def train(
+    run: Run,
+    train_tokens: np.ndarray,
+    heldout_tokens: np.ndarray,
+    *,
+    checkpoint: Path | None = None,
+    on_progress: OnProgress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Run:
+    """Train ``run`` up to ``run.settings.steps`` (from where it is)."""
+    s, n_ctx = run.settings, run.config.n_ctx
+    check_length(train_tokens, n_ctx, "training")
+    check_length(heldout_tokens, n_ctx, "held-out")
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    model = run.model
+    model.train()
+    start = time.perf_counter()
+    first = run.step
+    tokens_per_step = s.batch * n_ctx
+    while run.step < s.steps:
+        if should_stop is not None and should_stop():
+            break
+        lr = s.lr_at(run.step)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        batch = batch_at(train_tokens, run.step, s, n_ctx)
+        loss = model.loss(batch)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        run.optimizer.step()
+        run.step += 1
+        elapsed = time.perf_counter() - start
+        speed = tokens_per_step * (run.step - first) / elapsed if elapsed > 0 else 0.0
+        eta = (s.steps - run.step) * elapsed / (run.step - first)
+        held = None
+        if run.step % s.eval_every == 0 or run.step == s.steps:
+            held = heldout_loss(model, heldout_tokens, s.eval_windows)
+        progress = Progress(run.step, s.steps, float(loss.item()), lr, speed, eta, held)
+        run.history.append(progress.to_dict())
+        if on_progress is not None:
+            on_progress(progress)
+        if checkpoint is not None and run.step % s.checkpoint_every == 0:
+            save(run, checkpoint)
+    if checkpoint is not None:
+        save(run, checkpoint)
+    return run
+
+
+def export(
+    run: Run,
+    path: Path,
+    *,
+    name: str,
+    quantize: str = "f32",
+    license: str = "",
+    description: str = "",
+) -> Path:
+    """Write the model as a GGUF llama.cpp chats with (ChatML template)."""
+    if quantize not in QTYPES:
+        raise TrainError(f"quantize to one of {', '.join(QTYPES)}")
+    metadata: dict[str, Any] = {
+        "general.description": description or run.description,
+        "general.source.url": "made with localchat train scratch",
+        "localchat.train.steps": run.step,
+    }
+    if license:
+        metadata["general.license"] = license
+    tmp = path.with_name(path.name + ".part")
+    try:
+        write_llama(
+            tmp,
+            run.config.shape(),
+            run.model.gguf_tensors(),
+            run.tokenizer.gguf_keys(),
+            name=name,
+            qtype=QTYPES[quantize],
+            metadata=metadata,
+        )
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TrainError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+# -- from text to a model, the whole way --------------------------------------------------------
+
+
+def preset(name: str, vocab_size: int) -> Config:
+    if name not in PRESETS:
+        raise TrainError(f"no preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return Config(vocab_size=vocab_size, **PRESETS[name])
+
+
+def prepare_tokens(corpus: data_mod.Corpus, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    return token_stream(tokenizer, corpus.train), token_stream(tokenizer, corpus.heldout)
+
+
+def scratch(
+    paths: Sequence[str | Path],
+    *,
+    preset_name: str = "mini",
+    vocab_size: int = 2048,
+    settings: TrainSettings | None = None,
+    checkpoint: Path | None = None,
+    on_progress: OnProgress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[Run, data_mod.Corpus, np.ndarray, np.ndarray]:
+    """Prepare the data, train a tokenizer, then the model. With an existing
+    ``checkpoint`` the run goes on from it (same data, same tokenizer)."""
+    settings = settings or TrainSettings()
+    corpus = data_mod.prepare(paths)
+    if checkpoint is not None and checkpoint.exists():
+        run = load(checkpoint, settings=settings)
+    else:
+        tokenizer = train_bpe(corpus.train, vocab_size)
+        config = preset(preset_name, tokenizer.vocab_size)
+        described = ", ".join(Path(p).name for p in paths)
+        run = new_run(
+            config,
+            settings,
+            tokenizer,
+            data_report=asdict(corpus.report),
+            description=f"trained from scratch on {described}",
+        )
+    train_tokens, heldout_tokens = prepare_tokens(corpus, run.tokenizer)
+    train(
+        run,
+        train_tokens,
+        heldout_tokens,
+        checkpoint=checkpoint,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
+    return run, corpus, train_tokens, heldout_tokens
