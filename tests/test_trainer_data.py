@@ -40,7 +40,7 @@ def test_markup_is_stripped_and_whitespace_normalised(tmp_path: Path) -> None:
             "Then <stdin> stays: a < b.",  # plain text keeps its angle brackets
         ]
     )
-    assert corpus.report.files == 2 and corpus.report.markup_removed_chars > 50
+    assert corpus.report.files == 2 and corpus.report.cleaned_away_chars > 50
 
 
 def test_exact_and_near_duplicates_are_removed(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ curve, the export chats in llama.cpp with the perplexity our model measures."""
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,25 +17,7 @@ from localchat.core.params import GenerationSettings  # noqa: E402
 from localchat.core.trainer import train as tr  # noqa: E402
 from localchat.core.trainer.data import prepare  # noqa: E402
 from localchat.core.trainer.tokenizer import train_bpe  # noqa: E402
-
-NOUNS = "cat dog bird fox owl bear horse mouse".split()
-VERBS = "sees chases finds follows hears meets".split()
-ADJS = "small quick brown lazy old young".split()
-
-
-def grammar_text(path: Path, paragraphs: int = 300, seed: int = 0) -> Path:
-    """Sentences of a tiny grammar: structure a small model learns in seconds."""
-    rng = random.Random(seed)
-
-    def sentence() -> str:
-        return (
-            f"The {rng.choice(ADJS)} {rng.choice(NOUNS)} {rng.choice(VERBS)} "
-            f"the {rng.choice(ADJS)} {rng.choice(NOUNS)}."
-        )
-
-    path.write_text("\n\n".join(" ".join(sentence() for _ in range(4)) for _ in range(paragraphs)))
-    return path
-
+from localchat.testing.texts import grammar_text  # noqa: E402
 
 TINY = tr.TrainSettings(steps=60, batch=8, lr=3e-3, warmup=5, eval_every=30, checkpoint_every=1000)
 
@@ -97,34 +78,20 @@ def test_the_export_chats_in_llama_cpp_with_the_same_perplexity(
     path = tr.export(run, tmp_path / "grammar.gguf", name="grammar", license="mit")
     ours = tr.heldout_loss(run.model, held_ids)
 
-    from llama_cpp import Llama
-
     n_ctx = run.config.n_ctx
-    llm = Llama(str(path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, verbose=False)
-    windows = (len(held_ids) - 1) // n_ctx
-    nll, count, agree = 0.0, 0, 0
-    for w in range(windows):
-        window = held_ids[w * n_ctx : w * n_ctx + n_ctx + 1]
-        llm.reset()
-        llm.eval(window[:-1].tolist())
-        logits = np.array(llm.scores[:n_ctx], dtype=np.float64)
-        logp = (
-            logits
-            - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1))[:, None]
-            - logits.max(-1, keepdims=True)
-        )
-        nll -= logp[np.arange(n_ctx), window[1:]].sum()
-        count += n_ctx
-        with torch.no_grad():
-            mine = run.model(torch.from_numpy(window[None, :-1]))[0].numpy()
-        agree += int((mine.argmax(-1) == logits.argmax(-1)).sum())
-    llm.close()
-    theirs = nll / count
-    assert abs(np.exp(theirs) - np.exp(ours)) / np.exp(ours) < 0.01  # perplexity within 1%
-    assert agree / count >= 0.99  # top-1 agreement
+    with torch.no_grad():  # our model's own first choices, window by window
+        windows = (len(held_ids) - 1) // n_ctx
+        rows = np.stack([held_ids[w * n_ctx : w * n_ctx + n_ctx + 1] for w in range(windows)])
+        logits = run.model(torch.from_numpy(rows[:, :-1]))
+        our_top1 = float((logits.argmax(-1) == torch.from_numpy(rows[:, 1:])).float().mean())
 
-    with Engine() as engine:  # and the app chats with it, in its chat template
+    with Engine() as engine:  # llama.cpp, in the app's worker process
         engine.load(path, GenerationSettings())
+        report = engine.perplexity(tokens=held_ids.tolist(), window=n_ctx)
+        assert report.windows == windows and report.tokens == windows * n_ctx
+        assert abs(report.perplexity - np.exp(ours)) / np.exp(ours) < 0.01  # within 1%
+        assert abs(report.top1 - our_top1) < 0.01
+        # And the app chats with it, in its chat template (after the scoring).
         stream = engine.chat(
             [{"role": "user", "content": "The small cat"}],
             GenerationSettings(max_tokens=12, temperature=0.0),

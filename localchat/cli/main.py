@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
 from localchat import __version__
+from localchat.cli import train as train_cli
 from localchat.core import hardware, params, paths
 from localchat.core.engine.client import ChatStream, Engine
 from localchat.core.engine.gguf_info import human_count, human_size, read_model_info
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("repo_id", help="e.g. bartowski/Meta-Llama-3.1-8B-Instruct-GGUF")
     pull.add_argument("filename", nargs="?", help="the .gguf file (or pass --quant)")
     pull.add_argument("--quant", help="the quantization to pull, e.g. Q4_K_M")
+    train_cli.add_arguments(sub)
     return parser
 
 
@@ -137,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _info(args)
         if args.command == "models":
             return _models(args)
+        if args.command == "train":
+            return train_cli.run_train(args)
+        if args.command == "eval":
+            return train_cli.run_eval(args)
         try:
             settings = params.from_cli(args)
         except SettingError as exc:

@@ -40,6 +40,8 @@ from localchat.core.engine.protocol import (
     LoadedModel,
     Message,
     Ok,
+    Perplexity,
+    PerplexityReport,
     Piece,
     PlanContext,
     RenderChat,
@@ -144,6 +146,23 @@ class Engine:
         overflow policy applied, counted exactly), without generating."""
         result = self._call(PlanContext(tuple(messages), settings or GenerationSettings()))
         assert isinstance(result, ContextReport)
+        return result
+
+    def perplexity(
+        self,
+        *,
+        text: str | None = None,
+        tokens: Sequence[int] | None = None,
+        window: int = 0,
+        max_windows: int = 0,
+    ) -> PerplexityReport:
+        """How well the loaded model predicts ``text`` (tokenized by the model,
+        no BOS) or ``tokens``; see :class:`Perplexity`."""
+        request = Perplexity(
+            text, tuple(tokens) if tokens is not None else None, window, max_windows
+        )
+        result = self._call(request)
+        assert isinstance(result, PerplexityReport)
         return result
 
     def chat(
@@ -270,7 +289,15 @@ class Engine:
                     raise EngineError(f"internal engine error: {body.message}")
                 raise EngineError(body.message)
             if isinstance(
-                body, Ok | Tokens | Rendered | LoadedModel | ChatResult | ContextReport | Piece
+                body,
+                Ok
+                | Tokens
+                | Rendered
+                | LoadedModel
+                | ChatResult
+                | ContextReport
+                | PerplexityReport
+                | Piece,
             ):
                 return body
             raise EngineError(f"unexpected reply from the engine: {type(body).__name__}")

@@ -10,6 +10,7 @@ during every decode; the parent clears it before sending the next request.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
@@ -83,11 +84,24 @@ class PlanContext:
 
 
 @dataclass(frozen=True)
+class Perplexity:
+    """How well the loaded model predicts a text (or token ids): each window of
+    ``window + 1`` tokens (0: the context size) predicts its last ``window``
+    tokens from the ones before them, windows not overlapping."""
+
+    text: str | None = None
+    tokens: tuple[int, ...] | None = None
+    window: int = 0
+    max_windows: int = 0
+    """Score at most this many windows (0: all)."""
+
+
+@dataclass(frozen=True)
 class Shutdown:
     pass
 
 
-Request = Load | Unload | Info | Tokenize | RenderChat | Chat | PlanContext | Shutdown
+Request = Load | Unload | Info | Tokenize | RenderChat | Chat | PlanContext | Perplexity | Shutdown
 
 
 @dataclass(frozen=True)
@@ -192,6 +206,23 @@ class ContextReport:
 
 
 @dataclass(frozen=True)
+class PerplexityReport:
+    """The answer to :class:`Perplexity`."""
+
+    windows: int
+    tokens: int
+    """Tokens predicted (and scored)."""
+    nll: float
+    """Mean negative log-likelihood per token, in nats."""
+    top1: float
+    """Share of tokens that were the model's first choice."""
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nll)
+
+
+@dataclass(frozen=True)
 class Ok:
     pass
 
@@ -210,4 +241,14 @@ class Failed:
 @dataclass(frozen=True)
 class Reply:
     id: int
-    body: LoadedModel | Tokens | Rendered | Piece | ChatResult | ContextReport | Ok | Failed
+    body: (
+        LoadedModel
+        | Tokens
+        | Rendered
+        | Piece
+        | ChatResult
+        | ContextReport
+        | PerplexityReport
+        | Ok
+        | Failed
+    )

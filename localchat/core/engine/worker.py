@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import llama_cpp
+import numpy as np
 
 from localchat.core.chat.context import ContextOverflow, ContextPlan, plan
 from localchat.core.engine.protocol import (
@@ -52,6 +53,8 @@ from localchat.core.engine.protocol import (
     LoadedModel,
     Message,
     Ok,
+    Perplexity,
+    PerplexityReport,
     Piece,
     PlanContext,
     RenderChat,
@@ -231,6 +234,8 @@ class Worker:
             return self._chat(rid, req)
         if isinstance(req, PlanContext):
             return self._plan(req)
+        if isinstance(req, Perplexity):
+            return self._perplexity(req)
         raise EngineError(f"unknown request {type(req).__name__}")
 
     def _on_log(self, level: int, text: bytes, _user: Any) -> None:
@@ -553,6 +558,62 @@ class Worker:
             dropped=tuple(i - added for i in window.dropped),
             cut=None if window.cut is None else window.cut - added,
         )
+
+    def _perplexity(self, req: Perplexity) -> PerplexityReport:
+        """Score windows of the text with logits for every position (batches
+        of at most ``n_batch`` tokens), then forget the cache: the next chat
+        turn starts afresh."""
+        llm = self._model()
+        if self.vocab_only:
+            raise EngineError("this model was loaded for its tokenizer only; load it fully")
+        if req.tokens is not None:
+            ids = list(req.tokens)
+        else:
+            ids = llm.tokenize((req.text or "").encode(), add_bos=False, special=False)
+        n_vocab = llm.n_vocab()
+        if any(not 0 <= t < n_vocab for t in ids):
+            raise EngineError("a token id is outside the model's vocabulary")
+        window = min(req.window or llm.n_ctx(), llm.n_ctx())
+        count = (len(ids) - 1) // window
+        if req.max_windows:
+            count = min(count, req.max_windows)
+        if count < 1:
+            raise EngineError(
+                f"the text is {len(ids):,} tokens: at least {window + 1:,} are needed "
+                "for one window"
+            )
+        n_batch = llm.n_batch
+        nll, right = 0.0, 0
+        try:
+            for w in range(count):
+                chunk = ids[w * window : w * window + window + 1]
+                llm._ctx.kv_cache_clear()
+                for start in range(0, window, n_batch):
+                    part = chunk[start : min(start + n_batch, window)]
+                    llm._batch.set_batch(part, n_past=start, logits_all=True)
+                    try:
+                        llm._ctx.decode(llm._batch)
+                    except RuntimeError:
+                        if self.flag[0]:  # the abort callback stopped it
+                            raise EngineError("cancelled") from None
+                        raise
+                    ptr = llama_cpp.llama_get_logits(llm._ctx.ctx)
+                    logits = np.ctypeslib.as_array(ptr, shape=(len(part), n_vocab)).astype(
+                        np.float64
+                    )
+                    targets = np.array(chunk[start + 1 : start + 1 + len(part)])
+                    top = logits.max(axis=1, keepdims=True)
+                    logz = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+                    nll += float((logz - logits[np.arange(len(part)), targets]).sum())
+                    right += int((logits.argmax(axis=1) == targets).sum())
+        finally:
+            llm._ctx.kv_cache_clear()
+            llm.reset()
+            self.last_text, self.last_tokens = "", []
+            self.last_prompt_chars = self.last_prompt_len = 0
+            self._marks = None
+        scored = count * window
+        return PerplexityReport(count, scored, nll / scored, right / scored)
 
     def _shift(self, i: int, j: int) -> int:
         """Drop cached tokens ``[i, j)`` and move the rest down, in place

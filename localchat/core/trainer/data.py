@@ -27,7 +27,7 @@ import hashlib
 import html
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +54,7 @@ class Report:
     exact_duplicates: int = 0
     near_duplicates: int = 0
     empty_after_cleaning: int = 0
-    markup_removed_chars: int = 0
+    cleaned_away_chars: int = 0
     train_paragraphs: int = 0
     heldout_paragraphs: int = 0
     train_chars: int = 0
@@ -65,7 +65,7 @@ class Report:
     def lines(self) -> list[str]:
         return [
             f"{self.files} files, {self.paragraphs:,} paragraphs after cleaning "
-            f"({self.markup_removed_chars:,} characters of markup removed)",
+            f"({self.cleaned_away_chars:,} characters of markup and spacing removed)",
             f"removed: {self.exact_duplicates:,} exact and {self.near_duplicates:,} near "
             f"duplicates, {self.empty_after_cleaning:,} empty",
             f"train: {self.train_paragraphs:,} paragraphs ({self.train_chars:,} characters); "
@@ -250,6 +250,20 @@ def heldout_side(paragraph: str, share: float) -> bool:
     return int.from_bytes(digest[:8], "little") / 2**64 < share
 
 
+def read_paragraphs(paths: Sequence[str | Path]) -> list[str]:
+    """The cleaned paragraphs of the files (no deduplication, no split): text
+    to evaluate a model on."""
+    return [p for _path, _text, paras in _cleaned(find_files(paths)) for p in paras]
+
+
+def _cleaned(found: Sequence[Path]) -> Iterator[tuple[Path, str, list[str]]]:
+    for path in found:
+        text = read_text(path)
+        markup = path.suffix.lower() in {".html", ".htm", ".xml"} or _LOOKS_HTML.search(text)
+        stripped = strip_markup(text) if markup else text
+        yield path, text, paragraphs(stripped)
+
+
 def prepare(
     paths: Sequence[str | Path],
     *,
@@ -263,12 +277,8 @@ def prepare(
     report = Report()
     found = find_files(paths)
     cleaned: list[str] = []
-    for path in found:
-        text = read_text(path)
-        markup = path.suffix.lower() in {".html", ".htm", ".xml"} or _LOOKS_HTML.search(text)
-        stripped = strip_markup(text) if markup else text
-        report.markup_removed_chars += max(len(text) - len(stripped), 0)
-        paras = paragraphs(stripped)
+    for _path, text, paras in _cleaned(found):
+        report.cleaned_away_chars += max(len(text) - sum(len(p) + 2 for p in paras), 0)
         if not paras:
             report.empty_after_cleaning += 1
         cleaned += [p for p in paras if len(p) >= min_chars]

@@ -1,0 +1,224 @@
+"""``localchat train scratch`` and ``localchat eval perplexity``.
+
+Imported only when those commands run: training needs PyTorch (the ``train``
+extra), which chatting never loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from localchat.core.errors import LocalChatError
+from localchat.core.models import library
+
+
+class NeedsTorch(LocalChatError):
+    pass
+
+
+def _trainer() -> Any:
+    for module in ("torch", "tokenizers"):
+        if importlib.util.find_spec(module) is None:
+            raise NeedsTorch(
+                f"training needs the 'train' extra ({module} is missing): install the CPU "
+                "build of PyTorch first (pip install torch --index-url "
+                "https://download.pytorch.org/whl/cpu), then pip install 'localchat[train]'"
+            )
+    from localchat.core.trainer import train
+
+    return train
+
+
+def add_arguments(sub: Any) -> None:
+    trainer = sub.add_parser("train", help="train a small GPT from scratch on your own text")
+    kinds = trainer.add_subparsers(dest="kind", metavar="KIND", required=True)
+    scratch = kinds.add_parser(
+        "scratch",
+        help="clean and deduplicate the text, train a tokenizer and a model, export a GGUF",
+        description="Train a llama-architecture model from scratch on text files or folders. "
+        "A checkpoint is kept next to the output (OUT.ckpt): run the same command again to "
+        "go on from it, with more --steps if you like.",
+    )
+    scratch.add_argument(
+        "--data", nargs="+", required=True, metavar="PATH", help="text files/folders"
+    )
+    scratch.add_argument("--out", required=True, metavar="MODEL.gguf", help="where to write it")
+    scratch.add_argument("--preset", default="mini", help="tiny, mini, small or base (mini)")
+    scratch.add_argument("--steps", type=int, default=1000, help="optimiser steps (1000)")
+    scratch.add_argument("--batch", type=int, default=16, help="windows per step (16)")
+    scratch.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (3e-3)")
+    scratch.add_argument("--vocab", type=int, default=2048, help="BPE vocabulary size (2048)")
+    scratch.add_argument("--seed", type=int, default=0)
+    scratch.add_argument("--quantize", choices=("f32", "f16", "q8_0"), default="f32")
+    scratch.add_argument("--name", help="the model's name (default: the output's file name)")
+    scratch.add_argument("--license", default="", help="written into the model's metadata")
+    scratch.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    scratch.add_argument("--json", action="store_true", help="a JSON line per step on stdout")
+
+    evaluate = sub.add_parser("eval", help="measure a model")
+    measures = evaluate.add_subparsers(dest="measure", metavar="MEASURE", required=True)
+    ppl = measures.add_parser(
+        "perplexity",
+        help="how well a model predicts a text (lower is better)",
+        description="Perplexity of a model on text files: the exponential of the mean "
+        "negative log-likelihood per token, over non-overlapping windows, computed by "
+        "llama.cpp in the engine's worker process.",
+    )
+    ppl.add_argument("-m", "--model", required=True, help="a .gguf file or an installed model")
+    ppl.add_argument("--lora", metavar="PATH", help="apply this LoRA adapter (.gguf)")
+    ppl.add_argument("--data", nargs="+", required=True, metavar="PATH", help="text files/folders")
+    ppl.add_argument("--window", type=int, default=512, help="tokens per window (512)")
+    ppl.add_argument("--max-windows", type=int, default=0, help="at most this many (all)")
+    ppl.add_argument("--json", action="store_true", help="print a JSON object")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    tr = _trainer()
+    out = Path(args.out)
+    if out.suffix.lower() != ".gguf":
+        raise LocalChatError("--out must name a .gguf file")
+    if args.steps < 1 or args.batch < 1:
+        raise LocalChatError("--steps and --batch must be at least 1")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = out.with_suffix(".ckpt")
+    if args.restart:
+        checkpoint.unlink(missing_ok=True)
+    elif checkpoint.exists():
+        print(f"going on from {checkpoint}", file=sys.stderr)
+    settings = tr.TrainSettings(
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        warmup=min(100, max(args.steps // 20, 1)),
+        eval_every=max(args.steps // 10, 1),
+        checkpoint_every=max(args.steps // 10, 1),
+    )
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
+    bar = _Bar(sys.stderr, json_out=sys.stdout if args.json else None)
+    try:
+        run, corpus, _train_ids, heldout_ids = tr.scratch(
+            args.data,
+            preset_name=args.preset,
+            vocab_size=args.vocab,
+            settings=settings,
+            checkpoint=checkpoint,
+            on_progress=bar.show,
+            should_stop=stop.is_set,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+    if stop.is_set():
+        print(
+            f"stopped at step {run.step} of {settings.steps}; the checkpoint {checkpoint} "
+            "is saved: run the same command again to go on",
+            file=sys.stderr,
+        )
+        return 130
+    heldout = tr.heldout_loss(run.model, heldout_ids)
+    name = args.name or out.stem
+    path = tr.export(
+        run,
+        out,
+        name=name,
+        quantize=args.quantize,
+        license=args.license,
+    )
+    summary = {
+        "model": str(path),
+        "checkpoint": str(checkpoint),
+        "steps": run.step,
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "vocab": run.tokenizer.vocab_size,
+        "heldout_loss": round(heldout, 4),
+        "heldout_perplexity": round(math.exp(heldout), 3),
+        "data": corpus.report.lines(),
+    }
+    if args.json:
+        print(json.dumps({"done": summary}, ensure_ascii=False))
+    else:
+        for line in corpus.report.lines():
+            print(line)
+        print(
+            f"wrote {path} ({summary['parameters']:,} parameters, vocabulary "
+            f"{summary['vocab']:,}); held-out perplexity {summary['heldout_perplexity']}"
+        )
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from localchat.core.engine.client import Engine
+    from localchat.core.params import GenerationSettings
+    from localchat.core.trainer import data
+
+    if args.window < 2:
+        raise LocalChatError("--window must be at least 2")
+    paragraphs = data.read_paragraphs(args.data)
+    text = "\n\n".join(paragraphs)
+    model = library.resolve(args.model)
+    with Engine() as engine:
+        loaded = engine.load(model, GenerationSettings(ctx=max(args.window, 256)), lora=args.lora)
+        report = engine.perplexity(
+            text=text, window=min(args.window, loaded.n_ctx), max_windows=args.max_windows
+        )
+    result = {
+        "model": str(model),
+        "lora": args.lora,
+        "perplexity": round(report.perplexity, 4),
+        "nll": round(report.nll, 5),
+        "top1": round(report.top1, 4),
+        "windows": report.windows,
+        "tokens": report.tokens,
+    }
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(
+            f"perplexity {result['perplexity']} over {report.tokens:,} tokens "
+            f"({report.windows} windows; first choice right {report.top1:.1%})"
+        )
+    return 0
+
+
+class _Bar:
+    """A line per step as JSON (``--json``), else a bar on stderr rewritten in
+    place on a terminal (a line per tenth of the run otherwise)."""
+
+    def __init__(self, out: IO[str], *, json_out: IO[str] | None) -> None:
+        self.out, self.json_out = out, json_out
+        self.tty = out.isatty()
+        self.shown = False
+        self.tenth = -1
+
+    def show(self, p: Any) -> None:
+        if self.json_out is not None:
+            self.json_out.write(json.dumps(p.to_dict()) + "\n")
+            self.json_out.flush()
+            return
+        held = f"  held-out {p.heldout_loss:.3f}" if p.heldout_loss is not None else ""
+        line = (
+            f"step {p.step}/{p.steps}  loss {p.loss:.3f}{held}  lr {p.lr:.2e}  "
+            f"{p.tokens_per_s:,.0f} tok/s  ETA {int(p.eta_s) // 60}:{int(p.eta_s) % 60:02d}"
+        )
+        if self.tty:
+            self.out.write("\r" + line + " " * 4)
+            self.shown = True
+        elif int(10 * p.step / p.steps) > self.tenth:
+            self.tenth = int(10 * p.step / p.steps)
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            self.out.write("\n")
+            self.out.flush()
