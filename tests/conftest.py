@@ -21,7 +21,12 @@ def localchat_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("home")
     # An empty Hugging Face cache too: models this machine's other tools
     # downloaded must not show up in the tests' model lists.
-    scratch = {"LOCALCHAT_HOME": str(home), "HF_HUB_CACHE": str(home / "hf-cache")}
+    # No bundled demo model either, unless a test asks for one.
+    scratch = {
+        "LOCALCHAT_HOME": str(home),
+        "HF_HUB_CACHE": str(home / "hf-cache"),
+        "LOCALCHAT_DEMO_MODEL": "",
+    }
     old = {key: os.environ.get(key) for key in scratch}
     os.environ.update(scratch)
     yield home

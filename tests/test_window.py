@@ -430,3 +430,30 @@ def test_context_meter_memory_note_and_messages_out_of_view(
     assert not window.view.widgets[-1].outside.isVisibleTo(window.view.widgets[-1])
     assert "older messages" in window.meter.toolTip()
     assert len(window.view.widgets) == len(thread) == 10  # all still in the chat
+
+
+def test_a_fresh_install_chats_with_the_demo_model(
+    qtbot, home: Path, parts, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localchat.core import paths
+    from localchat.ui.main_window import DEMO_LABEL
+
+    demo = shutil.copy(tiny_model, home / "localchat-demo.gguf")
+    monkeypatch.setenv(paths.DEMO_ENV, str(demo))
+    window = open_window(qtbot, parts)
+    assert window.model_box.isEnabled() and window.model_box.itemText(0) == DEMO_LABEL
+    assert "tiny demo model" in window.view.empty.text()
+    assert window.view.empty_action.isVisible()  # the way to a real model
+    wait_ready(qtbot, window)
+    assert "demo model" in window.model_state.text()
+    window.panel.editors["max_tokens"].setValue(5)
+    type_and_send(qtbot, window, "hello")
+    assert window.job is not None
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        pass
+    assert parts[0].thread(window.chat_id)[-1].status == "done"
+    # A real model, once installed, comes first; the demo stays listed last.
+    install(home, tiny_model, "real.gguf")
+    window.refresh_models()
+    assert window.model_box.itemData(0) == str(home / "models" / "real.gguf")
+    assert window.model_box.itemText(window.model_box.count() - 1) == DEMO_LABEL

@@ -192,6 +192,9 @@ def _models(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     found = [(p, "installed") for p in library.installed()]
     found += [(p, "hf-cache") for p in library.hf_cache_models()]
+    bundled = library.demo()
+    if bundled is not None:
+        found.append((bundled, "demo"))
     for path, source in found:
         info = library.describe(path)
         if isinstance(info, str):
@@ -219,7 +222,10 @@ def _models(args: argparse.Namespace) -> int:
         )
         return 0
     for row in rows:
-        where = "  (in the Hugging Face cache)" if row["source"] == "hf-cache" else ""
+        where = {
+            "hf-cache": "  (in the Hugging Face cache)",
+            "demo": "  (the tiny demo model that ships with LocalChat)",
+        }.get(row["source"], "")
         if "error" in row:
             print(f"{row['name']:<40} unusable: {row['error']}{where}")
         else:

@@ -63,6 +63,18 @@ def add_arguments(sub: Any) -> None:
     scratch.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     scratch.add_argument("--json", action="store_true", help="a JSON line per step on stdout")
 
+    demo = kinds.add_parser(
+        "demo",
+        help="train the bundled demo model (on Python's own documentation)",
+        description="Rebuild the demo model that ships in models/: the chat exchanges made "
+        "from this Python's documentation (localchat.core.trainer.demo), then train scratch "
+        "on them with the settings below. Takes about half an hour on two CPU cores.",
+    )
+    demo.add_argument("--out", default="models/localchat-demo.gguf", metavar="MODEL.gguf")
+    demo.add_argument("--steps", type=int, default=3000, help="optimiser steps (3000)")
+    demo.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    demo.add_argument("--json", action="store_true", help="a JSON line per step on stdout")
+
     evaluate = sub.add_parser("eval", help="measure a model")
     measures = evaluate.add_subparsers(dest="measure", metavar="MEASURE", required=True)
     ppl = measures.add_parser(
@@ -80,7 +92,31 @@ def add_arguments(sub: Any) -> None:
     ppl.add_argument("--json", action="store_true", help="print a JSON object")
 
 
+DEMO = {"preset": "mini", "batch": 16, "lr": 3e-3, "vocab": 4096, "seed": 0, "quantize": "f16"}
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    _trainer()
+    import tempfile
+
+    from localchat.core.trainer import demo
+
+    with tempfile.TemporaryDirectory(prefix="localchat-demo-") as tmp:
+        files = demo.write_corpus(Path(tmp))
+        settings = argparse.Namespace(
+            **vars(args),
+            **DEMO,
+            data=[str(f) for f in files],
+            name="LocalChat demo (tiny)",
+            license="PSF-2.0",
+            description=demo.describe(),
+        )
+        return run_train(settings)
+
+
 def run_train(args: argparse.Namespace) -> int:
+    if args.kind == "demo" and not hasattr(args, "data"):
+        return run_demo(args)
     tr = _trainer()
     out = Path(args.out)
     if out.suffix.lower() != ".gguf":
@@ -133,6 +169,7 @@ def run_train(args: argparse.Namespace) -> int:
         name=name,
         quantize=args.quantize,
         license=args.license,
+        description=getattr(args, "description", ""),
     )
     summary = {
         "model": str(path),

@@ -45,3 +45,15 @@ def chats_db() -> Path:
 
 def settings_file() -> Path:
     return home() / "settings.json"
+
+
+DEMO_ENV = "LOCALCHAT_DEMO_MODEL"
+
+
+def demo_model() -> Path:
+    """The bundled demo model (``models/localchat-demo.gguf`` beside the
+    package; ``LOCALCHAT_DEMO_MODEL`` names another file, or none when empty)."""
+    env = os.environ.get(DEMO_ENV)
+    if env is not None:
+        return Path(env).expanduser() if env.strip() else Path()
+    return Path(__file__).resolve().parents[2] / "models" / "localchat-demo.gguf"

@@ -53,6 +53,7 @@ from localchat.ui.bridge import Emit, JobThread
 from localchat.ui.chat_view import ChatView
 from localchat.ui.model_manager import ModelManager
 from localchat.ui.settings_panel import SettingsPanel
+from localchat.ui.train_page import TrainWindow
 
 
 def _describe(path: Path) -> str:
@@ -63,6 +64,13 @@ def _describe(path: Path) -> str:
         f"{path.stem}  ·  {human_count(info.parameter_count)}  ·  "
         f"{info.quantization}  ·  {human_size(info.file_size)}"
     )
+
+
+DEMO_LABEL = "Tiny demo model (trained on Python's docs) — get a real one in Models"
+DEMO_TIP = (
+    "A 1.8M-parameter GPT that LocalChat trained from scratch on Python's documentation, so "
+    "that a fresh install chats offline. Open Models (Ctrl+Shift+M) for real models."
+)
 
 
 def _model_part(settings: GenerationSettings) -> dict[str, Any]:
@@ -106,6 +114,7 @@ class MainWindow(QMainWindow):
         # Downloads an earlier run left unfinished are listed (paused) at once.
         self.downloads = downloads if downloads is not None else Downloads()
         self.manager: ModelManager | None = None
+        self.trainer: TrainWindow | None = None
         self.model_path: Path | None = None
         self.loaded: LoadedModel | None = None
         self.chat_id: int | None = None
@@ -243,7 +252,10 @@ class MainWindow(QMainWindow):
         self.addAction(settings)
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("main-toolbar")
+        train = action("Train…", "Ctrl+Shift+T", self.open_trainer)
+        train.setToolTip("Train a small GPT from scratch on your own text (Ctrl+Shift+T)")
         toolbar.addAction(models)
+        toolbar.addAction(train)
         toolbar.addAction(settings)
         new_chat.setToolTip("New chat (Ctrl+N)")
 
@@ -287,6 +299,8 @@ class MainWindow(QMainWindow):
         if self.manager is not None:
             self.manager.wait()
             self.manager.close()
+        if self.trainer is not None:
+            self.trainer.close()  # a training run stops, its checkpoint kept
         super().closeEvent(event)
 
     # -- models -------------------------------------------------------------------------
@@ -296,14 +310,29 @@ class MainWindow(QMainWindow):
         self.model_box.clear()
         models = library.installed()
         used = self.model_path
-        if used is not None and used not in models and used.exists():
+        if used is not None and used not in models and used.exists() and not library.is_demo(used):
             models.append(used)  # one used from elsewhere (the Hugging Face cache)
+        bundled = library.demo()
         for path in models:
             self.model_box.addItem(path.stem, str(path))
-        self.model_box.setEnabled(bool(models))
+        if bundled is not None:  # last: any real model comes first
+            self.model_box.addItem(DEMO_LABEL, str(bundled))
+            self.model_box.setItemData(
+                self.model_box.count() - 1, DEMO_TIP, Qt.ItemDataRole.ToolTipRole
+            )
+        self.model_box.setEnabled(self.model_box.count() > 0)
         if self._painted:
             self._describe_models()
-        if not models:
+        if not models and bundled is not None and self.chat_id is None:
+            self.view.show_empty(
+                "<h3>Chatting with the tiny demo model</h3>"
+                "<p>LocalChat comes with a tiny model it trained itself on Python's "
+                "documentation, so it works offline from the start. It knows a little Python "
+                "and not much else. For real conversations, download a model from the catalog "
+                "(a 7B model at Q4 needs about 5 GB of disk and 6 GB of memory).</p>",
+                action="Browse models…",
+            )
+        elif not models and bundled is None:
             self.model_state.setText("")
             self.view.show_empty(
                 "<h3>No model yet</h3>"
@@ -315,7 +344,7 @@ class MainWindow(QMainWindow):
                 action="Browse models…",
             )
             return
-        if self.chat_id is None:
+        elif self.chat_id is None:
             self.view.hide_empty()
         if current is not None and self.model_box.findData(current) >= 0:
             self.model_box.setCurrentIndex(self.model_box.findData(current))
@@ -332,6 +361,21 @@ class MainWindow(QMainWindow):
         self.manager.show()
         self.manager.raise_()
         self.manager.activateWindow()
+
+    def open_trainer(self) -> None:
+        """The Train window (training runs in a process of its own)."""
+        if self.trainer is None:
+            self.trainer = TrainWindow()
+            self.trainer.trained.connect(self._trained)
+        self.trainer.show()
+        self.trainer.raise_()
+        self.trainer.activateWindow()
+
+    def _trained(self, path: str) -> None:
+        self.refresh_models()
+        if self.manager is not None:
+            self.manager.refresh_installed()
+        self.statusBar().showMessage(f"{Path(path).stem} is trained and in the model picker", 10000)
 
     def use_model(self, path: str) -> None:
         """Switch the current chat to ``path`` (the conversation stays)."""
@@ -375,8 +419,9 @@ class MainWindow(QMainWindow):
             self.download_state.show()
         else:
             self.download_state.hide()
-        if item.state == "done" and item.path is not None and self.model_path is None:
-            self.use_model(str(item.path))  # the first model: ready to chat
+        first = self.model_path is None or library.is_demo(self.model_path)
+        if item.state == "done" and item.path is not None and first:
+            self.use_model(str(item.path))  # the first real model: ready to chat
 
     def _describe_models(self) -> None:
         """Size, quantization and parameters come from each file's header: read
@@ -389,7 +434,7 @@ class MainWindow(QMainWindow):
     def _described(self, labels: list[tuple[str, str]]) -> None:
         for path, label in labels:
             index = self.model_box.findData(path)
-            if index >= 0:
+            if index >= 0 and not library.is_demo(path):
                 self.model_box.setItemText(index, label)
 
     def _model_chosen(self, index: int) -> None:
@@ -422,6 +467,8 @@ class MainWindow(QMainWindow):
         self.loaded, self.model_info = result
         where = "GPU" if self.loaded.gpu_layers else "CPU"
         note = f" — {self.loaded.notice}" if self.loaded.notice else ""
+        if library.is_demo(self.loaded.path):
+            note += " — the tiny demo model: download a real one in Models"
         self._state(f"Ready · context {self.loaded.n_ctx:,} · {where}{note}")
         self._show_memory(self.panel.values())
         self.update_context()

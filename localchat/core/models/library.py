@@ -28,6 +28,18 @@ def installed() -> list[Path]:
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+def demo() -> Path | None:
+    """The tiny demo model that ships with the app, if this install has it: what
+    a fresh install chats with before any model is downloaded."""
+    path = paths.demo_model()
+    return path if path.name and path.is_file() else None
+
+
+def is_demo(path: Path | str) -> bool:
+    bundled = demo()
+    return bundled is not None and Path(path) == bundled
+
+
 def parts_of(path: Path) -> list[Path]:
     """The files a model consists of: itself, or every part of a split model."""
     m = SPLIT.search(path.name)
@@ -73,6 +85,9 @@ def resolve(model: str | None) -> Path:
     if model is None:
         if len(models) == 1:
             return models[0]
+        bundled = demo()
+        if not models and bundled is not None:
+            return bundled  # a fresh install: the demo model
         if not models:
             raise ModelFileError(
                 f"no model installed: pass -m PATH/TO/MODEL.gguf, or copy a .gguf file into "
@@ -85,6 +100,9 @@ def resolve(model: str | None) -> Path:
     key = model.lower().removesuffix(".gguf")
     if not any(key in p.stem.lower() for p in models):
         models = models + hf_cache_models()  # models other tools downloaded
+        bundled = demo()
+        if bundled is not None:
+            models.append(bundled)
     exact = [p for p in models if p.stem.lower() == key]
     if exact:
         return exact[0]
