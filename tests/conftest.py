@@ -10,7 +10,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from localchat.core.chat.store import ChatStore
 from localchat.core.engine.client import Engine
+from localchat.core.settings import AppSettings
 from localchat.testing.hub_server import FakeHub
 from localchat.testing.tiny_models import fixture_template, write_llama_gguf
 
@@ -107,3 +109,17 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHu
         monkeypatch.delenv("HF_TOKEN", raising=False)
         monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
         yield server
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own data folder (a module may define its own)."""
+    monkeypatch.setenv("LOCALCHAT_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def parts(home: Path) -> Iterator[tuple[ChatStore, Engine, AppSettings]]:
+    """What the window is made of: a chat store, an engine, the settings."""
+    with ChatStore(home / "chats.sqlite3") as store, Engine() as engine:
+        yield store, engine, AppSettings(home / "settings.json")

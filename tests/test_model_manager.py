@@ -8,28 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from localchat.core.chat.store import ChatStore
-from localchat.core.engine.client import Engine
 from localchat.core.models import catalog
-from localchat.core.settings import AppSettings
 from localchat.testing.hub_server import FakeHub, blob
 from localchat.ui.main_window import MainWindow
 from localchat.ui.model_manager import ModelManager
 
 TIMEOUT = 60_000
 MB = 2**20
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LOCALCHAT_HOME", str(tmp_path))
-    return tmp_path
-
-
-@pytest.fixture
-def parts(home: Path):
-    with ChatStore(home / "chats.sqlite3") as store, Engine() as engine:
-        yield store, engine, AppSettings(home / "settings.json")
 
 
 def open_window(qtbot, parts) -> MainWindow:

@@ -12,23 +12,9 @@ import pytest
 from PySide6.QtCore import Qt
 
 from localchat.core.chat.store import ChatStore
-from localchat.core.engine.client import Engine
-from localchat.core.settings import AppSettings
 from localchat.ui.main_window import MainWindow
 
 TIMEOUT = 60_000
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LOCALCHAT_HOME", str(tmp_path))
-    return tmp_path
-
-
-@pytest.fixture
-def parts(home: Path):
-    with ChatStore(home / "chats.sqlite3") as store, Engine() as engine:
-        yield store, engine, AppSettings(home / "settings.json")
 
 
 def install(home: Path, model: Path, name: str = "tiny-chat.gguf") -> Path:

@@ -17,6 +17,7 @@ from typing import IO, Any, NoReturn
 
 from localchat import __version__
 from localchat.cli import train as train_cli
+from localchat.cli.progress import ProgressLine, clock
 from localchat.core import hardware, params, paths
 from localchat.core.engine.client import ChatStream, Engine
 from localchat.core.engine.gguf_info import human_count, human_size, read_model_info
@@ -300,40 +301,15 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
-class _ProgressBar:
-    """One line on stderr, rewritten in place on a terminal; a line every 10%
-    otherwise (logs stay readable)."""
-
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-        self.tty = out.isatty()
-        self.step = -1
-        self.shown = False
-
+class _ProgressBar(ProgressLine):
     def show(self, p: hub.Progress) -> None:
         share = p.done / p.total if p.total else 1.0
         eta = p.eta
-        line = (
+        self.update(
             f"{p.name}  {share:6.1%}  {human_size(p.done)} of {human_size(p.total)}  "
-            f"{human_size(p.speed)}/s  ETA {_clock(eta) if eta is not None else '?'}"
+            f"{human_size(p.speed)}/s  ETA {clock(eta) if eta is not None else '?'}",
+            share,
         )
-        if self.tty:
-            self.out.write("\r" + line + " " * 4)
-            self.shown = True
-        elif int(share * 10) > self.step:
-            self.step = int(share * 10)
-            self.out.write(line + "\n")
-        self.out.flush()
-
-    def close(self) -> None:
-        if self.shown:
-            self.out.write("\n")
-            self.out.flush()
-
-
-def _clock(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 # -- info ----------------------------------------------------------------------

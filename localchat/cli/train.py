@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from localchat.cli.progress import ProgressLine, clock
 from localchat.core.errors import LocalChatError
 from localchat.core.models import library
 
@@ -227,15 +228,12 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Bar:
-    """A line per step as JSON (``--json``), else a bar on stderr rewritten in
-    place on a terminal (a line per tenth of the run otherwise)."""
+class _Bar(ProgressLine):
+    """A JSON line per step (``--json``), else the progress line on stderr."""
 
     def __init__(self, out: IO[str], *, json_out: IO[str] | None) -> None:
-        self.out, self.json_out = out, json_out
-        self.tty = out.isatty()
-        self.shown = False
-        self.tenth = -1
+        super().__init__(out)
+        self.json_out = json_out
 
     def show(self, p: Any) -> None:
         if self.json_out is not None:
@@ -243,19 +241,8 @@ class _Bar:
             self.json_out.flush()
             return
         held = f"  held-out {p.heldout_loss:.3f}" if p.heldout_loss is not None else ""
-        line = (
+        self.update(
             f"step {p.step}/{p.steps}  loss {p.loss:.3f}{held}  lr {p.lr:.2e}  "
-            f"{p.tokens_per_s:,.0f} tok/s  ETA {int(p.eta_s) // 60}:{int(p.eta_s) % 60:02d}"
+            f"{p.tokens_per_s:,.0f} tok/s  ETA {clock(p.eta_s)}",
+            p.step / p.steps,
         )
-        if self.tty:
-            self.out.write("\r" + line + " " * 4)
-            self.shown = True
-        elif int(10 * p.step / p.steps) > self.tenth:
-            self.tenth = int(10 * p.step / p.steps)
-            self.out.write(line + "\n")
-        self.out.flush()
-
-    def close(self) -> None:
-        if self.shown:
-            self.out.write("\n")
-            self.out.flush()
