@@ -48,6 +48,9 @@ def test_train_watch_the_loss_and_chat_with_the_result(qtbot, window, tmp_path: 
     assert trainer.plot.train[-1][1] < trainer.plot.train[0][1]
     assert "in the model picker" in trainer.status.text()
     assert window.model_box.findData(str(path)) >= 0
+    # Nothing else to chat with: the window loads it.
+    qtbot.waitUntil(lambda: window.loaded is not None, timeout=TIMEOUT)
+    assert window.model_path == path
     trainer.plot.grab()  # paints with data
 
 

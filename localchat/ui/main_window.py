@@ -375,6 +375,8 @@ class MainWindow(QMainWindow):
         self.refresh_models()
         if self.manager is not None:
             self.manager.refresh_installed()
+        if self.model_path is None or library.is_demo(self.model_path):
+            self.use_model(path)  # nothing real to chat with yet: this one
         self.statusBar().showMessage(f"{Path(path).stem} is trained and in the model picker", 10000)
 
     def use_model(self, path: str) -> None:
@@ -406,6 +408,8 @@ class MainWindow(QMainWindow):
         if gone and self.model_box.count():
             self._state("The model was deleted: choose another")
             self.model_box.setCurrentIndex(-1)
+        elif self.model_path is None and self.model_box.count():
+            self._model_chosen(self.model_box.currentIndex())  # the first model: load it
         elif self.chat_id is not None and self.model_box.count():
             self.show_chat()
 
