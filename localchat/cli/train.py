@@ -69,10 +69,10 @@ def add_arguments(sub: Any) -> None:
         help="train the bundled demo model (on Python's own documentation)",
         description="Rebuild the demo model that ships in models/: the chat exchanges made "
         "from this Python's documentation (localchat.core.trainer.demo), then train scratch "
-        "on them with the settings below. Takes about half an hour on two CPU cores.",
+        "on them with the settings below. Takes about 15 minutes on two CPU cores.",
     )
     demo.add_argument("--out", default="models/localchat-demo.gguf", metavar="MODEL.gguf")
-    demo.add_argument("--steps", type=int, default=3000, help="optimiser steps (3000)")
+    demo.add_argument("--steps", type=int, default=1000, help="optimiser steps (1000)")
     demo.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     demo.add_argument("--json", action="store_true", help="a JSON line per step on stdout")
 

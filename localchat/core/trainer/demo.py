@@ -64,7 +64,7 @@ def exchange(question: str, answer: str) -> str:
     return f"{IM_START}user\n{question}{IM_END}\n{IM_START}assistant\n{answer}{IM_END}"
 
 
-def _first_paragraphs(text: str, limit: int = 900) -> str:
+def _first_paragraphs(text: str, limit: int = 1500) -> str:
     out: list[str] = []
     size = 0
     for para in text.strip().split("\n\n"):
@@ -85,7 +85,7 @@ def topic_exchanges() -> Iterator[str]:
         name = key.replace("-", " ")
         body = topics[key]
         title, _, rest = body.strip().partition("\n")
-        answer = _first_paragraphs(rest or body)
+        answer = _first_paragraphs(rest or body, 3000)
         if not answer:
             continue
         yield exchange(f"What is {name} in Python? ({title.strip()})", answer)
@@ -125,7 +125,7 @@ def docstring_exchanges() -> Iterator[str]:
                 continue
             kind = "class" if isinstance(node, ast.ClassDef) else "function"
             yield exchange(
-                f"What does the {kind} {module}.{node.name} do?", _first_paragraphs(doc, 600)
+                f"What does the {kind} {module}.{node.name} do?", _first_paragraphs(doc)
             )
             if isinstance(node, ast.ClassDef):
                 for method in node.body:
@@ -135,7 +135,7 @@ def docstring_exchanges() -> Iterator[str]:
                     if doc and len(doc) >= 30:
                         yield exchange(
                             f"What does {module}.{node.name}.{method.name}() do?",
-                            _first_paragraphs(doc, 600),
+                            _first_paragraphs(doc),
                         )
 
 
