@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
@@ -46,14 +46,16 @@ from localchat.core.engine.gguf_info import ModelInfo, human_count, human_size, 
 from localchat.core.engine.protocol import ContextReport, LoadedModel, Message
 from localchat.core.errors import LocalChatError, ModelFileError
 from localchat.core.models import library
-from localchat.core.models.downloads import Download, Downloads
 from localchat.core.params import GenerationSettings, effective_ctx
 from localchat.core.settings import AppSettings
 from localchat.ui.bridge import Emit, JobThread
 from localchat.ui.chat_view import ChatView
-from localchat.ui.model_manager import ModelManager
 from localchat.ui.settings_panel import SettingsPanel
-from localchat.ui.train_page import TrainWindow
+
+if TYPE_CHECKING:  # imported when first opened: start-up stays quick
+    from localchat.core.models.downloads import Download, Downloads
+    from localchat.ui.model_manager import ModelManager
+    from localchat.ui.train_page import TrainWindow
 
 
 def _describe(path: Path) -> str:
@@ -111,8 +113,7 @@ class MainWindow(QMainWindow):
         self.store = store
         self.engine = engine
         self.settings = settings
-        # Downloads an earlier run left unfinished are listed (paused) at once.
-        self.downloads = downloads if downloads is not None else Downloads()
+        self._downloads = downloads  # the download queue, made when first needed
         self.manager: ModelManager | None = None
         self.trainer: TrainWindow | None = None
         self.model_path: Path | None = None
@@ -295,7 +296,8 @@ class MainWindow(QMainWindow):
             if job is not None:
                 job.wait(5000)
         # Running downloads pause: their bytes stay, and the next start lists them.
-        self.downloads.close()
+        if self._downloads is not None:
+            self._downloads.close()
         if self.manager is not None:
             self.manager.wait()
             self.manager.close()
@@ -351,9 +353,21 @@ class MainWindow(QMainWindow):
         elif self.model_box.currentIndex() < 0:
             self.model_box.setCurrentIndex(0)
 
+    @property
+    def downloads(self) -> Downloads:
+        """The download queue; made on first use, listing (paused) what an
+        earlier run left unfinished."""
+        if self._downloads is None:
+            from localchat.core.models.downloads import Downloads
+
+            self._downloads = Downloads()
+        return self._downloads
+
     def open_models(self) -> None:
         """The model manager (a window of its own, kept while the app runs)."""
         if self.manager is None:
+            from localchat.ui.model_manager import ModelManager
+
             self.manager = ModelManager(self.settings, self.downloads, release=self._release)
             self.manager.use_requested.connect(self.use_model)
             self.manager.installed_changed.connect(self._installed_changed)
@@ -365,6 +379,8 @@ class MainWindow(QMainWindow):
     def open_trainer(self) -> None:
         """The Train window (training runs in a process of its own)."""
         if self.trainer is None:
+            from localchat.ui.train_page import TrainWindow
+
             self.trainer = TrainWindow()
             self.trainer.trained.connect(self._trained)
         self.trainer.show()
@@ -472,7 +488,7 @@ class MainWindow(QMainWindow):
         where = "GPU" if self.loaded.gpu_layers else "CPU"
         note = f" — {self.loaded.notice}" if self.loaded.notice else ""
         if library.is_demo(self.loaded.path):
-            note += " — the tiny demo model: download a real one in Models"
+            note += " · demo model"
         self._state(f"Ready · context {self.loaded.n_ctx:,} · {where}{note}")
         self._show_memory(self.panel.values())
         self.update_context()

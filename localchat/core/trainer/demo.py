@@ -124,9 +124,7 @@ def docstring_exchanges() -> Iterator[str]:
             if not doc or len(doc) < 30:
                 continue
             kind = "class" if isinstance(node, ast.ClassDef) else "function"
-            yield exchange(
-                f"What does the {kind} {module}.{node.name} do?", _first_paragraphs(doc)
-            )
+            yield exchange(f"What does the {kind} {module}.{node.name} do?", _first_paragraphs(doc))
             if isinstance(node, ast.ClassDef):
                 for method in node.body:
                     if not isinstance(method, ast.FunctionDef) or method.name.startswith("_"):
