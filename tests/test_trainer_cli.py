@@ -122,6 +122,11 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
         cli("train", "scratch", "--data", str(small), "--out", out, "--preset", "huge"),
         "no preset",
     )
+    one_line_error(
+        cli("train", "scratch", "--data", str(small), "--out", out,
+            "--tokenizer-from", str(tmp_path / "none.gguf")),
+        "none.gguf",
+    )  # fmt: skip
     started = time.monotonic()
     one_line_error(cli("eval", "perplexity", "-m", out, "--data", str(small)), "m.gguf")
     assert time.monotonic() - started < 60

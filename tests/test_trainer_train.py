@@ -135,3 +135,34 @@ def test_llama_cpp_tokenizes_as_our_tokenizer_does(corpus, tokenizer, tmp_path: 
         assert llm.tokenize(text.encode(), add_bos=False, special=True) == ours, text
         assert tokenizer.decode(ours) == text
     llm.close()
+
+
+def test_a_gguf_models_tokenizer_can_be_reused(corpus, tmp_path: Path) -> None:
+    """Trained on a real model's vocabulary (Llama 2's SentencePiece): the ids
+    are llama.cpp's own, and the export speaks that vocabulary."""
+    from localchat.core.trainer.tokenizer import GGUFTokenizer, from_json
+    from localchat.testing.tiny_models import fixture_vocab
+
+    source = fixture_vocab("llama-spm")
+    tok = GGUFTokenizer(source)
+    assert tok.vocab_size == 32000
+    ids = tok.encode("The small cat sees the old fox.")
+    with Engine() as engine:
+        engine.load(source, vocab_only=True)
+        assert ids == engine.tokenize("The small cat sees the old fox.", special=False)
+    again = from_json(tok.json_text)  # what a checkpoint keeps
+    assert isinstance(again, GGUFTokenizer) and again.encode("The small cat") == ids[:3]
+    train_ids, held_ids = tr.prepare_tokens(corpus, tok)
+    tok.close()
+    again.close()
+    cfg = tr.preset("tiny", tok.vocab_size)
+    run = tr.new_run(cfg, replace(TINY, steps=10, eval_every=10), tok)
+    tr.train(run, train_ids, held_ids)
+    path = tr.export(run, tmp_path / "spm.gguf", name="spm")
+    ours = tr.heldout_loss(run.model, held_ids, 4)
+    with Engine() as engine:
+        loaded = engine.load(path, GenerationSettings())
+        assert loaded.n_vocab == 32000
+        assert engine.tokenize("The small cat sees the old fox.", special=False) == ids
+        report = engine.perplexity(tokens=held_ids.tolist(), window=cfg.n_ctx, max_windows=4)
+    assert abs(report.nll - ours) < 0.01 * ours

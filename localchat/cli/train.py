@@ -57,6 +57,11 @@ def add_arguments(sub: Any) -> None:
     scratch.add_argument("--batch", type=int, default=16, help="windows per step (16)")
     scratch.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (3e-3)")
     scratch.add_argument("--vocab", type=int, default=2048, help="BPE vocabulary size (2048)")
+    scratch.add_argument(
+        "--tokenizer-from",
+        metavar="MODEL.gguf",
+        help="reuse this model's tokenizer (and chat template) instead of training one",
+    )
     scratch.add_argument("--seed", type=int, default=0)
     scratch.add_argument("--quantize", choices=("f32", "f16", "q8_0"), default="f32")
     scratch.add_argument("--name", help="the model's name (default: the output's file name)")
@@ -147,6 +152,7 @@ def run_train(args: argparse.Namespace) -> int:
             args.data,
             preset_name=args.preset,
             vocab_size=args.vocab,
+            tokenizer_from=getattr(args, "tokenizer_from", None),
             settings=settings,
             checkpoint=checkpoint,
             on_progress=bar.show,

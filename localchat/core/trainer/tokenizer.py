@@ -1,4 +1,5 @@
-"""The trainer's tokenizer: a byte-level BPE trained on the user's text.
+"""The trainer's tokenizer: a byte-level BPE trained on the user's text, or
+the tokenizer of an existing GGUF model (:class:`GGUFTokenizer`).
 
 Trained with Hugging Face's ``tokenizers`` (the ``train`` extra) in exactly
 the form llama.cpp knows as ``gpt2``: GPT-2's pre-tokenizer pattern (words,
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from localchat.core.errors import LocalChatError
@@ -112,3 +114,75 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return Tokenizer(tok.to_str())
+
+
+class GGUFTokenizer:
+    """The tokenizer of an existing GGUF model, reused: the model trained here
+    then speaks that model's vocabulary (and can share its chat template).
+
+    Text is tokenized by llama.cpp itself (the engine's worker, loading only
+    the vocabulary), so the ids are exactly those that model's users get; the
+    export copies the source's ``tokenizer.*`` keys. A checkpoint keeps the
+    keys and the source's path; going on needs the source file again."""
+
+    def __init__(self, source: str | Path, keys: dict[str, Any] | None = None) -> None:
+        from localchat.core.engine.gguf_info import read_model_info
+
+        self.source = str(Path(source).expanduser().resolve())
+        if keys is None:
+            info = read_model_info(self.source, full_arrays=("tokenizer.",))
+            keys = {k: v for k, v in info.metadata.items() if k.startswith("tokenizer.")}
+            if "tokenizer.ggml.tokens" not in keys:
+                raise TokenizerError(f"{Path(self.source).name} has no tokenizer to reuse")
+            keys.setdefault("tokenizer.chat_template", CHATML)
+        self.keys = keys
+        self._engine: Any = None
+
+    @property
+    def json_text(self) -> str:
+        return json.dumps({"localchat_tokenizer": "gguf", "source": self.source, "keys": self.keys})
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.keys["tokenizer.ggml.tokens"])
+
+    def _vocab(self) -> Any:
+        if self._engine is None:
+            from localchat.core.engine.client import Engine
+
+            if not Path(self.source).is_file():
+                raise TokenizerError(
+                    f"the tokenizer's source {self.source} is gone; it is needed to tokenize"
+                )
+            engine = Engine()
+            engine.load(self.source, vocab_only=True)
+            self._engine = engine
+        return self._engine
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._vocab().tokenize(text, add_bos=False, special=False))
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        raise TokenizerError("decoding a reused GGUF tokenizer is llama.cpp's job (chat with it)")
+
+    def gguf_keys(self) -> dict[str, Any]:
+        return dict(self.keys)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+
+AnyTokenizer = Tokenizer | GGUFTokenizer
+
+
+def from_json(text: str) -> AnyTokenizer:
+    """A tokenizer from what a checkpoint keeps (``json_text``)."""
+    data = json.loads(text)
+    if isinstance(data, dict) and data.get("localchat_tokenizer") == "gguf":
+        return GGUFTokenizer(data["source"], data["keys"])
+    return Tokenizer(text)

@@ -38,7 +38,7 @@ from localchat.core.errors import LocalChatError
 from localchat.core.trainer import data as data_mod
 from localchat.core.trainer.gguf_export import QTYPES, write_llama
 from localchat.core.trainer.model import GPT, PRESETS, Config
-from localchat.core.trainer.tokenizer import Tokenizer, train_bpe
+from localchat.core.trainer.tokenizer import AnyTokenizer, GGUFTokenizer, from_json, train_bpe
 
 FORMAT = 1
 
@@ -93,7 +93,7 @@ class Run:
 
     config: Config
     settings: TrainSettings
-    tokenizer: Tokenizer
+    tokenizer: AnyTokenizer
     model: GPT
     optimizer: torch.optim.Optimizer
     step: int = 0
@@ -105,7 +105,7 @@ class Run:
 # -- data --------------------------------------------------------------------------------------
 
 
-def token_stream(tokenizer: Tokenizer, paragraphs: Sequence[str]) -> np.ndarray:
+def token_stream(tokenizer: AnyTokenizer, paragraphs: Sequence[str]) -> np.ndarray:
     """The paragraphs as one stream of token ids, a blank line between them."""
     ids = tokenizer.encode_batch([p + "\n\n" for p in paragraphs])
     return np.fromiter((t for seq in ids for t in seq), dtype=np.int64)
@@ -154,7 +154,7 @@ def heldout_loss(model: GPT, tokens: np.ndarray, windows: int | None = None) -> 
 def new_run(
     config: Config,
     settings: TrainSettings,
-    tokenizer: Tokenizer,
+    tokenizer: AnyTokenizer,
     *,
     data_report: dict[str, Any] | None = None,
     description: str = "",
@@ -218,7 +218,7 @@ def load(path: Path, *, settings: TrainSettings | None = None) -> Run:
             raise TrainError(f"{path} is a checkpoint of another format")
         config = Config(**state["config"])
         saved = TrainSettings(**state["settings"])
-        tokenizer = Tokenizer(state["tokenizer"])
+        tokenizer = from_json(state["tokenizer"])
     except TrainError:
         raise
     except FileNotFoundError:
@@ -342,7 +342,9 @@ def preset(name: str, vocab_size: int) -> Config:
     return Config(vocab_size=vocab_size, **PRESETS[name])
 
 
-def prepare_tokens(corpus: data_mod.Corpus, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
+def prepare_tokens(
+    corpus: data_mod.Corpus, tokenizer: AnyTokenizer
+) -> tuple[np.ndarray, np.ndarray]:
     return token_stream(tokenizer, corpus.train), token_stream(tokenizer, corpus.heldout)
 
 
@@ -351,19 +353,23 @@ def scratch(
     *,
     preset_name: str = "mini",
     vocab_size: int = 2048,
+    tokenizer_from: str | Path | None = None,
     settings: TrainSettings | None = None,
     checkpoint: Path | None = None,
     on_progress: OnProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[Run, data_mod.Corpus, np.ndarray, np.ndarray]:
-    """Prepare the data, train a tokenizer, then the model. With an existing
-    ``checkpoint`` the run goes on from it (same data, same tokenizer)."""
+    """Prepare the data, train a tokenizer (or reuse ``tokenizer_from``'s, a
+    GGUF model's), then the model. With an existing ``checkpoint`` the run
+    goes on from it (same data, same tokenizer)."""
     settings = settings or TrainSettings()
     corpus = data_mod.prepare(paths)
     if checkpoint is not None and checkpoint.exists():
         run = load(checkpoint, settings=settings)
     else:
-        tokenizer = train_bpe(corpus.train, vocab_size)
+        tokenizer: AnyTokenizer = (
+            GGUFTokenizer(tokenizer_from) if tokenizer_from else train_bpe(corpus.train, vocab_size)
+        )
         config = preset(preset_name, tokenizer.vocab_size)
         described = ", ".join(Path(p).name for p in paths)
         run = new_run(
@@ -374,6 +380,8 @@ def scratch(
             description=f"trained from scratch on {described}",
         )
     train_tokens, heldout_tokens = prepare_tokens(corpus, run.tokenizer)
+    if isinstance(run.tokenizer, GGUFTokenizer):
+        run.tokenizer.close()  # its engine is only needed for tokenizing
     train(
         run,
         train_tokens,
