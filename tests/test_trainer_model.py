@@ -10,7 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from localchat.core.engine.client import Engine  # noqa: E402
 from localchat.core.engine.gguf_info import read_model_info  # noqa: E402
+from localchat.core.params import GenerationSettings  # noqa: E402
 from localchat.core.trainer.gguf_export import QTYPES, write_llama  # noqa: E402
 from localchat.core.trainer.model import GPT, PRESETS, Config  # noqa: E402
 from localchat.testing.tiny_models import byte_vocab  # noqa: E402
@@ -30,15 +32,12 @@ def sharp_model(cfg: Config, seed: int = 0) -> GPT:
     return model.eval()
 
 
-def llama_cpp_logits(path: Path, tokens: list[int], n_ctx: int) -> np.ndarray:
-    from llama_cpp import Llama
-
-    llm = Llama(str(path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, verbose=False)
-    try:
-        llm.eval(tokens)
-        return np.array(llm.scores[: len(tokens)], dtype=np.float32)
-    finally:
-        llm.close()
+def llama_cpp_logits(path: Path, tokens: list[int]) -> np.ndarray:
+    """llama.cpp's logits, in the engine's worker process (llama.cpp and
+    PyTorch never share a process: their OpenMP runtimes do not mix)."""
+    with Engine() as engine:
+        engine.load(path, GenerationSettings())
+        return np.asarray(engine.logits(tokens), dtype=np.float32)
 
 
 @pytest.mark.parametrize("n_head_kv", [4, 2, 1])  # plain, grouped, multi-query attention
@@ -61,7 +60,7 @@ def test_llama_cpp_runs_the_export_as_our_forward_does(tmp_path: Path, n_head_kv
     tokens = [1, *rng.integers(5, cfg.vocab_size, 120).tolist()]
     with torch.no_grad():
         ours = model(torch.tensor([tokens]))[0].numpy()
-    theirs = llama_cpp_logits(path, tokens, cfg.n_ctx)
+    theirs = llama_cpp_logits(path, tokens)
     assert theirs.shape == ours.shape
     spread = float(ours.std())
     assert np.abs(ours - theirs).max() < 1e-3 * max(spread, 1.0) * 10
@@ -82,7 +81,7 @@ def test_q8_0_export_stays_close(tmp_path: Path) -> None:
     tokens = [1, *np.random.default_rng(2).integers(5, cfg.vocab_size, 60).tolist()]
     with torch.no_grad():
         ours = model(torch.tensor([tokens]))[0].numpy()
-    theirs = llama_cpp_logits(q8, tokens, cfg.n_ctx)
+    theirs = llama_cpp_logits(q8, tokens)
     assert (ours.argmax(-1) == theirs.argmax(-1)).mean() >= 0.9
 
 

@@ -120,9 +120,6 @@ def test_llama_cpp_tokenizes_as_our_tokenizer_does(corpus, tokenizer, tmp_path: 
     any text into the ids the model was trained on."""
     run = tr.new_run(tr.preset("tiny", tokenizer.vocab_size), TINY, tokenizer)
     path = tr.export(run, tmp_path / "t.gguf", name="t")
-    from llama_cpp import Llama
-
-    llm = Llama(str(path), vocab_only=True, verbose=False)
     samples = [
         "The quick brown fox sees the lazy dog.",
         "  leading spaces\n\ttabs\n\nand\r\nCRLF   ",
@@ -130,11 +127,12 @@ def test_llama_cpp_tokenizes_as_our_tokenizer_does(corpus, tokenizer, tmp_path: 
         "def f(x):\n    return x**2 + 1_000  # it's, we'll, they've",
         "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
     ]
-    for text in samples:
-        ours = tokenizer.encode(text)
-        assert llm.tokenize(text.encode(), add_bos=False, special=True) == ours, text
-        assert tokenizer.decode(ours) == text
-    llm.close()
+    with Engine() as engine:
+        engine.load(path, vocab_only=True)
+        for text in samples:
+            ours = tokenizer.encode(text)
+            assert engine.tokenize(text, add_bos=False, special=True) == ours, text
+            assert tokenizer.decode(ours) == text
 
 
 def test_a_gguf_models_tokenizer_can_be_reused(corpus, tmp_path: Path) -> None:

@@ -38,6 +38,8 @@ from localchat.core.engine.protocol import (
     Info,
     Load,
     LoadedModel,
+    Logits,
+    LogitsReport,
     Message,
     Ok,
     Perplexity,
@@ -164,6 +166,14 @@ class Engine:
         result = self._call(request)
         assert isinstance(result, PerplexityReport)
         return result
+
+    def logits(self, tokens: Sequence[int]) -> Any:
+        """The loaded model's scores for the next token at each position of
+        ``tokens`` (at most the context), as a ``[len(tokens), n_vocab]``
+        float32 numpy array."""
+        result = self._call(Logits(tuple(tokens)))
+        assert isinstance(result, LogitsReport)
+        return result.values
 
     def chat(
         self,
@@ -297,6 +307,7 @@ class Engine:
                 | ChatResult
                 | ContextReport
                 | PerplexityReport
+                | LogitsReport
                 | Piece,
             ):
                 return body

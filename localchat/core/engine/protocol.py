@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 from localchat.core.params import GenerationSettings
 
@@ -97,11 +97,30 @@ class Perplexity:
 
 
 @dataclass(frozen=True)
+class Logits:
+    """The model's raw next-token scores at every position of ``tokens``
+    (evaluated from an empty cache): what a tinkerer or a test compares."""
+
+    tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Shutdown:
     pass
 
 
-Request = Load | Unload | Info | Tokenize | RenderChat | Chat | PlanContext | Perplexity | Shutdown
+Request = (
+    Load
+    | Unload
+    | Info
+    | Tokenize
+    | RenderChat
+    | Chat
+    | PlanContext
+    | Perplexity
+    | Logits
+    | Shutdown
+)
 
 
 @dataclass(frozen=True)
@@ -223,6 +242,12 @@ class PerplexityReport:
 
 
 @dataclass(frozen=True)
+class LogitsReport:
+    values: Any
+    """A float32 numpy array, one row of ``n_vocab`` scores per token."""
+
+
+@dataclass(frozen=True)
 class Ok:
     pass
 
@@ -249,6 +274,7 @@ class Reply:
         | ChatResult
         | ContextReport
         | PerplexityReport
+        | LogitsReport
         | Ok
         | Failed
     )

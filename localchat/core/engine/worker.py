@@ -31,7 +31,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +51,8 @@ from localchat.core.engine.protocol import (
     Info,
     Load,
     LoadedModel,
+    Logits,
+    LogitsReport,
     Message,
     Ok,
     Perplexity,
@@ -236,6 +238,8 @@ class Worker:
             return self._plan(req)
         if isinstance(req, Perplexity):
             return self._perplexity(req)
+        if isinstance(req, Logits):
+            return LogitsReport(self._logits(req))
         raise EngineError(f"unknown request {type(req).__name__}")
 
     def _on_log(self, level: int, text: bytes, _user: Any) -> None:
@@ -559,20 +563,57 @@ class Worker:
             cut=None if window.cut is None else window.cut - added,
         )
 
-    def _perplexity(self, req: Perplexity) -> PerplexityReport:
-        """Score windows of the text with logits for every position (batches
-        of at most ``n_batch`` tokens), then forget the cache: the next chat
-        turn starts afresh."""
+    def _scoring_model(self, ids: Sequence[int]) -> llama_cpp.Llama:
         llm = self._model()
         if self.vocab_only:
             raise EngineError("this model was loaded for its tokenizer only; load it fully")
+        n_vocab = llm.n_vocab()
+        if any(not 0 <= t < n_vocab for t in ids):
+            raise EngineError("a token id is outside the model's vocabulary")
+        return llm
+
+    def _window_logits(self, llm: llama_cpp.Llama, ids: Sequence[int]) -> Iterator[np.ndarray]:
+        """The logits at every position of ``ids`` (evaluated from an empty
+        cache), a batch of at most ``n_batch`` rows at a time."""
+        llm._ctx.kv_cache_clear()
+        n_vocab = llm.n_vocab()
+        for start in range(0, len(ids), llm.n_batch):
+            part = list(ids[start : start + llm.n_batch])
+            llm._batch.set_batch(part, n_past=start, logits_all=True)
+            try:
+                llm._ctx.decode(llm._batch)
+            except RuntimeError:
+                if self.flag[0]:  # the abort callback stopped it
+                    raise EngineError("cancelled") from None
+                raise
+            ptr = llama_cpp.llama_get_logits(llm._ctx.ctx)
+            yield np.ctypeslib.as_array(ptr, shape=(len(part), n_vocab)).copy()
+
+    def _forget_cache(self, llm: llama_cpp.Llama) -> None:
+        """After scoring: the cache holds no chat, so the next turn starts afresh."""
+        llm._ctx.kv_cache_clear()
+        llm.reset()
+        self.last_text, self.last_tokens = "", []
+        self.last_prompt_chars = self.last_prompt_len = 0
+        self._marks = None
+
+    def _logits(self, req: Logits) -> np.ndarray:
+        llm = self._scoring_model(req.tokens)
+        if not 0 < len(req.tokens) <= llm.n_ctx():
+            raise EngineError(f"give between 1 and {llm.n_ctx()} tokens")
+        try:
+            return np.concatenate(list(self._window_logits(llm, req.tokens)))
+        finally:
+            self._forget_cache(llm)
+
+    def _perplexity(self, req: Perplexity) -> PerplexityReport:
+        """Score windows of the text with logits for every position."""
+        llm = self._model()
         if req.tokens is not None:
             ids = list(req.tokens)
         else:
             ids = llm.tokenize((req.text or "").encode(), add_bos=False, special=False)
-        n_vocab = llm.n_vocab()
-        if any(not 0 <= t < n_vocab for t in ids):
-            raise EngineError("a token id is outside the model's vocabulary")
+        llm = self._scoring_model(ids)
         window = min(req.window or llm.n_ctx(), llm.n_ctx())
         count = (len(ids) - 1) // window
         if req.max_windows:
@@ -582,36 +623,21 @@ class Worker:
                 f"the text is {len(ids):,} tokens: at least {window + 1:,} are needed "
                 "for one window"
             )
-        n_batch = llm.n_batch
         nll, right = 0.0, 0
         try:
             for w in range(count):
                 chunk = ids[w * window : w * window + window + 1]
-                llm._ctx.kv_cache_clear()
-                for start in range(0, window, n_batch):
-                    part = chunk[start : min(start + n_batch, window)]
-                    llm._batch.set_batch(part, n_past=start, logits_all=True)
-                    try:
-                        llm._ctx.decode(llm._batch)
-                    except RuntimeError:
-                        if self.flag[0]:  # the abort callback stopped it
-                            raise EngineError("cancelled") from None
-                        raise
-                    ptr = llama_cpp.llama_get_logits(llm._ctx.ctx)
-                    logits = np.ctypeslib.as_array(ptr, shape=(len(part), n_vocab)).astype(
-                        np.float64
-                    )
-                    targets = np.array(chunk[start + 1 : start + 1 + len(part)])
+                done = 0
+                for batch in self._window_logits(llm, chunk[:-1]):
+                    logits = batch.astype(np.float64)
+                    targets = np.array(chunk[done + 1 : done + 1 + len(logits)])
                     top = logits.max(axis=1, keepdims=True)
                     logz = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-                    nll += float((logz - logits[np.arange(len(part)), targets]).sum())
+                    nll += float((logz - logits[np.arange(len(logits)), targets]).sum())
                     right += int((logits.argmax(axis=1) == targets).sum())
+                    done += len(logits)
         finally:
-            llm._ctx.kv_cache_clear()
-            llm.reset()
-            self.last_text, self.last_tokens = "", []
-            self.last_prompt_chars = self.last_prompt_len = 0
-            self._marks = None
+            self._forget_cache(llm)
         scored = count * window
         return PerplexityReport(count, scored, nll / scored, right / scored)
 
