@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models":
             return _models(args)
         if args.command == "train":
-            return train_cli.run_train(args)
+            return train_cli.run_demo(args) if args.kind == "demo" else train_cli.run_train(args)
         if args.command == "eval":
             return train_cli.run_eval(args)
         try:

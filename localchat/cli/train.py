@@ -68,6 +68,7 @@ def add_arguments(sub: Any) -> None:
     scratch.add_argument("--license", default="", help="written into the model's metadata")
     scratch.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     scratch.add_argument("--json", action="store_true", help="a JSON line per step on stdout")
+    scratch.set_defaults(description="")  # the export's default: what it was trained on
 
     demo = kinds.add_parser(
         "demo",
@@ -116,13 +117,12 @@ def run_demo(args: argparse.Namespace) -> int:
             name="LocalChat demo (tiny)",
             license="PSF-2.0",
             description=demo.describe(),
+            tokenizer_from=None,
         )
         return run_train(settings)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    if args.kind == "demo" and not hasattr(args, "data"):
-        return run_demo(args)
     tr = _trainer()
     out = Path(args.out)
     if out.suffix.lower() != ".gguf":
@@ -152,7 +152,7 @@ def run_train(args: argparse.Namespace) -> int:
             args.data,
             preset_name=args.preset,
             vocab_size=args.vocab,
-            tokenizer_from=getattr(args, "tokenizer_from", None),
+            tokenizer_from=args.tokenizer_from,
             settings=settings,
             checkpoint=checkpoint,
             on_progress=bar.show,
@@ -176,7 +176,7 @@ def run_train(args: argparse.Namespace) -> int:
         name=name,
         quantize=args.quantize,
         license=args.license,
-        description=getattr(args, "description", ""),
+        description=args.description,
     )
     summary = {
         "model": str(path),

@@ -19,14 +19,10 @@ import gguf
 import numpy as np
 
 from localchat.core.engine.gguf_info import read_model_info
+from localchat.core.engine.template import FALLBACK_TEMPLATE as CHATML
 from localchat.core.trainer.gguf_export import LlamaShape, write_llama
 
 FIXTURE_VOCABS = ("llama-spm", "llama-bpe", "phi-3")
-CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
-    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 _WORDS = (
     "the of and to in is you that it he was for on are as with his they at be this have "
     "from or one had by word but not what all were we when your can said there use an "

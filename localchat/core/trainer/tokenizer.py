@@ -22,17 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localchat.core.engine.template import FALLBACK_TEMPLATE as CHATML
 from localchat.core.errors import LocalChatError
 
 END_OF_TEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 SPECIALS = (END_OF_TEXT, IM_START, IM_END)
-CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
-    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 MIN_VOCAB = 256 + len(SPECIALS)
 
 
