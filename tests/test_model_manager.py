@@ -122,13 +122,16 @@ def test_search_pause_resume_cancel_and_resume_after_a_restart(
     assert window.downloads.get(second).state == "queued"
     assert "waiting" in queue.rows[second].info.text()
     assert window.download_state.isVisible() and "Downloading 2" in window.download_state.text()
-    assert "MB/s" in queue.rows[first].info.text() and "left" in queue.rows[first].info.text()
+    qtbot.waitUntil(  # the rows hear of progress through queued signals
+        lambda: "MB/s" in queue.rows[first].info.text() and "left" in queue.rows[first].info.text(),
+        timeout=TIMEOUT,
+    )
 
     queue.rows[second].secondary.click()  # Cancel the waiting one
     assert window.downloads.get(second).state == "cancelled"
     queue.rows[first].primary.click()  # Pause
     qtbot.waitUntil(lambda: window.downloads.get(first).state == "paused", timeout=TIMEOUT)
-    assert queue.rows[first].primary.text() == "Resume"
+    qtbot.waitUntil(lambda: queue.rows[first].primary.text() == "Resume", timeout=TIMEOUT)
     assert (home / "models" / f"{first}.part").exists()
     assert window.model_box.count() == 0  # a .part is never a model
 
