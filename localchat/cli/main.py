@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from localchat import __version__
+from localchat.cli import finetune as finetune_cli
 from localchat.cli import train as train_cli
 from localchat.cli.progress import ProgressLine, clock
 from localchat.core import hardware, params, paths
@@ -23,7 +26,7 @@ from localchat.core.engine.client import ChatStream, Engine
 from localchat.core.engine.gguf_info import human_count, human_size, read_model_info
 from localchat.core.engine.protocol import ChatResult, Message
 from localchat.core.errors import LocalChatError, SettingError
-from localchat.core.models import catalog, fit, hub, library
+from localchat.core.models import adapters, catalog, fit, hub, library
 from localchat.core.params import effective_ctx
 from localchat.core.settings import AppSettings
 
@@ -141,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models":
             return _models(args)
         if args.command == "train":
+            if args.kind == "lora":
+                return finetune_cli.run_lora(args, train_cli.check_trainer)
             return train_cli.run_demo(args) if args.kind == "demo" else train_cli.run_train(args)
         if args.command == "eval":
             return train_cli.run_eval(args)
@@ -317,6 +322,8 @@ class _ProgressBar(ProgressLine):
 
 def _info(args: argparse.Namespace) -> int:
     info = read_model_info(library.resolve(args.model))
+    if info.file_kind == "adapter":
+        return _adapter_info(info.path, as_json=args.json)
     n_ctx = effective_ctx(args.ctx, info.context_length)
     kv, total = info.kv_cache_bytes(n_ctx), info.ram_estimate(n_ctx)
     facts = {
@@ -354,6 +361,52 @@ def _info(args: argparse.Namespace) -> int:
     ]
     for label, value in rows:
         print(f"{label:<18}{value}")
+    return 0
+
+
+def _adapter_info(path: Path, *, as_json: bool) -> int:
+    a = adapters.read(path)
+    facts = {
+        "path": str(a.path),
+        "name": a.name,
+        "kind": "adapter",
+        "architecture": a.architecture,
+        "rank": a.rank,
+        "alpha": a.alpha,
+        "targets": list(a.targets),
+        "base_name": a.base_name,
+        "base_file": a.base_file,
+        "base_sha256": a.base_sha256,
+        "data": a.data,
+        "steps": a.steps,
+        "heldout_loss_before": a.loss_before,
+        "heldout_loss_after": a.loss_after,
+        "settings": a.settings,
+    }
+    if as_json:
+        print(json.dumps(facts, ensure_ascii=False))
+        return 0
+    rows = [
+        ("name", a.name),
+        ("file", f"{a.path} ({human_size(a.path.stat().st_size)})"),
+        ("kind", f"LoRA adapter for {a.architecture} models"),
+        ("base model", f"{a.base_name} ({a.base_file})" if a.base_file else "not recorded"),
+        (
+            "rank, alpha",
+            f"{a.rank}, {a.alpha:g}" + (f" on {','.join(a.targets)}" if a.targets else ""),
+        ),
+    ]
+    if a.data:
+        rows.append(("trained on", f"{a.data} ({a.steps:,} steps)"))
+    if a.loss_before is not None and a.loss_after is not None:
+        rows.append(
+            (
+                "held-out perplexity",
+                f"{math.exp(a.loss_before):.3f} before, {math.exp(a.loss_after):.3f} after",
+            )
+        )
+    for label, value in rows:
+        print(f"{label:<21}{value}")
     return 0
 
 

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from localchat.cli import finetune
 from localchat.cli.progress import ProgressLine, clock
 from localchat.core.errors import LocalChatError
 from localchat.core.models import library
@@ -25,7 +26,7 @@ class NeedsTorch(LocalChatError):
     pass
 
 
-def _trainer() -> Any:
+def check_trainer() -> Any:
     for module in ("torch", "tokenizers"):
         if importlib.util.find_spec(module) is None:
             raise NeedsTorch(
@@ -39,8 +40,11 @@ def _trainer() -> Any:
 
 
 def add_arguments(sub: Any) -> None:
-    trainer = sub.add_parser("train", help="train a small GPT from scratch on your own text")
+    trainer = sub.add_parser(
+        "train", help="fine-tune a model on your texts or chats (LoRA), or train one from scratch"
+    )
     kinds = trainer.add_subparsers(dest="kind", metavar="KIND", required=True)
+    finetune.add_arguments(kinds)
     scratch = kinds.add_parser(
         "scratch",
         help="clean and deduplicate the text, train a tokenizer and a model, export a GGUF",
@@ -103,7 +107,7 @@ DEMO = {"preset": "mini", "batch": 16, "lr": 3e-3, "vocab": 4096, "seed": 0, "qu
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    _trainer()
+    check_trainer()
     import tempfile
 
     from localchat.core.trainer import demo
@@ -123,7 +127,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    tr = _trainer()
+    tr = check_trainer()
     out = Path(args.out)
     if out.suffix.lower() != ".gguf":
         raise LocalChatError("--out must name a .gguf file")

@@ -111,6 +111,8 @@ def write_llama_gguf(
     suppress_special: bool = False,
     tensor_hook: TensorHook | None = None,
     store_as: dict[str, type] | None = None,
+    tied_output: bool = False,
+    rope_freqs: bool = False,
 ) -> Path:
     """Write a random-weight model and return its path.
 
@@ -123,7 +125,11 @@ def write_llama_gguf(
     ``tensor_hook(name, array)`` may change a tensor before it is written.
     ``store_as`` stores named tensors in another numpy dtype (e.g. float64,
     which llama.cpp loads but cannot compute with: a way to crash it).
-    ``architecture`` only renames the metadata (to test unsupported ones)."""
+    ``architecture`` "qwen2" adds query/key/value biases, "qwen3" query/key
+    norms (llama.cpp runs both with NEOX RoPE); any other name only renames the
+    metadata (to test unsupported ones). ``tied_output`` leaves out the output
+    matrix (the embeddings are reused); ``rope_freqs`` adds Llama 3.1's
+    per-pair RoPE frequency factors."""
     path = Path(path)
     rng = np.random.default_rng(seed)
     tok = byte_vocab() if vocab == "bytes" else _fixture_tokenizer(vocab)
@@ -154,13 +160,27 @@ def write_llama_gguf(
         tensors[b + "ffn_gate.weight"] = matrix(n_ff, n_embd)
         tensors[b + "ffn_up.weight"] = matrix(n_ff, n_embd)
         tensors[b + "ffn_down.weight"] = matrix(n_embd, n_ff)
+        if architecture == "qwen2":
+            for part, rows in (("attn_q", n_embd), ("attn_k", n_embd_kv), ("attn_v", n_embd_kv)):
+                tensors[b + part + ".bias"] = rng.standard_normal(rows).astype(np.float32) * 0.5
+        if architecture == "qwen3":
+            for part in ("attn_q_norm", "attn_k_norm"):
+                tensors[b + part + ".weight"] = rng.uniform(0.5, 1.5, shape.head_dim).astype(
+                    np.float32
+                )
     tensors["output_norm.weight"] = np.ones(n_embd, np.float32)
     output = matrix(n_vocab, n_embd) * logit_scale
     if suppress_special:
         types = tok.get("tokenizer.ggml.token_type", [])
         control = [i for i, t in enumerate(types) if t in (2, 3)]  # unknown, control
         output[control] = 0.0  # logit 0, far below the best of the random rows
-    tensors["output.weight"] = output
+    if not tied_output:
+        tensors["output.weight"] = output
+    else:  # the output reuses the embeddings: sharpen those instead
+        tensors["token_embd.weight"] = tensors["token_embd.weight"] * np.sqrt(logit_scale)
+    if rope_freqs:  # Llama 3.1's factors: low frequencies slowed down
+        pairs = shape.head_dim // 2
+        tensors["rope_freqs.weight"] = np.linspace(1.0, 8.0, pairs, dtype=np.float32)
     if tensor_hook is not None:
         tensors = {k: tensor_hook(k, v) for k, v in tensors.items()}
     write_llama(

@@ -50,12 +50,14 @@ from localchat.core.engine.protocol import (
     Rendered,
     Reply,
     Request,
+    Score,
     Shutdown,
     Tokenize,
     Tokens,
     Unload,
 )
 from localchat.core.errors import EngineCrashed, EngineError, ModelFileError, ModelLoadError
+from localchat.core.models import fingerprint
 from localchat.core.params import GenerationSettings
 
 SHUTDOWN_GRACE_S = 2.0
@@ -163,6 +165,16 @@ class Engine:
         request = Perplexity(
             text, tuple(tokens) if tokens is not None else None, window, max_windows
         )
+        result = self._call(request)
+        assert isinstance(result, PerplexityReport)
+        return result
+
+    def score(
+        self, sequences: Sequence[Sequence[int]], learn: Sequence[Sequence[bool]]
+    ) -> PerplexityReport:
+        """Perplexity of the loaded model over separate sequences, counting only
+        the tokens marked in ``learn``; see :class:`Score`."""
+        request = Score(tuple(tuple(s) for s in sequences), tuple(tuple(m) for m in learn))
         result = self._call(request)
         assert isinstance(result, PerplexityReport)
         return result
@@ -431,6 +443,15 @@ def _check_adapter(adapter: ModelInfo, model: ModelInfo) -> None:
     if adapter.architecture != model.architecture:
         raise ModelLoadError(
             f"{name} is an adapter for {adapter.architecture} models, not {model.architecture}"
+        )
+    expected = str(adapter.metadata.get("localchat.lora.base.sha256") or "")
+    if expected and fingerprint.sha256(model.path) != expected:
+        base = str(adapter.metadata.get("localchat.lora.base.file") or "another model")
+        same_name = base == model.path.name
+        raise ModelLoadError(
+            f"{name} was trained on {base}"
+            + (" (a different file of that name)" if same_name else "")
+            + f", not on {model.path.name}: it works only with the model it was trained on"
         )
 
 

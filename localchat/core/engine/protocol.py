@@ -97,6 +97,16 @@ class Perplexity:
 
 
 @dataclass(frozen=True)
+class Score:
+    """Perplexity over separate token sequences, each evaluated from an empty
+    cache, counting only the marked tokens (``learn[i][j]``: token ``j`` of
+    sequence ``i`` is scored): a fine-tune's held-out replies, for one."""
+
+    sequences: tuple[tuple[int, ...], ...]
+    learn: tuple[tuple[bool, ...], ...]
+
+
+@dataclass(frozen=True)
 class Logits:
     """The model's raw next-token scores at every position of ``tokens``
     (evaluated from an empty cache): what a tinkerer or a test compares."""
@@ -118,6 +128,7 @@ Request = (
     | Chat
     | PlanContext
     | Perplexity
+    | Score
     | Logits
     | Shutdown
 )

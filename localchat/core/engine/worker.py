@@ -62,6 +62,7 @@ from localchat.core.engine.protocol import (
     RenderChat,
     Rendered,
     Reply,
+    Score,
     Shutdown,
     Tokenize,
     Tokens,
@@ -238,6 +239,8 @@ class Worker:
             return self._plan(req)
         if isinstance(req, Perplexity):
             return self._perplexity(req)
+        if isinstance(req, Score):
+            return self._score(req)
         if isinstance(req, Logits):
             return LogitsReport(self._logits(req))
         raise EngineError(f"unknown request {type(req).__name__}")
@@ -640,6 +643,37 @@ class Worker:
             self._forget_cache(llm)
         scored = count * window
         return PerplexityReport(count, scored, nll / scored, right / scored)
+
+    def _score(self, req: Score) -> PerplexityReport:
+        """Each sequence from an empty cache; only the marked tokens count."""
+        llm = self._scoring_model([t for seq in req.sequences for t in seq])
+        nll, right, scored = 0.0, 0, 0
+        try:
+            for ids, learn in zip(req.sequences, req.learn, strict=True):
+                if len(ids) > llm.n_ctx():
+                    raise EngineError(
+                        f"a sequence of {len(ids):,} tokens is longer than the context "
+                        f"({llm.n_ctx():,})"
+                    )
+                done = 0
+                for batch in self._window_logits(llm, ids[:-1]):
+                    targets = np.array(ids[done + 1 : done + 1 + len(batch)])
+                    keep = np.array(learn[done + 1 : done + 1 + len(batch)], dtype=bool)
+                    done += len(batch)
+                    if not keep.any():
+                        continue
+                    logits = batch[keep].astype(np.float64)
+                    targets = targets[keep]
+                    top = logits.max(axis=1, keepdims=True)
+                    logz = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+                    nll += float((logz - logits[np.arange(len(logits)), targets]).sum())
+                    right += int((logits.argmax(axis=1) == targets).sum())
+                    scored += len(logits)
+        finally:
+            self._forget_cache(llm)
+        if not scored:
+            raise EngineError("no token was marked to score")
+        return PerplexityReport(len(req.sequences), scored, nll / scored, right / scored)
 
     def _shift(self, i: int, j: int) -> int:
         """Drop cached tokens ``[i, j)`` and move the rest down, in place

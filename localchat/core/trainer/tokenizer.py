@@ -155,8 +155,10 @@ class GGUFTokenizer:
             self._engine = engine
         return self._engine
 
-    def encode(self, text: str) -> list[int]:
-        return list(self._vocab().tokenize(text, add_bos=False, special=False))
+    def encode(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
+        """Token ids of ``text``; ``special`` parses control tokens written in it
+        (a chat template's), ``add_bos`` adds BOS where the model wants one."""
+        return list(self._vocab().tokenize(text, add_bos=add_bos, special=special))
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [self.encode(t) for t in texts]

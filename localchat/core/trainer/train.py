@@ -64,12 +64,16 @@ class TrainSettings:
     """CPU threads for PyTorch (0: its default)."""
 
     def lr_at(self, step: int) -> float:
-        """Linear warmup to ``lr``, then cosine decay to ``lr / 10`` at the last step."""
-        if step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        span = max(self.steps - self.warmup, 1)
-        progress = min((step - self.warmup) / span, 1.0)
-        return self.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return schedule(step, self.lr, self.warmup, self.steps)
+
+
+def schedule(step: int, lr: float, warmup: int, steps: int) -> float:
+    """Linear warmup to ``lr``, then cosine decay to ``lr / 10`` at the last step."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    span = max(steps - warmup, 1)
+    progress = min((step - warmup) / span, 1.0)
+    return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 @dataclass

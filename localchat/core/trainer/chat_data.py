@@ -1,0 +1,176 @@
+"""Conversations as fine-tuning data: chat JSONL, the user's own chats, and
+their tokens with the part the model learns marked.
+
+- **Chat JSONL**: one conversation per line, ``{"messages": [{"role":
+  "user", "content": "..."}, {"role": "assistant", ...}]}`` (the format of
+  OpenAI's fine-tuning API and of most published chat datasets). Roles are
+  ``system``, ``user`` and ``assistant``; each conversation needs at least one
+  assistant message. A file with malformed lines is refused, naming them.
+- **My chats**: conversations from the chat store (the branch shown in the
+  window), finished assistant replies only, as the same JSONL.
+- **Masks**: a conversation is rendered with the base model's own chat
+  template, the text the model sees when it chats, and only the assistant
+  turns (with the template's end-of-turn token, so the model learns to stop)
+  are learned; the prompts are context. The turns are found by rendering the
+  conversation up to each assistant message with and without it.
+
+Needs no PyTorch: the window uses it to export and check data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localchat.core.chat.store import ChatStore
+from localchat.core.engine.protocol import Message
+from localchat.core.engine.template import ChatTemplate
+from localchat.core.trainer.data import DataError
+
+ROLES = ("system", "user", "assistant")
+Conversation = tuple[Message, ...]
+Encode = Callable[[str, bool], list[int]]
+"""``encode(text, add_bos)``: token ids of template text (special tokens parsed)."""
+
+
+@dataclass
+class Example:
+    """One training sequence: its tokens and which of them are learned
+    (``learn[i]``: the model is taught to predict token ``i``)."""
+
+    tokens: list[int]
+    learn: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def learned(self) -> int:
+        return sum(self.learn[1:])
+
+
+def _problem(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    messages = value.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return 'no "messages" list'
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            return "a message without a system/user/assistant role"
+        if not isinstance(m.get("content"), str):
+            return "a message whose content is not text"
+    if not any(m["role"] == "assistant" for m in messages):
+        return "no assistant message to learn from"
+    return None
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[Conversation]:
+    """The conversations of a chat JSONL file; a file with malformed lines is
+    a :class:`DataError` naming the first few (line numbers from 1)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"no such file: {path}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path.name} is not UTF-8 text") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    found: list[Conversation] = []
+    bad: list[tuple[int, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            bad.append((number, "not JSON"))
+            continue
+        problem = _problem(value)
+        if problem:
+            bad.append((number, problem))
+            continue
+        found.append(
+            tuple(Message(role=m["role"], content=m["content"]) for m in value["messages"])
+        )
+    if bad:
+        shown = "; ".join(f"line {n}: {why}" for n, why in bad[:5])
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise DataError(f"{path.name} has {len(bad)} malformed line(s): {shown}{more}")
+    if not found:
+        raise DataError(f"{path.name} has no conversations")
+    return found
+
+
+def write_jsonl(conversations: Iterable[Sequence[Message]], path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    lines = [
+        json.dumps({"messages": [dict(m) for m in c]}, ensure_ascii=False) for c in conversations
+    ]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def from_store(store: ChatStore, chat_ids: Sequence[int] | None = None) -> list[Conversation]:
+    """The chats (all when ``chat_ids`` is None) as conversations: the branch
+    each chat shows, its finished messages only; chats with no finished
+    assistant reply are left out."""
+    ids = [c.id for c in store.list_chats()] if chat_ids is None else list(chat_ids)
+    found: list[Conversation] = []
+    for chat_id in ids:
+        messages = [
+            Message(role=m.role, content=m.content)
+            for m in store.thread(chat_id)
+            if m.status == "done" and m.content.strip()
+        ]
+        if any(m["role"] == "assistant" for m in messages):
+            found.append(tuple(messages))
+    return found
+
+
+def render_text(conversation: Sequence[Message], template: ChatTemplate) -> str:
+    return template.render(list(conversation), add_generation_prompt=False)
+
+
+def example(conversation: Sequence[Message], template: ChatTemplate, encode: Encode) -> Example:
+    """The conversation's tokens, its assistant turns marked to learn.
+
+    The whole conversation is tokenized at once, as the model sees it when it
+    chats (tokenizing turn by turn would differ at the seams: SentencePiece
+    prefixes a space to each piece); each assistant turn's first and last
+    token are found by tokenizing the text up to them."""
+    messages = list(conversation)
+    text = template.render(messages, add_generation_prompt=False)
+    bos = template.bos_token
+    add_bos = not (bos and text.startswith(bos))
+    tokens = encode(text, add_bos)
+    learn = [False] * len(tokens)
+
+    def boundary(prefix: str) -> int:
+        if not text.startswith(prefix):
+            raise DataError(
+                "the model's chat template does not render a conversation turn by turn, so "
+                "its replies cannot be told apart from its prompts"
+            )
+        ids = encode(prefix, add_bos) if prefix else []
+        n = 0
+        for a, b in zip(ids, tokens, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = boundary(template.render(messages[:i], add_generation_prompt=True))
+        end = boundary(template.render(messages[: i + 1], add_generation_prompt=False))
+        learn[start:end] = [True] * (end - start)
+    return Example(tokens, learn)
