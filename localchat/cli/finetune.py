@@ -149,27 +149,24 @@ def run_lora(args: argparse.Namespace, trainer_check: Any) -> int:
     base_path = library.resolve(args.base)
     lora, settings = _settings(args, ft, lora_mod)
     need = ft.plan(base_path, lora, settings)
-    free = _free(need.device)
-    note = f"; {free / ft.GB:.1f} GB free" if free else ""
-    _say(
-        args, f"fine-tuning {base_path.name} on {need.device}: needs about {need.describe()}{note}"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = out.with_suffix(".ckpt")
-    if args.restart:
-        checkpoint.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="localchat-lora-") as tmp:
         paths: list[str | Path] = list(args.data)
         if args.chats:
             paths.append(_chats(args.chats, Path(tmp)))
-        base = ft.load_base(base_path, settings, need)
-        tokenizer = GGUFTokenizer(base_path, base.tokenizer_keys)
+        tokenizer = GGUFTokenizer(base_path)  # the data first: its mistakes show at once
         try:
-            dataset = ft.prepare(
-                paths, tokenizer, ft.template_for(base.tokenizer_keys), settings.ctx
-            )
+            template = ft.template_for(tokenizer.keys)
+            dataset = ft.prepare(paths, tokenizer, template, settings.ctx)
         finally:
             tokenizer.close()
+    free = _free(need.device)
+    note = f"; {free / ft.GB:.1f} GB free" if free else ""
+    _say(args, f"fine-tuning {base_path.name} on {need.device}: about {need.describe()}{note}")
+    base = ft.load_base(base_path, settings, need)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.restart:
+        checkpoint.unlink(missing_ok=True)
     if checkpoint.exists():
         run = ft.resume(checkpoint, base, settings, dataset)
         _say(args, f"going on from {checkpoint} (step {run.step})")

@@ -251,6 +251,9 @@ class _Bar(ProgressLine):
             self.json_out.flush()
             return
         held = f"  held-out {p.heldout_loss:.3f}" if p.heldout_loss is not None else ""
+        if p.step == 0:
+            print(f"held-out loss before training: {p.heldout_loss:.3f}", file=self.out)
+            return
         self.update(
             f"step {p.step}/{p.steps}  loss {p.loss:.3f}{held}  lr {p.lr:.2e}  "
             f"{p.tokens_per_s:,.0f} tok/s  ETA {clock(p.eta_s)}",

@@ -11,6 +11,8 @@ tokenizes exactly like that family.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -194,3 +196,28 @@ def write_llama_gguf(
         store_as=store_as,
     )
     return path
+
+
+_QUANTIZE = """
+import ctypes, sys
+import llama_cpp
+params = llama_cpp.llama_model_quantize_default_params()
+params.ftype = getattr(llama_cpp, "LLAMA_FTYPE_MOSTLY_" + sys.argv[3])
+sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(),
+                                        ctypes.byref(params)))
+"""
+
+
+def quantize(source: str | os.PathLike[str], target: str | os.PathLike[str], kind: str) -> Path:
+    """Quantize a model with llama.cpp's own quantizer (``kind``: "Q4_K_M",
+    "Q6_K", "Q5_K_S"...: the types the gguf package cannot write), in a
+    subprocess: llama.cpp stays out of the calling process."""
+    done = subprocess.run(
+        [sys.executable, "-c", _QUANTIZE, str(source), str(target), kind.upper()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"quantizing to {kind} failed: {done.stderr.strip()[-500:]}")
+    return Path(target)

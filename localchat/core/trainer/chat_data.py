@@ -12,7 +12,8 @@ their tokens with the part the model learns marked.
   template, the text the model sees when it chats, and only the assistant
   turns (with the template's end-of-turn token, so the model learns to stop)
   are learned; the prompts are context. The turns are found by rendering the
-  conversation up to each assistant message with and without it.
+  conversation up to each assistant message with and without it, and the
+  tokens by tokenizing the text up to each turn's start and end.
 
 Needs no PyTorch: the window uses it to export and check data.
 """
@@ -154,11 +155,6 @@ def example(conversation: Sequence[Message], template: ChatTemplate, encode: Enc
     learn = [False] * len(tokens)
 
     def boundary(prefix: str) -> int:
-        if not text.startswith(prefix):
-            raise DataError(
-                "the model's chat template does not render a conversation turn by turn, so "
-                "its replies cannot be told apart from its prompts"
-            )
         ids = encode(prefix, add_bos) if prefix else []
         n = 0
         for a, b in zip(ids, tokens, strict=False):
@@ -170,7 +166,18 @@ def example(conversation: Sequence[Message], template: ChatTemplate, encode: Enc
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start = boundary(template.render(messages[:i], add_generation_prompt=True))
-        end = boundary(template.render(messages[: i + 1], add_generation_prompt=False))
+        prompt = template.render(messages[:i], add_generation_prompt=True)
+        # the text up to the end of this reply: where the conversation rendered up
+        # to it stops agreeing with the whole (some templates close a conversation
+        # with an EOS that is not there when it goes on)
+        upto = template.render(messages[: i + 1], add_generation_prompt=False)
+        same = next((k for k, (a, b) in enumerate(zip(upto, text, strict=False)) if a != b), None)
+        reply_end = same if same is not None else min(len(upto), len(text))
+        if not text.startswith(prompt) or reply_end <= len(prompt):
+            raise DataError(
+                "the model's chat template does not render a conversation turn by turn, so "
+                "its replies cannot be told apart from its prompts"
+            )
+        start, end = boundary(prompt), boundary(text[:reply_end])
         learn[start:end] = [True] * (end - start)
     return Example(tokens, learn)

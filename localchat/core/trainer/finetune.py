@@ -439,6 +439,7 @@ def save(run: Run, path: Path) -> None:
         "description": run.description,
         "data_report": run.data_report,
         "first_heldout": run.first_heldout,
+        "rng": torch.get_rng_state(),  # dropout's, so a resumed run draws the same masks
     }
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -479,6 +480,7 @@ def resume(
     lora_mod.load_lora_state(layers, state["adapter"])
     optimizer = _optimizer(layers, settings)
     optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
     return Run(
         base,
         lora,
@@ -574,9 +576,11 @@ def train(
     if run.first_heldout is None:
         run.first_heldout = heldout_loss(run, dataset.heldout, s.eval_examples)
         run.best_loss = run.first_heldout
-        run.history.append(
-            Progress(0, run.total_steps, math.nan, 0.0, 0.0, 0.0, run.first_heldout).to_dict()
-        )
+        run.best_state = lora_mod.lora_state(run.layers)  # no better one yet: the start
+        before = Progress(0, run.total_steps, math.nan, 0.0, 0.0, 0.0, run.first_heldout)
+        run.history.append(before.to_dict())
+        if on_progress is not None:
+            on_progress(before)  # the held-out loss before training: where the curve starts
     model.train()
     start, first, seen = time.perf_counter(), run.step, 0
     while run.step < run.total_steps:

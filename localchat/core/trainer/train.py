@@ -88,7 +88,11 @@ class Progress:
     heldout_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        """JSON-safe: a loss not measured (NaN) is None."""
+        return {
+            k: (None if math.isnan(v) else round(v, 6)) if isinstance(v, float) else v
+            for k, v in asdict(self).items()
+        }
 
 
 @dataclass
