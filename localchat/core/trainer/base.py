@@ -16,6 +16,8 @@ Anything else is a one-line :class:`BaseModelError`.
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -188,6 +190,18 @@ def _array(tensor: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float32).reshape(shape)
 
 
+def _release(reader: Any) -> None:
+    """Let go of the file's pages read so far: they are copied, and a 7B model
+    would otherwise sit in memory twice (the mapped file and the weights) at the
+    end of loading. Where the platform has no ``madvise``, the pages stay
+    until the reader is closed."""
+    mapped = getattr(reader.data, "_mmap", None)
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if mapped is not None and advice is not None:
+        with contextlib.suppress(OSError, ValueError):
+            mapped.madvise(advice)
+
+
 def load(
     path: str | os.PathLike[str],
     *,
@@ -229,6 +243,7 @@ def load(
             )
         state[ours] = torch.tensor(values, dtype=dtype, device=device)
         del values
+        _release(reader)
     model.load_state_dict(state, assign=True)
     freq_factors = None
     if "rope_freqs.weight" in tensors:
