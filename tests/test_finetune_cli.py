@@ -85,6 +85,16 @@ def test_fine_tune_then_chat_with_the_adapter(home: Path, tmp_path: Path) -> Non
     plain = cli("chat", "-m", str(base), "--prompt", prompt, "--temperature", "0")
     assert CODE not in plain.stdout
 
+    data = str(tmp_path / "code.jsonl")
+    scores = [
+        json.loads(
+            cli("eval", "perplexity", "-m", str(base), *extra, "--data", data, "--json").stdout
+        )
+        for extra in ((), ("--lora", str(out)))
+    ]
+    assert all(s["scored"] == "assistant replies" and s["windows"] == 36 for s in scores)
+    assert scores[1]["perplexity"] < 1.1 < 50 < scores[0]["perplexity"]
+
     facts = cli("info", str(out), "--json")
     info = json.loads(facts.stdout)
     assert info["kind"] == "adapter" and info["base_file"] == "base.gguf" and info["rank"] == 8

@@ -211,14 +211,19 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.window < 2:
         raise LocalChatError("--window must be at least 2")
-    paragraphs = data.read_paragraphs(args.data)
-    text = "\n\n".join(paragraphs)
+    chats = [p for p in args.data if Path(p).suffix.lower() == ".jsonl"]
+    if chats and len(chats) != len(args.data):
+        raise LocalChatError("give text files or chat .jsonl files, not both at once")
     model = library.resolve(args.model)
     with Engine() as engine:
         loaded = engine.load(model, GenerationSettings(ctx=max(args.window, 256)), lora=args.lora)
-        report = engine.perplexity(
-            text=text, window=min(args.window, loaded.n_ctx), max_windows=args.max_windows
-        )
+        if chats:
+            report = _score_chats(engine, model, chats, min(args.window, loaded.n_ctx))
+        else:
+            text = "\n\n".join(data.read_paragraphs(args.data))
+            report = engine.perplexity(
+                text=text, window=min(args.window, loaded.n_ctx), max_windows=args.max_windows
+            )
     result = {
         "model": str(model),
         "lora": args.lora,
@@ -227,15 +232,38 @@ def run_eval(args: argparse.Namespace) -> int:
         "top1": round(report.top1, 4),
         "windows": report.windows,
         "tokens": report.tokens,
+        "scored": "assistant replies" if chats else "all tokens",
     }
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
+        what = f"{report.windows} conversations' replies" if chats else f"{report.windows} windows"
         print(
             f"perplexity {result['perplexity']} over {report.tokens:,} tokens "
-            f"({report.windows} windows; first choice right {report.top1:.1%})"
+            f"({what}; first choice right {report.top1:.1%})"
         )
     return 0
+
+
+def _score_chats(engine: Any, model: Path, files: list[str], ctx: int) -> Any:
+    """Perplexity of the assistant replies of chat JSONL files, each conversation
+    rendered with the model's template (as a fine-tune learns them)."""
+    from localchat.core.engine.gguf_info import read_model_info
+    from localchat.core.trainer import chat_data
+
+    keys = read_model_info(model, full_arrays=("tokenizer.",)).metadata
+    template = chat_data.template_for(keys)
+
+    def encode(text: str, add_bos: bool) -> list[int]:
+        return list(engine.tokenize(text, add_bos=add_bos, special=True))
+
+    examples = [
+        chat_data.example(c, template, encode) for f in files for c in chat_data.read_jsonl(f)
+    ]
+    examples = [e for e in examples if len(e) <= ctx and e.learned]
+    if not examples:
+        raise LocalChatError(f"no conversation fits in {ctx:,} tokens: raise --window")
+    return engine.score([e.tokens for e in examples], [e.learn for e in examples])
 
 
 class _Bar(ProgressLine):

@@ -1,3 +1,7 @@
-"""Build a GPT from scratch: data preparation (``data``, no PyTorch needed),
-the llama-architecture model in PyTorch (``model``, the ``train`` extra) and
-its export to GGUF (``gguf_export``)."""
+"""The trainer: build a GPT from scratch, or fine-tune a GGUF model with LoRA.
+
+No PyTorch needed: ``data`` (training text), ``chat_data`` (conversations and
+their masks) and ``gguf_export``. The ``train`` extra (PyTorch): ``model``
+(the llama-architecture network), ``train`` (from scratch), ``base`` (a GGUF
+read into the network), ``lora`` (adapters and their files), ``finetune``.
+"""

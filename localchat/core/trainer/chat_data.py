@@ -136,6 +136,21 @@ def from_store(store: ChatStore, chat_ids: Sequence[int] | None = None) -> list[
     return found
 
 
+def template_for(keys: dict[str, Any]) -> ChatTemplate:
+    """The model's chat template with its BOS/EOS texts, as the engine builds it."""
+    tokens = keys.get("tokenizer.ggml.tokens", [])
+
+    def text(key: str) -> str:
+        index = keys.get(key)
+        return str(tokens[index]) if isinstance(index, int) and 0 <= index < len(tokens) else ""
+
+    return ChatTemplate(
+        keys.get("tokenizer.chat_template"),
+        bos_token=text("tokenizer.ggml.bos_token_id"),
+        eos_token=text("tokenizer.ggml.eos_token_id"),
+    )
+
+
 def render_text(conversation: Sequence[Message], template: ChatTemplate) -> str:
     return template.render(list(conversation), add_generation_prompt=False)
 

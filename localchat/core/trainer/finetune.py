@@ -250,19 +250,7 @@ def _split_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
     return text, chats
 
 
-def template_for(keys: dict[str, Any]) -> ChatTemplate:
-    """The model's chat template with its BOS/EOS texts, as the engine builds it."""
-    tokens = keys.get("tokenizer.ggml.tokens", [])
-
-    def text(key: str) -> str:
-        index = keys.get(key)
-        return str(tokens[index]) if isinstance(index, int) and 0 <= index < len(tokens) else ""
-
-    return ChatTemplate(
-        keys.get("tokenizer.chat_template"),
-        bos_token=text("tokenizer.ggml.bos_token_id"),
-        eos_token=text("tokenizer.ggml.eos_token_id"),
-    )
+template_for = chat_data.template_for
 
 
 def prepare(
