@@ -397,3 +397,19 @@ def test_early_stop_keeps_the_best_adapter(tmp_path: Path) -> None:
     kept = ft.best_state(run)
     assert run.best_state is kept
     assert any(not torch.equal(kept[k], v) for k, v in lora_mod.lora_state(run.layers).items())
+
+
+def test_a_bfloat16_run_trains_and_exports(tmp_path: Path) -> None:
+    """Where float32 will not fit, the base is held in bfloat16 (the adapter
+    stays float32): the same loop, an adapter llama.cpp takes."""
+    path = write_llama_gguf(tmp_path / "base.gguf", **SHAPE)
+    settings = ft.FinetuneSettings(ctx=128, steps=60, lr=1e-2, eval_every=30, dtype="bfloat16")
+    lora = lora_mod.LoRASettings(rank=8, alpha=16.0, dropout=0.0)
+    base, dataset = tune(path, [code_chats(tmp_path, n=2)], settings, lora)
+    assert base.model.embed.weight.dtype == torch.bfloat16
+    run = ft.train(ft.new_run(base, lora, settings, dataset), dataset)
+    assert all(p.dtype == torch.float32 for p in lora_mod.lora_parameters(run.layers))
+    assert run.best_loss is not None and run.first_heldout is not None
+    assert run.best_loss < run.first_heldout / 4
+    measured = ft.measure(path, ft.export(run, tmp_path / "a.gguf"), dataset.heldout, 128)
+    assert measured.after < measured.before / 4
