@@ -15,6 +15,7 @@ from localchat.core.engine.client import Engine
 from localchat.core.settings import AppSettings
 from localchat.testing.texts import grammar_text
 from localchat.ui.main_window import MainWindow
+from localchat.ui.train_page import ScratchPage
 
 TIMEOUT = 240_000
 
@@ -29,11 +30,16 @@ def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         yield w
 
 
-def test_train_watch_the_loss_and_chat_with_the_result(qtbot, window, tmp_path: Path) -> None:
+def open_scratch(qtbot, window: MainWindow) -> ScratchPage:
     window.open_trainer()
-    trainer = window.trainer
-    assert trainer is not None
-    qtbot.addWidget(trainer)
+    assert window.trainer is not None
+    qtbot.addWidget(window.trainer)
+    window.trainer.show_page("scratch")
+    return window.trainer.scratch
+
+
+def test_train_watch_the_loss_and_chat_with_the_result(qtbot, window, tmp_path: Path) -> None:
+    trainer = open_scratch(qtbot, window)
     trainer.files.addItem(str(grammar_text(tmp_path / "grammar.txt")))
     trainer.name.setText("grammar gpt")
     trainer.preset.setCurrentText("tiny")
@@ -55,10 +61,7 @@ def test_train_watch_the_loss_and_chat_with_the_result(qtbot, window, tmp_path: 
 
 
 def test_stop_keeps_the_checkpoint_and_start_goes_on(qtbot, window, tmp_path: Path) -> None:
-    window.open_trainer()
-    trainer = window.trainer
-    assert trainer is not None
-    qtbot.addWidget(trainer)
+    trainer = open_scratch(qtbot, window)
     trainer.files.addItem(str(grammar_text(tmp_path / "grammar.txt")))
     trainer.steps.setValue(100_000)
     trainer.start_button.click()
@@ -68,18 +71,16 @@ def test_stop_keeps_the_checkpoint_and_start_goes_on(qtbot, window, tmp_path: Pa
     assert trainer.status.text().startswith("Stopped at step")
     stopped_at = trainer.plot.train[-1][0]
     assert trainer.output().with_suffix(".ckpt").exists()
-    trainer.start_button.click()  # goes on
-    qtbot.waitUntil(lambda: len(trainer.plot.train) >= 1, timeout=TIMEOUT)
-    assert trainer.plot.train[0][0] == stopped_at + 1
+    drawn = len(trainer.plot.train)
+    trainer.start_button.click()  # goes on, and so does the curve
+    qtbot.waitUntil(lambda: len(trainer.plot.train) > drawn, timeout=TIMEOUT)
+    assert trainer.plot.train[drawn][0] == stopped_at + 1
     trainer.stop_button.click()
     qtbot.waitUntil(lambda: not trainer.running(), timeout=TIMEOUT)
 
 
 def test_bad_input_is_said_in_one_line(qtbot, window, tmp_path: Path) -> None:
-    window.open_trainer()
-    trainer = window.trainer
-    assert trainer is not None
-    qtbot.addWidget(trainer)
+    trainer = open_scratch(qtbot, window)
     trainer.start_button.click()
     assert "Add some text files" in trainer.status.text()
     binary = tmp_path / "x.txt"

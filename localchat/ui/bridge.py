@@ -11,7 +11,7 @@ writes a flag.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6.QtCore import QObject, QThread, Signal
 
@@ -26,9 +26,23 @@ class JobThread(QThread):
     done = Signal(object)
     failed = Signal(str)
 
+    _alive: ClassVar[set[JobThread]] = set()
+    """Started jobs, held until their thread has ended: a QThread object freed
+    while its thread runs aborts the process (a window dropped mid-load, or a
+    job replaced by the next one while it emits ``finished``)."""
+
     def __init__(self, job: Job, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._job = job
+        self.finished.connect(self._release)
+
+    def start(self, priority: QThread.Priority = QThread.Priority.InheritPriority) -> None:
+        JobThread._alive.add(self)
+        super().start(priority)
+
+    def _release(self) -> None:
+        self.wait()  # ``finished`` comes just before the thread ends
+        JobThread._alive.discard(self)
 
     def run(self) -> None:
         try:

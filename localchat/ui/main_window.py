@@ -9,6 +9,7 @@ last model) goes through ``AppSettings`` too.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
+    QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
     QInputDialog,
@@ -34,6 +36,9 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QSplitter,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
     QVBoxLayout,
     QWidget,
 )
@@ -45,7 +50,8 @@ from localchat.core.engine.client import Engine
 from localchat.core.engine.gguf_info import ModelInfo, human_count, human_size, read_model_info
 from localchat.core.engine.protocol import ContextReport, LoadedModel, Message
 from localchat.core.errors import LocalChatError, ModelFileError
-from localchat.core.models import library
+from localchat.core.models import adapters, library
+from localchat.core.models.adapters import AdapterInfo
 from localchat.core.params import GenerationSettings, effective_ctx
 from localchat.core.settings import AppSettings
 from localchat.ui.bridge import Emit, JobThread
@@ -58,14 +64,80 @@ if TYPE_CHECKING:  # imported when first opened: start-up stays quick
     from localchat.ui.train_page import TrainWindow
 
 
-def _describe(path: Path) -> str:
-    info = library.describe(path)
+def _label(path: Path, info: ModelInfo | str) -> str:
     if isinstance(info, str):
         return f"{path.stem}  ·  unusable: {info}"
     return (
         f"{path.stem}  ·  {human_count(info.parameter_count)}  ·  "
         f"{info.quantization}  ·  {human_size(info.file_size)}"
     )
+
+
+Survey = tuple[list[tuple[str, str]], dict[str, list[AdapterInfo]], list[AdapterInfo]]
+
+
+def _survey(models: list[Path]) -> Survey:
+    """Off the GUI thread: each model's label, the installed adapters that fit
+    it (an adapter made here fits only the file it was trained on, by sha256,
+    hashed once and remembered), and the adapters no listed model fits."""
+    labels: list[tuple[str, str]] = []
+    infos: dict[str, ModelInfo] = {}
+    for path in models:
+        info = library.describe(path)
+        labels.append((str(path), _label(path, info)))
+        if not isinstance(info, str):
+            infos[str(path)] = info
+    found = adapters.installed()
+    fits: dict[str, list[AdapterInfo]] = {}
+    for key, info in infos.items():
+        mine: list[AdapterInfo] = []
+        for adapter in found:
+            try:
+                if adapter.fits(info):
+                    mine.append(adapter)
+            except OSError:  # the model went away meanwhile
+                break
+        if mine:
+            fits[key] = mine
+    placed = {a.path for mine in fits.values() for a in mine}
+    return labels, fits, [a for a in found if a.path not in placed]
+
+
+def _adapter_tip(adapter: AdapterInfo) -> str:
+    made = f"trained on {adapter.base_file}" if adapter.base_file else "made elsewhere"
+    lines = [f"LoRA adapter {adapter.name}: rank {adapter.rank}, {made}"]
+    if adapter.data:
+        lines.append(f"Data: {adapter.data}")
+    if adapter.loss_before is not None and adapter.loss_after is not None:
+        lines.append(
+            f"Held-out loss {adapter.loss_before:.3f} → {adapter.loss_after:.3f} "
+            f"({adapter.steps:,} steps)"
+        )
+    lines.append("Its strength is in the settings (Adapter strength) and beside the picker.")
+    lines.append(str(adapter.path))
+    return "\n".join(lines)
+
+
+ADAPTER_ROLE = Qt.ItemDataRole.UserRole + 1
+"""On an adapter's row of the model picker: the adapter's path (its base's is the data)."""
+CLOSED_ROLE = Qt.ItemDataRole.UserRole + 2
+"""What the closed picker shows for that row: the model and the adapter."""
+
+
+class ModelPicker(QComboBox):
+    """The model combo: each model, with the adapters trained on it listed
+    under it (indented, "↳ name"); with an adapter chosen, the closed combo
+    reads "model + adapter"."""
+
+    def paintEvent(self, _event: Any) -> None:
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        closed = self.currentData(CLOSED_ROLE)
+        if closed:
+            option.currentText = closed
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
 
 DEMO_LABEL = "Tiny demo model (trained on Python's docs) — get a real one in Models"
@@ -117,7 +189,11 @@ class MainWindow(QMainWindow):
         self.manager: ModelManager | None = None
         self.trainer: TrainWindow | None = None
         self.model_path: Path | None = None
+        self.adapter: Path | None = None
+        """The LoRA adapter chosen for the current chat (None when it is off)."""
         self.loaded: LoadedModel | None = None
+        self._load_again: tuple[Path, Path | None, GenerationSettings] | None = None
+        self._adapter_bases: dict[str, str] = {}  # adapter -> the listed model it fits
         self.chat_id: int | None = None
         self._reply_chat: list[int] = []  # the chat a running reply writes to
         self._ops: set[JobThread] = set()  # store writes in flight
@@ -125,6 +201,7 @@ class MainWindow(QMainWindow):
         self.loader: JobThread | None = None
         self.describer: JobThread | None = None
         self._loaded_with: dict[str, Any] = {}
+        self._shown_scale = 1.0  # the Adapter strength the settings show
         self.model_info: ModelInfo | None = None
         self.planner: JobThread | None = None
         self._plan_again = False
@@ -152,9 +229,21 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(self.chat_list)
 
         # Middle: model, conversation, composer.
-        self.model_box = QComboBox()
+        self.model_box = ModelPicker()
         self.model_box.setMinimumWidth(180)
         self.model_box.activated.connect(self._model_chosen)
+        # The adapter's strength, beside the picker while an adapter is on (the
+        # same setting as "Adapter strength" in the settings; per chat).
+        self.adapter_scale = QDoubleSpinBox()
+        self.adapter_scale.setPrefix("strength ")
+        scale_spec = params.spec("lora_scale")
+        self.adapter_scale.setRange(scale_spec.minimum or 0.0, scale_spec.maximum or 4.0)
+        self.adapter_scale.setSingleStep(scale_spec.step or 0.05)
+        self.adapter_scale.setDecimals(2)
+        self.adapter_scale.setKeyboardTracking(False)
+        self.adapter_scale.setToolTip(scale_spec.help + " Applies when the model is reloaded.")
+        self.adapter_scale.valueChanged.connect(self._scale_edited)
+        self.adapter_scale.hide()
         self.model_state = QLabel()
         # May shrink (full text in its tooltip), so the chats keep their room.
         self.model_state.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -165,6 +254,7 @@ class MainWindow(QMainWindow):
         top = QHBoxLayout()
         top.addWidget(QLabel("Model:"))
         top.addWidget(self.model_box, 3)
+        top.addWidget(self.adapter_scale)
         top.addWidget(self.model_state, 2)
         top.addWidget(self.reload_button)
         self.view = ChatView()
@@ -254,7 +344,10 @@ class MainWindow(QMainWindow):
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("main-toolbar")
         train = action("Train…", "Ctrl+Shift+T", self.open_trainer)
-        train.setToolTip("Train a small GPT from scratch on your own text (Ctrl+Shift+T)")
+        train.setToolTip(
+            "Fine-tune a model on your text or your chats, or train a small GPT from scratch "
+            "(Ctrl+Shift+T)"
+        )
         toolbar.addAction(models)
         toolbar.addAction(train)
         toolbar.addAction(settings)
@@ -283,8 +376,9 @@ class MainWindow(QMainWindow):
         if last_chat is not None and self.chat_id is None:
             self.select_chat(int(last_chat))
         self._describe_models()
-        if self.model_box.count():  # the model used last time, else the first one
-            self._model_chosen(self.model_box.currentIndex())
+        current = self.model_box.currentData()
+        if current:  # the model used last time, else the first one (or the chat's adapter's)
+            self._load_for_chat(Path(current))
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._closing = True  # no more counting: the store and engine go next
@@ -376,13 +470,22 @@ class MainWindow(QMainWindow):
         self.manager.raise_()
         self.manager.activateWindow()
 
-    def open_trainer(self) -> None:
-        """The Train window (training runs in a process of its own)."""
+    def open_trainer(self, chats: list[int] | None = None) -> None:
+        """The Train window (training runs in a process of its own); ``chats``:
+        open its Fine-tune page with those chats ticked as the data."""
         if self.trainer is None:
             from localchat.ui.train_page import TrainWindow
 
-            self.trainer = TrainWindow()
+            self.trainer = TrainWindow(self.store)
             self.trainer.trained.connect(self._trained)
+            self.trainer.adapter_trained.connect(self._adapter_trained)
+            self.trainer.chat_requested.connect(self.chat_with_adapter)
+        page = self.trainer.finetune
+        if not page.running():
+            page.refresh(prefer=str(self.model_path) if self.model_path else None)
+        if chats is not None:
+            self.trainer.show_page("finetune")
+            page.tick_chats(chats)
         self.trainer.show()
         self.trainer.raise_()
         self.trainer.activateWindow()
@@ -395,16 +498,47 @@ class MainWindow(QMainWindow):
             self.use_model(path)  # nothing real to chat with yet: this one
         self.statusBar().showMessage(f"{Path(path).stem} is trained and in the model picker", 10000)
 
+    def _adapter_trained(self, path: str) -> None:
+        self.refresh_models()  # lists it under its model
+        self.statusBar().showMessage(
+            f"The adapter {Path(path).stem} is ready: it is listed under its model in the picker",
+            10000,
+        )
+
     def use_model(self, path: str) -> None:
         """Switch the current chat to ``path`` (the conversation stays)."""
+        self._list_model(path)
+        self.load_model(Path(path))
+        self._remember_adapter()
+        self.raise_()
+        self.activateWindow()
+
+    def _list_model(self, path: str) -> None:
         if self.model_box.findData(path) < 0:
             self.model_box.addItem(Path(path).stem, path)
             self.model_box.setEnabled(True)
             self._describe_models()
-        self.model_box.setCurrentIndex(self.model_box.findData(path))
-        self.load_model(Path(path))
+
+    def chat_with_adapter(self, base: str, adapter: str) -> None:
+        """ "Chat with it": the base model with this adapter, in a new chat (the
+        open one when nothing is in it yet)."""
+        if self.busy():
+            self.statusBar().showMessage(
+                "A reply is being written: stop it or wait for it, then Chat with it again", 10000
+            )
+            return
+        self._list_model(base)
+        self._describe_models()  # the new adapter under its model
+        if self.chat_id is not None and self.store.thread(self.chat_id):
+            self.chat_id = None  # the first message makes the new chat
+            self.view.clear()
+            self._show_stats([])
+            self.refresh_chats()
+        self.load_model(Path(base), Path(adapter))
+        self._remember_adapter()
         self.raise_()
         self.activateWindow()
+        self.composer.setFocus()
 
     def _release(self, path: Path) -> None:
         """Before a model is deleted (off the GUI thread): let the engine go of it."""
@@ -418,8 +552,9 @@ class MainWindow(QMainWindow):
     def _installed_changed(self) -> None:
         gone = self.model_path is not None and not self.model_path.exists()
         if gone:
-            self.loaded, self.model_path = None, None
+            self.loaded, self.model_path, self.adapter = None, None, None
             self.meter.hide()
+            self.adapter_scale.hide()
         self.refresh_models()
         if gone and self.model_box.count():
             self._state("The model was deleted: choose another")
@@ -443,65 +578,272 @@ class MainWindow(QMainWindow):
         if item.state == "done" and item.path is not None and first:
             self.use_model(str(item.path))  # the first real model: ready to chat
 
-    def _describe_models(self) -> None:
-        """Size, quantization and parameters come from each file's header: read
-        off the GUI thread."""
-        models = [Path(self.model_box.itemData(i)) for i in range(self.model_box.count())]
-        self.describer = JobThread(lambda _emit: [(str(p), _describe(p)) for p in models])
-        self.describer.done.connect(self._described)
-        self.describer.start()
+    def _model_rows(self) -> list[Path]:
+        box = self.model_box
+        return [
+            Path(box.itemData(i))
+            for i in range(box.count())
+            if box.itemData(i) and not box.itemData(i, ADAPTER_ROLE)
+        ]
 
-    def _described(self, labels: list[tuple[str, str]]) -> None:
+    def _describe_models(self) -> None:
+        """Size, quantization and parameters come from each file's header, and
+        the adapters that fit each model from the adapters folder: read off the
+        GUI thread."""
+        models = self._model_rows()
+        describer = self.describer = JobThread(lambda _emit: _survey(models))
+        # Only the latest survey counts (an older one may finish after it).
+        describer.done.connect(
+            lambda survey: self._described(survey) if describer is self.describer else None
+        )
+        describer.start()
+
+    def _described(self, survey: Survey) -> None:
+        labels, fits, orphans = survey
+        box = self.model_box
         for path, label in labels:
-            index = self.model_box.findData(path)
+            index = box.findData(path)
             if index >= 0 and not library.is_demo(path):
-                self.model_box.setItemText(index, label)
+                box.setItemText(index, label)
+        # The adapters, afresh: under the model each fits, then those that fit none.
+        for i in reversed(range(box.count())):
+            if box.itemData(i, ADAPTER_ROLE) or not box.itemData(i):
+                box.removeItem(i)
+        self._adapter_bases = {}
+        for base, found in fits.items():
+            index = box.findData(base)
+            if index < 0:
+                continue
+            stem = Path(base).stem
+            for offset, adapter in enumerate(found, start=1):
+                row = index + offset
+                box.insertItem(row, f"      ↳  {adapter.name}", base)
+                box.setItemData(row, str(adapter.path), ADAPTER_ROLE)
+                box.setItemData(row, f"{stem}  +  adapter {adapter.name}", CLOSED_ROLE)
+                box.setItemData(row, _adapter_tip(adapter), Qt.ItemDataRole.ToolTipRole)
+                self._adapter_bases[str(adapter.path)] = base
+        if orphans:
+            box.insertSeparator(box.count())
+            for adapter in orphans:
+                needs = adapter.base_file or f"a {adapter.architecture} model"
+                box.addItem(f"      ↳  {adapter.name}  —  needs {needs}", None)
+                row = box.count() - 1
+                box.setItemData(
+                    row,
+                    f"{adapter.name} was trained on {needs}, which is not installed (or is a "
+                    "different file of that name). An adapter works only with the exact model "
+                    f"it was trained on.\n{adapter.path}",
+                    Qt.ItemDataRole.ToolTipRole,
+                )
+                item = box.model().item(row)  # type: ignore[attr-defined]
+                item.setEnabled(False)
+        self._sync_picker()
+
+    def _sync_picker(self) -> None:
+        """Show in the picker what is loaded (or loading): the model, or the
+        model's row for the chosen adapter."""
+        if self.model_path is None:
+            return
+        box, want = self.model_box, str(self.adapter) if self.adapter else None
+        for i in range(box.count()):
+            if box.itemData(i) == str(self.model_path) and box.itemData(i, ADAPTER_ROLE) == want:
+                box.setCurrentIndex(i)
+                return
+        index = box.findData(str(self.model_path))
+        if index >= 0:
+            box.setCurrentIndex(index)
 
     def _model_chosen(self, index: int) -> None:
+        """A row of the picker chosen: a model, or a model with an adapter; the
+        chat remembers the choice."""
         path = self.model_box.itemData(index)
-        if path:
-            self.load_model(Path(path))
-
-    def load_model(self, path: Path) -> None:
-        """Load in the background; the conversation is untouched."""
-        if self.loader is not None and self.loader.isRunning():
+        if not path:
             return
-        self.model_path = path
+        adapter = self.model_box.itemData(index, ADAPTER_ROLE)
+        scale = self._chat_scale() if adapter else None
+        self.load_model(Path(path), Path(adapter) if adapter else None, scale)
+        self._remember_adapter()
+
+    def _chat_scale(self) -> float | None:
+        if self.chat_id is None:
+            return None
+        value = self.store.chat_settings(self.chat_id).get("lora_scale")
+        return float(value) if isinstance(value, int | float) else None
+
+    def _load_for_chat(self, default: Path) -> None:
+        """Load what the open chat asks for: its adapter (with its model and its
+        strength) when it has one, else ``default`` without an adapter. Nothing
+        happens when that is loaded (or loading) already."""
+        base, adapter, scale = default, None, None
+        if self.chat_id is not None:
+            chosen = self.store.chat_settings(self.chat_id)
+            if chosen.get("adapter"):
+                adapter, base, problem = self._adapter_base(chosen)
+                if problem:
+                    self.statusBar().showMessage(problem, 15000)
+                if adapter is None:
+                    base = default
+                else:
+                    scale = chosen.get("lora_scale")
+        if self._is_current(base, adapter, scale):
+            self._sync_picker()
+            return
+        self.load_model(base, adapter, scale)
+
+    def _adapter_base(self, chosen: dict[str, Any]) -> tuple[Path | None, Path, str]:
+        """A chat's adapter and the model it goes with, or (None, _, why not)."""
+        adapter = Path(chosen["adapter"])
+        recorded = chosen.get("adapter_base") or ""
+        for candidate in (recorded, self._adapter_bases.get(str(adapter), "")):
+            if candidate and Path(candidate).exists():
+                base = Path(candidate)
+                break
+        else:
+            needs = Path(recorded).name if recorded else "its base model"
+            return (
+                None,
+                Path(),
+                (
+                    f"{adapter.stem} is not used: it needs {needs}, which is not installed "
+                    "(an adapter works only with the model it was trained on)"
+                ),
+            )
+        if not adapter.exists():
+            gone = f"The adapter {adapter.stem} is gone ({adapter}): chatting without it"
+            return None, base, gone
+        return adapter, base, ""
+
+    def _is_current(self, base: Path, adapter: Path | None, scale: Any) -> bool:
+        loading = self.loader is not None and self.loader.isRunning()
+        if self.model_path != base or self.adapter != adapter:
+            return False
+        if not (self.loaded is not None or loading):
+            return False
+        if adapter is None or not isinstance(scale, int | float):
+            return True
+        return abs(float(self._loaded_with.get("lora_scale", 1.0)) - float(scale)) < 1e-9
+
+    def _remember_adapter(self, chat_id: int | None = None) -> None:
+        """Store the adapter choice (and its strength) with the chat: switching
+        back to it restores them."""
+        chat = chat_id if chat_id is not None else self.chat_id
+        if chat is None:
+            return  # a new chat takes the choice when it is made
+        choice = {
+            "adapter": str(self.adapter) if self.adapter else None,
+            "adapter_base": str(self.model_path) if self.adapter and self.model_path else None,
+            "lora_scale": self.panel.values().lora_scale,
+        }
+
+        def write() -> None:
+            stored = self.store.chat_settings(chat)
+            if stored.get("adapter") or choice["adapter"] or "lora_scale" in stored:
+                self.store.set_chat_settings(chat, {**stored, **choice})
+
+        self._background(write, lambda _result: None)
+
+    def load_model(
+        self, path: Path, adapter: Path | None = None, scale: float | None = None
+    ) -> None:
+        """Load in the background (with ``adapter``, at ``scale`` when given, else
+        at the model's Adapter strength); the conversation is untouched. While
+        a load runs, the last one asked for follows it."""
+        self.model_path, self.adapter = path, adapter
         self.loaded = None
         self.reload_button.hide()
-        self._state("Loading…")
+        self._state(f"Loading with the adapter {adapter.stem}…" if adapter else "Loading…")
         self.settings.set_ui("last_model", str(path))
         settings = self.settings.generation(str(path))
+        if scale is not None:
+            settings = dataclasses.replace(settings, lora_scale=float(scale))
         self.panel.set_values(settings)
+        self._shown_scale = settings.lora_scale
+        self._show_scale(settings.lora_scale)
         self._loaded_with = _model_part(settings)
         self.context = None
         self.meter.hide()
-        self.loader = JobThread(
-            lambda _emit: (self.engine.load(path, settings), read_model_info(path))
-        )
+        self._sync_picker()
+        if self.loader is not None and self.loader.isRunning():
+            self._load_again = (path, adapter, settings)
+            return
+        self._start_load(path, adapter, settings)
+
+    def _start_load(self, path: Path, adapter: Path | None, settings: GenerationSettings) -> None:
+        engine = self.engine
+
+        def load(_emit: Emit) -> tuple[LoadedModel, ModelInfo, str]:
+            refused = ""
+            try:
+                loaded = engine.load(path, settings, lora=adapter)
+            except LocalChatError as exc:
+                if adapter is None:
+                    raise
+                # Refused (trained on another file, or llama.cpp would not take
+                # it): the model itself stays usable.
+                refused = str(exc)
+                loaded = engine.load(path, settings)
+            return loaded, read_model_info(path), refused
+
+        self.loader = JobThread(load)
         self.loader.done.connect(self._model_loaded)
         self.loader.failed.connect(self._model_failed)
+        self.loader.finished.connect(self._load_finished)
         self.loader.start()
 
-    def _model_loaded(self, result: tuple[LoadedModel, ModelInfo]) -> None:
-        self.loaded, self.model_info = result
+    def _load_finished(self) -> None:
+        if self._load_again is not None:
+            path, adapter, settings = self._load_again
+            self._load_again = None
+            self._start_load(path, adapter, settings)
+
+    def _model_loaded(self, result: tuple[LoadedModel, ModelInfo, str]) -> None:
+        if self._load_again is not None:
+            return  # another load follows: this one is already stale
+        self.loaded, self.model_info, refused = result
         where = "GPU" if self.loaded.gpu_layers else "CPU"
         note = f" — {self.loaded.notice}" if self.loaded.notice else ""
         if library.is_demo(self.loaded.path):
             note += " · demo model"
+        if refused:
+            self.adapter = None
+            self._show_scale(None)
+            self._sync_picker()
+            note += " · without the adapter"
+            self.statusBar().showMessage(f"Adapter refused: {refused}", 20000)
+        elif self.loaded.lora:
+            note += f" · adapter ×{self.panel.values().lora_scale:.2f}"
         self._state(f"Ready · context {self.loaded.n_ctx:,} · {where}{note}")
+        if refused:
+            self.model_state.setToolTip(f"Adapter refused: {refused}")
         self._show_memory(self.panel.values())
         self.update_context()
 
     def _model_failed(self, message: str) -> None:
-        self._state(f"Failed: {message}")
+        if self._load_again is None:
+            self._state(f"Failed: {message}")
+
+    def _show_scale(self, value: float | None) -> None:
+        """The strength box beside the picker: shown while an adapter is chosen."""
+        self.adapter_scale.setVisible(value is not None and self.adapter is not None)
+        if value is not None:
+            self.adapter_scale.blockSignals(True)
+            self.adapter_scale.setValue(value)
+            self.adapter_scale.blockSignals(False)
+
+    def _scale_edited(self, value: float) -> None:
+        self.panel.editors["lora_scale"].setValue(value)  # type: ignore[attr-defined]
 
     def _state(self, text: str) -> None:
         self.model_state.setText(text)
         self.model_state.setToolTip(text)
 
     def _name(self) -> str:
-        return self.model_path.stem if self.model_path else "no model"
+        """Who replies, as the chat records it: the model (and its adapter)."""
+        if self.model_path is None:
+            return "no model"
+        if self.adapter is not None and self.loaded is not None and self.loaded.lora:
+            return f"{self.model_path.stem} + {self.adapter.stem}"
+        return self.model_path.stem
 
     # -- chats --------------------------------------------------------------------------
 
@@ -531,10 +873,13 @@ class MainWindow(QMainWindow):
         self._background(self.store.create_chat, self._chat_created)
 
     def _chat_created(self, chat_id: int) -> None:
-        self.select_chat(chat_id)
+        self._remember_adapter(chat_id)  # a new chat goes on with the adapter chosen
+        self.select_chat(chat_id, follow=False)
         self.composer.setFocus()
 
-    def select_chat(self, chat_id: int) -> None:
+    def select_chat(self, chat_id: int, *, follow: bool = True) -> None:
+        """Open a chat; with ``follow``, its adapter choice comes back with it
+        (the model reloads when that differs from what is loaded)."""
         try:
             self.store.chat(chat_id)
         except LocalChatError:
@@ -543,6 +888,8 @@ class MainWindow(QMainWindow):
         self.settings.set_ui("last_chat", chat_id)
         self.show_chat()
         self.refresh_chats()
+        if follow and self.model_path is not None:
+            self._load_for_chat(self.model_path)
 
     def show_chat(self) -> None:
         if self.chat_id is None:
@@ -581,6 +928,7 @@ class MainWindow(QMainWindow):
         menu.addAction("Rename…", lambda: self._rename(chat_id))
         menu.addAction("Export as Markdown…", lambda: self._export(chat_id, "md"))
         menu.addAction("Export as JSON…", lambda: self._export(chat_id, "json"))
+        menu.addAction("Fine-tune on this chat…", lambda: self.open_trainer(chats=[chat_id]))
         menu.addSeparator()
         menu.addAction("Delete", lambda: self._delete(chat_id))
         menu.exec(self.chat_list.mapToGlobal(pos))
@@ -719,7 +1067,7 @@ class MainWindow(QMainWindow):
         if crashed:
             self._state("Restarting the model after a crash…")
             if self.model_path is not None:
-                self.load_model(self.model_path)
+                self.load_model(self.model_path, self.adapter, self.panel.values().lora_scale)
 
     def _end_reply(self) -> None:
         self.view.stop_stream()
@@ -727,6 +1075,7 @@ class MainWindow(QMainWindow):
         if self.chat_id is None and self._reply_chat:  # the reply opened a new chat
             self.chat_id = self._reply_chat[0]
             self.settings.set_ui("last_chat", self.chat_id)
+            self._remember_adapter()
         if self.chat_id is not None:
             thread = self.store.thread(self.chat_id)
             self.view.update_thread(thread)
@@ -736,21 +1085,37 @@ class MainWindow(QMainWindow):
 
     def _settings_changed(self, values: GenerationSettings) -> None:
         model = str(self.model_path) if self.model_path else None
+        scale_edited = values.lora_scale != self._shown_scale
+        self._shown_scale = values.lora_scale
+        stored = self.settings.generation(model)
         changed = {
             k: v
             for k, v in values.to_dict().items()
-            if getattr(self.settings.generation(model), k) != v
+            if getattr(stored, k) != v and (k != "lora_scale" or scale_edited)
         }
         if changed:
             self.settings.set_generation(model, **changed)
-        stale = self.model_path is not None and _model_part(values) != self._loaded_with
-        self.reload_button.setVisible(stale)
+        if scale_edited:  # the chat's own strength (a chat's may differ from the model's)
+            self._show_scale(values.lora_scale)
+            self._remember_adapter()
+        self.reload_button.setVisible(self._stale(values))
         self._show_memory(values)
         self.update_context()
 
+    def _stale(self, values: GenerationSettings) -> bool:
+        """Whether a setting that applies on loading differs from the loaded
+        model's (the adapter's strength only counts with an adapter)."""
+        if self.model_path is None:
+            return False
+        now, loaded = _model_part(values), dict(self._loaded_with)
+        if self.adapter is None:
+            now.pop("lora_scale", None)
+            loaded.pop("lora_scale", None)
+        return now != loaded
+
     def _reload(self) -> None:
         if self.model_path is not None and not self.busy():
-            self.load_model(self.model_path)
+            self.load_model(self.model_path, self.adapter, self.panel.values().lora_scale)
 
     # -- context ------------------------------------------------------------------------
 
