@@ -18,6 +18,7 @@ from localchat.core.chat.store import ChatStore
 from localchat.testing.tiny_models import write_llama_gguf
 from localchat.ui.main_window import ADAPTER_ROLE, CLOSED_ROLE, MainWindow
 from localchat.ui.train_page import FINETUNE_PRESETS, STOPPED, FinetunePage
+from tests.test_window import open_window, wait_ready
 
 TIMEOUT = 60_000
 TRAINING = 240_000  # a tiny fine-tune takes seconds, but this box may be busy
@@ -54,17 +55,6 @@ def write_adapter(path: Path, base: Path, name: str, rank: int = 4) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
-
-
-def open_window(qtbot, parts) -> MainWindow:
-    window = MainWindow(*parts)
-    qtbot.addWidget(window)
-    window.show()
-    return window
-
-
-def wait_ready(qtbot, window: MainWindow) -> None:
-    qtbot.waitUntil(lambda: window.loaded is not None, timeout=TIMEOUT)
 
 
 def adapter_row(window: MainWindow, adapter: Path) -> int:

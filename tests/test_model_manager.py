@@ -12,16 +12,10 @@ from localchat.core.models import catalog
 from localchat.testing.hub_server import FakeHub, blob
 from localchat.ui.main_window import MainWindow
 from localchat.ui.model_manager import ModelManager
+from tests.test_window import open_window
 
 TIMEOUT = 60_000
 MB = 2**20
-
-
-def open_window(qtbot, parts) -> MainWindow:
-    window = MainWindow(*parts)
-    qtbot.addWidget(window)
-    window.show()
-    return window
 
 
 def manager_of(qtbot, window: MainWindow) -> ModelManager:

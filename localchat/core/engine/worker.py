@@ -632,13 +632,9 @@ class Worker:
                 chunk = ids[w * window : w * window + window + 1]
                 done = 0
                 for batch in self._window_logits(llm, chunk[:-1]):
-                    logits = batch.astype(np.float64)
-                    targets = np.array(chunk[done + 1 : done + 1 + len(logits)])
-                    top = logits.max(axis=1, keepdims=True)
-                    logz = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-                    nll += float((logz - logits[np.arange(len(logits)), targets]).sum())
-                    right += int((logits.argmax(axis=1) == targets).sum())
-                    done += len(logits)
+                    targets = np.array(chunk[done + 1 : done + 1 + len(batch)])
+                    loss, hits = _nll(batch, targets)
+                    nll, right, done = nll + loss, right + hits, done + len(batch)
         finally:
             self._forget_cache(llm)
         scored = count * window
@@ -662,13 +658,8 @@ class Worker:
                     done += len(batch)
                     if not keep.any():
                         continue
-                    logits = batch[keep].astype(np.float64)
-                    targets = targets[keep]
-                    top = logits.max(axis=1, keepdims=True)
-                    logz = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-                    nll += float((logz - logits[np.arange(len(logits)), targets]).sum())
-                    right += int((logits.argmax(axis=1) == targets).sum())
-                    scored += len(logits)
+                    loss, hits = _nll(batch[keep], targets[keep])
+                    nll, right, scored = nll + loss, right + hits, scored + int(keep.sum())
         finally:
             self._forget_cache(llm)
         if not scored:
@@ -863,3 +854,13 @@ class Worker:
         self.last_prompt_chars, self.last_prompt_len = len(text), len(tokens)
         self.last_text, self.last_tokens = text + reply_text, tokens + reply_tokens
         self._marks = None
+
+
+def _nll(logits: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
+    """Summed negative log-likelihood of ``targets`` under each row of
+    ``logits`` (a stable log-softmax in float64), and how many were the top choice."""
+    values = logits.astype(np.float64)
+    top = values.max(axis=1, keepdims=True)
+    logz = top[:, 0] + np.log(np.exp(values - top).sum(axis=1))
+    nll = float((logz - values[np.arange(len(values)), targets]).sum())
+    return nll, int((values.argmax(axis=1) == targets).sum())

@@ -26,6 +26,7 @@ The whole path of ``localchat train lora``:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import time
@@ -647,7 +648,7 @@ def export(run: Run, path: Path, *, name: str = "") -> Path:
         "general.description": f"LoRA fine-tune of {run.base.name} on {run.description}",
         "general.source.url": "made with localchat train lora",
         lora_mod.META + "data": run.description,
-        lora_mod.META + "train": _json(asdict(run.settings)),
+        lora_mod.META + "train": json.dumps(asdict(run.settings), sort_keys=True),
         lora_mod.META + "steps": run.step,
     }
     if run.first_heldout is not None:
@@ -665,12 +666,6 @@ def export(run: Run, path: Path, *, name: str = "") -> Path:
         base_sha256=run.base.sha256,
         metadata=metadata,
     )
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)
 
 
 @dataclass(frozen=True)
