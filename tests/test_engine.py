@@ -296,6 +296,22 @@ def test_a_dead_worker_is_an_error_at_once_and_the_next_request_recovers(
     assert engine.loaded is not None and engine.loaded.path == str(slow_model)
 
 
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX scheduling priority")
+def test_the_worker_gives_the_window_the_cpu_first(engine: Engine, tiny_model: Path) -> None:
+    """The model's threads run at a lower priority than the app, so a window
+    (or anything else the user does) gets a busy core first."""
+    from localchat.core.engine.entry import WORKER_NICENESS
+
+    engine.load(tiny_model)
+    pid = engine.worker_pid
+    assert pid is not None
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, ours + WORKER_NICENESS)
+    # Threads llama.cpp starts inherit it.
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        assert os.getpriority(os.PRIO_PROCESS, int(task.name)) == min(19, ours + WORKER_NICENESS)
+
+
 def test_a_crash_inside_llama_cpp_is_contained(engine: Engine, tmp_path: Path) -> None:
     """An F64 embedding passes llama.cpp's loader but aborts the first decode."""
     bad = write_llama_gguf(tmp_path / "f64.gguf", store_as={"token_embd.weight": np.float64})

@@ -152,6 +152,15 @@ def test_long_prose_is_chunked_so_a_stream_rerenders_only_its_tail() -> None:
     lines = "\n".join(["word " * 60] * 30)
     assert len(split_markdown(lines)) > 1
     assert "\n".join(s.text for s in split_markdown(lines)) == lines
+    # A paragraph with no line breaks at all is cut at spaces before words,
+    # outside inline code, so the tail that is re-rendered stays short.
+    endless = " ".join(f"word{i} `a b c` *x*" for i in range(600))
+    cut = split_markdown(endless)
+    assert len(cut) > 1 and all(len(s.text) < 2 * CHUNK_CHARS for s in cut)
+    assert " ".join(s.text for s in cut) == endless
+    assert all(s.text.count("`") % 2 == 0 and s.text[0].isalpha() for s in cut)
+    assert split_markdown(endless + " more")[: len(cut) - 1] == cut[:-1]
+    assert len(split_markdown("x" * 5 * CHUNK_CHARS)) == 1  # no space: nowhere to cut
     # A list is never cut between its items, even at a blank line.
     items = "\n\n".join(f"{i}. " + "item " * 120 for i in range(1, 8))
     assert len(split_markdown(items)) == 1

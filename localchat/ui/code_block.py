@@ -46,6 +46,7 @@ CHUNK_CHARS = 2000
 """Prose is cut into chunks of about this size at paragraph breaks, so a
 streaming reply re-renders only its last chunk, not the whole text."""
 _CONTINUES = re.compile(r"^(\s|[-*+>] |\d+[.)] )")
+_BREAKABLE = re.compile(r" (?=[^\W\d_])")
 
 
 def _chunks(prose: str) -> list[str]:
@@ -54,7 +55,7 @@ def _chunks(prose: str) -> list[str]:
     never where the next line continues a list, a quote or an indented block.
     A cut depends only on the text before it, so chunks already shown never
     change, and a finished reply looks as it did while streaming."""
-    lines = prose.split("\n")
+    lines = [piece for line in prose.split("\n") for piece in _split_long_line(line)]
     chunks: list[str] = []
     start, size = 0, 0
     for i, line in enumerate(lines):
@@ -71,6 +72,24 @@ def _chunks(prose: str) -> list[str]:
         start, size = i + 1, 0
     chunks.append("\n".join(lines[start:]))
     return chunks
+
+
+def _split_long_line(line: str) -> list[str]:
+    """A line longer than a chunk (a paragraph with no line breaks at all) as
+    several lines, each break replacing a space before a word that starts with a
+    letter and outside inline code: Markdown renders such a soft break as the
+    space it was, and a chunk may then be cut there (shown as a line break), so
+    the re-rendered tail stays short however a model writes."""
+    if len(line) <= CHUNK_CHARS:
+        return [line]
+    pieces: list[str] = []
+    start = 0
+    for m in _BREAKABLE.finditer(line):
+        if m.start() - start >= CHUNK_CHARS and line.count("`", start, m.start()) % 2 == 0:
+            pieces.append(line[start : m.start()])
+            start = m.end()
+    pieces.append(line[start:])
+    return pieces
 
 
 def split_markdown(text: str) -> list[Segment]:
