@@ -1,5 +1,5 @@
 """The bundled demo model: a fresh install chats offline with a model this
-project trained itself (models/localchat-demo.gguf)."""
+project trained itself (localchat/assets/localchat-demo.gguf)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from localchat.core.engine.client import Engine
 from localchat.core.engine.gguf_info import read_model_info
 from localchat.core.params import GenerationSettings
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "localchat-demo.gguf"
+SHIPPED = Path(__file__).resolve().parents[1] / "localchat" / "assets" / "localchat-demo.gguf"
 
 
 def test_the_shipped_demo_model_is_small_trained_and_chats() -> None:
-    assert SHIPPED.is_file(), "models/localchat-demo.gguf is missing (localchat train demo)"
+    assert SHIPPED.is_file(), "localchat/assets/localchat-demo.gguf is missing (localchat train demo)"
     assert SHIPPED.stat().st_size <= 25 * 2**20
     info = read_model_info(SHIPPED)
     meta = info.metadata

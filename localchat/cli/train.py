@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from localchat.cli import finetune
 from localchat.cli.progress import ProgressLine, clock
+from localchat.core import paths
 from localchat.core.errors import LocalChatError
 from localchat.core.models import library
 
@@ -77,11 +78,11 @@ def add_arguments(sub: Any) -> None:
     demo = kinds.add_parser(
         "demo",
         help="train the bundled demo model (on Python's own documentation)",
-        description="Rebuild the demo model that ships in models/: the chat exchanges made "
+        description="Rebuild the demo model that ships in the package (localchat/assets/): the chat exchanges made "
         "from this Python's documentation (localchat.core.trainer.demo), then train scratch "
         "on them with the settings below. Takes about 15 minutes on two CPU cores.",
     )
-    demo.add_argument("--out", default="models/localchat-demo.gguf", metavar="MODEL.gguf")
+    demo.add_argument("--out", default=str(paths.SHIPPED_DEMO_MODEL), metavar="MODEL.gguf")
     demo.add_argument("--steps", type=int, default=1000, help="optimiser steps (1000)")
     demo.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     demo.add_argument("--json", action="store_true", help="a JSON line per step on stdout")

@@ -48,12 +48,14 @@ def settings_file() -> Path:
 
 
 DEMO_ENV = "LOCALCHAT_DEMO_MODEL"
+SHIPPED_DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "localchat-demo.gguf"
 
 
 def demo_model() -> Path:
-    """The bundled demo model (``models/localchat-demo.gguf`` beside the
-    package; ``LOCALCHAT_DEMO_MODEL`` names another file, or none when empty)."""
+    """The bundled demo model (``localchat/assets/localchat-demo.gguf``, package
+    data: in a wheel and an installer's bundle too; ``LOCALCHAT_DEMO_MODEL``
+    names another file, or none when empty)."""
     env = os.environ.get(DEMO_ENV)
     if env is not None:
         return Path(env).expanduser() if env.strip() else Path()
-    return Path(__file__).resolve().parents[2] / "models" / "localchat-demo.gguf"
+    return SHIPPED_DEMO_MODEL
