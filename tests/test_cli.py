@@ -77,7 +77,8 @@ def test_json_turns_from_stdin_share_one_conversation(home: Path, phi3_model: Pa
     turns = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(turns) == 3  # the empty line is not a turn
     for t in turns:
-        assert tuple(t) == JSON_FIELDS
+        assert tuple(t) == (*JSON_FIELDS, "backend")
+        assert t["backend"] == "CPU"  # what this machine's build runs on
         assert t["completion_tokens"] == 12 and t["finish_reason"] == "length"
         assert t["context_size"] == 4096
         assert t["context_used"] == t["prompt_tokens"] + t["completion_tokens"]

@@ -412,12 +412,29 @@ def test_model_without_template_uses_the_fallback(engine: Engine, tmp_path: Path
     assert rendered.n_tokens == len(engine.tokenize(rendered.text, add_bos=True))
 
 
-def test_gpu_offload_is_reported(engine: Engine, tiny_model: Path) -> None:
+def test_gpu_offload_and_the_backend_are_reported(engine: Engine, tiny_model: Path) -> None:
     loaded = engine.load(tiny_model, GenerationSettings(gpu_layers=-1))
     if not loaded.gpu_offload_supported:
         assert loaded.gpu_layers == 0 and loaded.notice is None
+        assert loaded.backend == "CPU"
     else:
         assert loaded.gpu_layers != 0 or loaded.notice
+        assert loaded.backend != "CPU" or loaded.gpu_layers == 0
+    assert engine.load(tiny_model, GenerationSettings(gpu_layers=0)).backend == "CPU"
+
+
+def test_the_backend_is_named_from_ggml_s_device_registry() -> None:
+    from localchat.core.engine.worker import compute_devices, describe_backend
+
+    devices = compute_devices()  # this build's own: the CPU at least
+    assert ("CPU", False) in {(backend, gpu) for backend, _, gpu in devices}
+    cuda = [("CUDA", "NVIDIA GeForce RTX 4090", True), ("CPU", "AMD EPYC", False)]
+    assert describe_backend(cuda, 33) == "CUDA · NVIDIA GeForce RTX 4090"
+    assert describe_backend(cuda, 0) == "CPU"
+    two = [("CUDA", "NVIDIA A100", True), ("CUDA", "NVIDIA A100", True), ("CPU", "x", False)]
+    assert describe_backend(two, -1) == "CUDA · NVIDIA A100"
+    assert describe_backend([("Metal", "Apple M2", True)], -1) == "Metal · Apple M2"
+    assert describe_backend([("CPU", "AMD EPYC", False)], -1) == "CPU"
 
 
 def test_gpu_offload_failure_falls_back_to_the_cpu_and_says_so() -> None:

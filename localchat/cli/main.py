@@ -463,7 +463,8 @@ class _Session:
         assert result is not None
         self.messages.append({"role": "assistant", "content": result.reply})
         if self.as_json:
-            self.out.write(json.dumps(_json(result), ensure_ascii=False) + "\n")
+            backend = self.engine.loaded.backend if self.engine.loaded else "CPU"
+            self.out.write(json.dumps(_json(result, backend), ensure_ascii=False) + "\n")
             self.out.flush()
         return EXIT_INTERRUPTED if interrupted else 0
 
@@ -490,8 +491,9 @@ class _Session:
         return interrupted
 
 
-def _json(result: ChatResult) -> dict[str, Any]:
-    data = {name: getattr(result, name) for name in JSON_FIELDS}
+def _json(result: ChatResult, backend: str) -> dict[str, Any]:
+    data: dict[str, Any] = {name: getattr(result, name) for name in JSON_FIELDS}
+    data["backend"] = backend
     data["ttft_ms"] = round(result.ttft_ms, 2)
     data["tokens_per_s"] = round(result.tokens_per_s, 2)
     return data
@@ -499,7 +501,7 @@ def _json(result: ChatResult) -> dict[str, Any]:
 
 def _interactive(session: _Session, name: str) -> int:
     info = session.engine.loaded
-    size = f", context {info.n_ctx} tokens" if info else ""
+    size = f", context {info.n_ctx} tokens, on {info.backend}" if info else ""
     print(f"Chatting with {name}{size}. Ctrl+C stops a reply; Ctrl+D (or /exit) quits.")
     while True:
         try:

@@ -800,7 +800,7 @@ class MainWindow(QMainWindow):
         if self._load_again is not None:
             return  # another load follows: this one is already stale
         self.loaded, self.model_info, refused = result
-        where = "GPU" if self.loaded.gpu_layers else "CPU"
+        where = self.loaded.backend
         note = f" — {self.loaded.notice}" if self.loaded.notice else ""
         if library.is_demo(self.loaded.path):
             note += " · demo model"

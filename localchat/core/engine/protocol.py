@@ -165,6 +165,9 @@ class LoadedModel:
     notice: str | None = None
     """Something the user should know, e.g. that GPU offload failed and the
     model runs on the CPU instead."""
+    backend: str = "CPU"
+    """What it runs on: "CPU", or the GPU backend and device, e.g. "CUDA ·
+    NVIDIA GeForce RTX 4090" or "Metal · Apple M2"."""
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,44 @@ def load_with_gpu_fallback(
         return construct(0), 0, notice
 
 
+def compute_devices() -> list[tuple[str, str, bool]]:
+    """The devices this llama.cpp build can compute on, from ggml's registry:
+    (backend, description, is a GPU), e.g. ("CUDA", "NVIDIA GeForce RTX 4090",
+    True), ("Metal", "Apple M2", True), ("CPU", "AMD EPYC", False)."""
+    from llama_cpp._ctypes_extensions import load_shared_library
+
+    lib = load_shared_library("ggml", Path(llama_cpp.__file__).parent / "lib")
+    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    for name in ("ggml_backend_dev_description", "ggml_backend_reg_name"):
+        getattr(lib, name).restype = ctypes.c_char_p
+        getattr(lib, name).argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_type.restype = ctypes.c_int
+    lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]
+    devices = []
+    for i in range(lib.ggml_backend_dev_count()):
+        dev = lib.ggml_backend_dev_get(i)
+        backend = lib.ggml_backend_reg_name(lib.ggml_backend_dev_backend_reg(dev)).decode()
+        description = (lib.ggml_backend_dev_description(dev) or b"").decode(errors="replace")
+        kind = lib.ggml_backend_dev_type(dev)  # 0 CPU, 1 GPU, 2 integrated GPU, 3 accelerator
+        devices.append((backend, description.strip(), kind in (1, 2)))
+    return devices
+
+
+def describe_backend(devices: Sequence[tuple[str, str, bool]], gpu_layers: int) -> str:
+    """What the model runs on, in words: "CPU", or the GPU backend and device
+    ("CUDA · NVIDIA GeForce RTX 4090") when layers are offloaded."""
+    gpus = [(b, d) for b, d, gpu in devices if gpu]
+    if gpu_layers == 0 or not gpus:  # -1: all layers
+        return "CPU"
+    backend = gpus[0][0]
+    names = ", ".join(dict.fromkeys(d for b, d in gpus if b == backend and d))
+    return f"{backend} · {names}" if names else backend
+
+
 def _failure_kind(exc: LocalChatError) -> FailureKind:
     if isinstance(exc, ModelFileError):
         return "file"
@@ -328,8 +366,15 @@ class Worker:
             compute_bytes=self.buffers.get("compute", 0),
             lora=req.lora,
             notice=notice,
+            backend=describe_backend(self._devices(), layers),
         )
         return self.loaded
+
+    def _devices(self) -> list[tuple[str, str, bool]]:
+        try:
+            return compute_devices()
+        except (OSError, AttributeError):  # a build without ggml's registry API
+            return []
 
     def _construct(self, req: Load, n_ctx: int, threads: int, layers: int) -> llama_cpp.Llama:
         self.log_lines.clear()
