@@ -19,7 +19,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "localchat" / "assets" / "localc
 
 
 def test_the_shipped_demo_model_is_small_trained_and_chats() -> None:
-    assert SHIPPED.is_file(), "localchat/assets/localchat-demo.gguf is missing (localchat train demo)"
+    assert SHIPPED.is_file(), f"{SHIPPED} is missing (localchat train demo)"
     assert SHIPPED.stat().st_size <= 25 * 2**20
     info = read_model_info(SHIPPED)
     meta = info.metadata

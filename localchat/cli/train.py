@@ -78,9 +78,10 @@ def add_arguments(sub: Any) -> None:
     demo = kinds.add_parser(
         "demo",
         help="train the bundled demo model (on Python's own documentation)",
-        description="Rebuild the demo model that ships in the package (localchat/assets/): the chat exchanges made "
-        "from this Python's documentation (localchat.core.trainer.demo), then train scratch "
-        "on them with the settings below. Takes about 15 minutes on two CPU cores.",
+        description="Rebuild the demo model that ships in the package "
+        "(localchat/assets/): the chat exchanges made from this Python's documentation "
+        "(localchat.core.trainer.demo), then train scratch on them with the settings below. "
+        "Takes about 15 minutes on two CPU cores.",
     )
     demo.add_argument("--out", default=str(paths.SHIPPED_DEMO_MODEL), metavar="MODEL.gguf")
     demo.add_argument("--steps", type=int, default=1000, help="optimiser steps (1000)")
