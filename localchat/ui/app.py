@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from localchat.core.chat.store import ChatStore
@@ -13,11 +15,17 @@ from localchat.core.settings import AppSettings
 from localchat.ui import theme
 from localchat.ui.main_window import MainWindow
 
+ICON = Path(__file__).resolve().parents[1] / "assets" / "icon.png"
+
 
 def run() -> int:
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv)
     app.setApplicationName("LocalChat")
+    # Desktops match the window to the installed localchat.desktop by this
+    # name (Wayland's app id); the icon is for the title bar and task switcher.
+    app.setDesktopFileName("localchat")
+    app.setWindowIcon(QIcon(str(ICON)))
     theme.follow_system(app)
     try:
         store = ChatStore()

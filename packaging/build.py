@@ -1,0 +1,342 @@
+"""Build LocalChat's installers: the same command on every platform.
+
+    python packaging/build.py                 # the bundle, then this platform's installer
+    python packaging/build.py --backend cuda  # llama.cpp rebuilt for CUDA first
+
+1. **Bundle** (all platforms): PyInstaller runs ``packaging/localchat.spec`` and
+   leaves one folder, ``dist/LocalChat/``: Python, the app, PySide6 (only the Qt
+   modules it imports), llama.cpp's libraries, the assets and the demo model.
+2. **Installer** for the platform it runs on:
+   - Linux: ``dist/localchat_<version>_<arch>.deb`` (``dpkg-deb``): the bundle in
+     ``/opt/localchat``, ``localchat`` on PATH, a desktop entry, icons, AppStream
+     metadata; its Depends are worked out from the libraries the bundle links.
+   - Windows: ``dist/LocalChat-Setup-<version>.exe`` (Inno Setup's ``iscc``).
+   - macOS: ``dist/LocalChat.app`` in ``dist/LocalChat-<version>.dmg``
+     (``hdiutil``), signed and notarised when the certificate is configured
+     (``packaging/macos/sign.sh``), left unsigned otherwise.
+
+The sizes of the bundle and the installer are printed at the end. Needs the
+``package`` extra (``pip install -e ".[package]"``) in the environment whose
+packages are bundled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "packaging" / "localchat.spec"
+ASSETS = ROOT / "assets"
+PACKAGE = "localchat"
+MAINTAINER = "LocalChat developers <localchat@users.noreply.github.com>"
+HOMEPAGE = "https://github.com/localchat/localchat"
+SUMMARY = "chat with large language models running entirely on your computer"
+DESCRIPTION = """\
+LocalChat runs GGUF language models with llama.cpp on your own CPU or GPU: no
+account, no cloud, nothing leaves the machine. It downloads and manages models
+from Hugging Face, streams replies token by token, keeps your chats in a local
+database and fine-tunes a model on your own texts. A tiny demo model is
+included, so it chats offline from the first start."""
+
+# llama.cpp's CMake switches for each GPU backend (llama-cpp-python builds
+# llama.cpp from source and passes CMAKE_ARGS through).
+BACKENDS = {
+    "cpu": "",
+    "cuda": "-DGGML_CUDA=on",
+    "metal": "-DGGML_METAL=on",
+    "vulkan": "-DGGML_VULKAN=on",
+}
+
+# Qt plugins a Linux desktop needs; the others (GTK theme, Wayland shells, EGL
+# device integrations...) load only where their libraries exist, so their
+# libraries are not made dependencies of the package.
+REQUIRED_QT_PLUGINS = ("platforms/libqxcb.so", "xcbglintegrations/", "imageformats/")
+
+
+def version() -> str:
+    text = (ROOT / "localchat" / "__init__.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"', text, re.M)
+    if match is None:
+        raise SystemExit("error: no __version__ in localchat/__init__.py")
+    return match[1]
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def human(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+# -- the bundle ------------------------------------------------------------------
+
+
+def rebuild_llama(backend: str) -> None:
+    """Rebuild llama-cpp-python (same version) with a GPU backend in this
+    environment, so the bundle carries that build of llama.cpp."""
+    from importlib.metadata import version as installed
+
+    pin = installed("llama-cpp-python")
+    env = {**os.environ, "CMAKE_ARGS": BACKENDS[backend], "FORCE_CMAKE": "1"}
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--force-reinstall",
+            "--no-deps",
+            "--no-binary",
+            "llama-cpp-python",
+            "--no-cache-dir",
+            f"llama-cpp-python=={pin}",
+        ],
+        env=env,
+    )
+
+
+def bundle(dist: Path, work: Path) -> Path:
+    run(
+        [
+            sys.executable,
+            "-m",
+            "PyInstaller",
+            "--noconfirm",
+            "--clean",
+            "--log-level",
+            "WARN",
+            "--distpath",
+            str(dist),
+            "--workpath",
+            str(work),
+            str(SPEC),
+        ],
+        cwd=ROOT,
+    )
+    folder = dist / "LocalChat"
+    if not (folder / ("localchat.exe" if sys.platform == "win32" else "localchat")).exists():
+        raise SystemExit(f"error: PyInstaller left no program in {folder}")
+    return folder
+
+
+# -- Linux: .deb -----------------------------------------------------------------
+
+
+def deb_arch() -> str:
+    try:
+        return subprocess.run(
+            ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
+def _elf_files(folder: Path) -> list[Path]:
+    found = []
+    for path in folder.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        rel = path.relative_to(folder).as_posix()
+        if "/plugins/" in rel and not any(p in rel for p in REQUIRED_QT_PLUGINS):
+            continue
+        with path.open("rb") as f:
+            if f.read(4) == b"\x7fELF":
+                found.append(path)
+    return found
+
+
+def system_libraries(folder: Path) -> set[str]:
+    """The libraries outside the bundle that its programs and required plugins
+    link (as ``ldd`` resolves them on this machine). A library the bundle
+    carries itself (PyInstaller collects most) is found there at run time."""
+    libs: set[str] = set()
+    elves = _elf_files(folder)
+    carried = {p.name for p in folder.rglob("*.so*")}
+    for path in elves:
+        proc = subprocess.run(["ldd", str(path)], capture_output=True, text=True)
+        for line in proc.stdout.splitlines():
+            m = re.match(r"\s*(\S+) => (/\S+)", line)
+            if m and m[1] not in carried:
+                libs.add(m[2])
+    return libs
+
+
+def owning_packages(libs: set[str]) -> set[str]:
+    """The Debian packages that provide ``libs`` (``dpkg -S``), without the
+    architecture suffix."""
+    packages: set[str] = set()
+    for lib in sorted(libs):
+        candidates = {lib, os.path.realpath(lib)}
+        for c in list(candidates):  # merged /usr: dpkg may know either spelling
+            candidates.add(c[4:] if c.startswith("/usr/") else "/usr" + c)
+        for c in sorted(candidates):
+            proc = subprocess.run(["dpkg", "-S", c], capture_output=True, text=True)
+            if proc.returncode == 0:
+                for owner in proc.stdout.split(":", 1)[0].split(","):
+                    packages.add(owner.strip().split(":")[0])
+                break
+        else:
+            print(f"note: no package provides {lib}; left out of Depends", file=sys.stderr)
+    return packages
+
+
+def glibc_floor() -> str | None:
+    libc = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None
+    return libc.split()[-1] if libc and libc.startswith("glibc") else None
+
+
+# Not linked, read at run time: the bundled fontconfig reads the system's
+# configuration (and Qt needs a font to draw anything).
+EXTRA_DEPENDS = ("fontconfig-config",)
+RECOMMENDS = "fonts-dejavu-core | fonts-noto-core"
+
+
+def depends(folder: Path) -> str:
+    packages = owning_packages(system_libraries(folder)) | set(EXTRA_DEPENDS)
+    floor = glibc_floor()
+    entries = []
+    for name in sorted(packages):
+        if name == "libc6" and floor:
+            entries.append(f"libc6 (>= {floor})")
+        else:
+            entries.append(name)
+    return ", ".join(entries)
+
+
+def deb(folder: Path, dist: Path, ver: str) -> Path:
+    arch = deb_arch()
+    stage = dist / "deb-root"
+    shutil.rmtree(stage, ignore_errors=True)
+    opt = stage / "opt" / PACKAGE
+    shutil.copytree(folder, opt, symlinks=True)
+    bin_dir = stage / "usr" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / PACKAGE).symlink_to(f"../../opt/{PACKAGE}/localchat")
+    share = stage / "usr" / "share"
+    (share / "applications").mkdir(parents=True)
+    shutil.copy2(ASSETS / "localchat.desktop", share / "applications" / "localchat.desktop")
+    (share / "metainfo").mkdir(parents=True)
+    shutil.copy2(ASSETS / "localchat.metainfo.xml", share / "metainfo" / "localchat.metainfo.xml")
+    icons = share / "icons" / "hicolor"
+    for png in sorted((ASSETS / "icons").glob("localchat-*.png")):
+        n = png.stem.rsplit("-", 1)[1]
+        target = icons / f"{n}x{n}" / "apps"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(png, target / "localchat.png")
+    (icons / "scalable" / "apps").mkdir(parents=True)
+    shutil.copy2(ASSETS / "icons" / "localchat.svg", icons / "scalable" / "apps" / "localchat.svg")
+    doc = share / "doc" / PACKAGE
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+        f"Upstream-Name: LocalChat\nSource: {HOMEPAGE}\n\n"
+        "Files: *\nLicense: MIT\n Bundled components keep their own licenses (Python: PSF;\n"
+        " Qt and PySide6: LGPLv3; llama.cpp: MIT; numpy: BSD); see /opt/localchat/_internal.\n"
+    )
+    control = stage / "DEBIAN"
+    control.mkdir()
+    summary_lines = "\n".join(f" {line}" if line else " ." for line in DESCRIPTION.splitlines())
+    (control / "control").write_text(
+        f"Package: {PACKAGE}\n"
+        f"Version: {ver}\n"
+        f"Architecture: {arch}\n"
+        f"Maintainer: {MAINTAINER}\n"
+        f"Installed-Size: {(size_of(stage) + 1023) // 1024}\n"
+        f"Depends: {depends(folder)}\n"
+        f"Recommends: {RECOMMENDS}\n"
+        "Section: utils\n"
+        "Priority: optional\n"
+        f"Homepage: {HOMEPAGE}\n"
+        f"Description: {SUMMARY}\n{summary_lines}\n"
+    )
+    # No maintainer scripts: dpkg's triggers refresh the icon cache and the
+    # desktop database, and the package never touches the user's models and
+    # chats (in their home folder), so removing it leaves them alone.
+    out = dist / f"{PACKAGE}_{ver}_{arch}.deb"
+    run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(stage), str(out)])
+    shutil.rmtree(stage)
+    return out
+
+
+# -- Windows and macOS -----------------------------------------------------------
+
+
+def inno(folder: Path, dist: Path, ver: str) -> Path:
+    iscc = shutil.which("iscc") or shutil.which("ISCC")
+    default = Path(os.environ.get("PROGRAMFILES(X86)", "C:/Program Files (x86)"))
+    if iscc is None and (default / "Inno Setup 6" / "ISCC.exe").exists():
+        iscc = str(default / "Inno Setup 6" / "ISCC.exe")
+    if iscc is None:
+        raise SystemExit("error: Inno Setup's iscc is not installed (choco install innosetup)")
+    run(
+        [
+            iscc,
+            f"/DAppVersion={ver}",
+            f"/DSourceDir={folder}",
+            f"/DOutputDir={dist}",
+            str(ROOT / "packaging" / "windows" / "localchat.iss"),
+        ]
+    )
+    return dist / f"LocalChat-Setup-{ver}.exe"
+
+
+def dmg(dist: Path, ver: str) -> Path:
+    app = dist / "LocalChat.app"
+    if not app.is_dir():
+        raise SystemExit(f"error: PyInstaller left no {app}")
+    out = dist / f"LocalChat-{ver}.dmg"
+    run(["bash", str(ROOT / "packaging" / "macos" / "sign.sh"), str(app), str(out)])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "dist", help="output folder (dist/)")
+    parser.add_argument(
+        "--backend",
+        choices=sorted(BACKENDS),
+        default=None,
+        help="rebuild llama-cpp-python for this backend first (default: bundle the one installed)",
+    )
+    parser.add_argument("--bundle-only", action="store_true", help="no installer")
+    args = parser.parse_args(argv)
+    ver = version()
+    dist = args.out.resolve()
+    dist.mkdir(parents=True, exist_ok=True)
+    if args.backend:
+        rebuild_llama(args.backend)
+    folder = bundle(dist, dist / "pyinstaller-work")
+    shutil.rmtree(dist / "pyinstaller-work", ignore_errors=True)
+    print(f"bundle     {folder}  {human(size_of(folder))}")
+    if args.bundle_only:
+        return 0
+    if sys.platform.startswith("linux"):
+        installer = deb(folder, dist, ver)
+    elif sys.platform == "win32":
+        installer = inno(folder, dist, ver)
+    elif sys.platform == "darwin":
+        installer = dmg(dist, ver)
+    else:
+        raise SystemExit(f"error: no installer for {sys.platform}")
+    print(f"bundle     {folder}  {human(size_of(folder))}")
+    print(f"installer  {installer}  {human(size_of(installer))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
