@@ -213,3 +213,44 @@ def test_the_view_follows_a_reply_only_from_the_bottom(qtbot) -> None:
     stream(20)
     assert bar.value() == 0 and bar.maximum() > 0  # and stays where they are
     view.stop_stream()
+
+
+def test_the_app_icon_is_rendered_from_its_svg_in_every_format(qtbot) -> None:
+    """The icon files installers use are the SVG source rendered (by
+    packaging/icons.py), at the sizes each platform looks up."""
+    import struct
+
+    from PySide6.QtGui import QIcon, QImage
+
+    from localchat.ui.app import ICON
+
+    root = Path(__file__).resolve().parents[1]
+    icons = root / "assets" / "icons"
+    assert not QIcon(str(ICON)).isNull() and QImage(str(ICON)).width() == 256
+    sys.path.insert(0, str(root / "packaging"))
+    try:
+        import icons as renderer  # packaging/icons.py
+    finally:
+        sys.path.pop(0)
+    for n in (16, 48, 256):
+        fresh = QImage.fromData(renderer.render(n))
+        committed = QImage(str(icons / f"localchat-{n}.png"))
+        assert committed.size() == fresh.size()
+        worst = max(
+            abs(fresh.pixelColor(x, y).blue() - committed.pixelColor(x, y).blue())
+            for x in range(0, n, max(1, n // 16))
+            for y in range(0, n, max(1, n // 16))
+        )
+        assert worst <= 8, f"localchat-{n}.png is stale: run packaging/icons.py"
+    # Windows: an ICO holding 16-256 px; macOS: an ICNS up to 1024 px.
+    ico = (icons / "localchat.ico").read_bytes()
+    reserved, kind, count = struct.unpack("<HHH", ico[:6])
+    sizes = {ico[6 + 16 * i] or 256 for i in range(count)}
+    assert (reserved, kind) == (0, 1) and {16, 32, 48, 256} <= sizes
+    icns = (icons / "localchat.icns").read_bytes()
+    assert icns[:4] == b"icns" and struct.unpack(">I", icns[4:8])[0] == len(icns)
+    chunks, at = set(), 8
+    while at < len(icns):
+        chunks.add(icns[at : at + 4])
+        at += struct.unpack(">I", icns[at + 4 : at + 8])[0]
+    assert {b"ic07", b"ic08", b"ic09", b"ic10"} <= chunks  # 128, 256, 512, 1024 px
