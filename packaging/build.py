@@ -32,6 +32,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout being bundled, as the spec does
+from localchat import __version__  # noqa: E402
+from localchat.core.engine.gguf_info import human_size  # noqa: E402
+
 SPEC = ROOT / "packaging" / "localchat.spec"
 ASSETS = ROOT / "assets"
 PACKAGE = "localchat"
@@ -60,14 +64,6 @@ BACKENDS = {
 REQUIRED_QT_PLUGINS = ("platforms/libqxcb.so", "xcbglintegrations/", "imageformats/")
 
 
-def version() -> str:
-    text = (ROOT / "localchat" / "__init__.py").read_text()
-    match = re.search(r'^__version__ = "([^"]+)"', text, re.M)
-    if match is None:
-        raise SystemExit("error: no __version__ in localchat/__init__.py")
-    return match[1]
-
-
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     print("+", " ".join(str(c) for c in cmd), flush=True)
     return subprocess.run(cmd, check=True, **kwargs)
@@ -77,10 +73,6 @@ def size_of(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-
-
-def human(n: float) -> str:
-    return f"{n / 2**20:.1f} MiB"
 
 
 # -- the bundle ------------------------------------------------------------------
@@ -315,27 +307,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--bundle-only", action="store_true", help="no installer")
     args = parser.parse_args(argv)
-    ver = version()
+    ver = __version__
     dist = args.out.resolve()
     dist.mkdir(parents=True, exist_ok=True)
     if args.backend:
         rebuild_llama(args.backend)
     folder = bundle(dist, dist / "pyinstaller-work")
     shutil.rmtree(dist / "pyinstaller-work", ignore_errors=True)
-    print(f"bundle     {folder}  {human(size_of(folder))}")
-    if args.bundle_only:
-        return 0
-    if sys.platform.startswith("linux"):
-        installer = deb(folder, dist, ver)
-    elif sys.platform == "win32":
-        installer = inno(folder, dist, ver)
-    elif sys.platform == "darwin":
-        installer = dmg(dist, ver)
-    else:
-        raise SystemExit(f"error: no installer for {sys.platform}")
-    print(f"bundle     {folder}  {human(size_of(folder))}")
-    print(f"installer  {installer}  {human(size_of(installer))}")
+    installer = None if args.bundle_only else make_installer(folder, dist, ver)
+    print(f"bundle     {folder}  {human_size(size_of(folder))}")
+    if installer is not None:
+        print(f"installer  {installer}  {human_size(size_of(installer))}")
     return 0
+
+
+def make_installer(folder: Path, dist: Path, ver: str) -> Path:
+    if sys.platform.startswith("linux"):
+        return deb(folder, dist, ver)
+    if sys.platform == "win32":
+        return inno(folder, dist, ver)
+    if sys.platform == "darwin":
+        return dmg(dist, ver)
+    raise SystemExit(f"error: no installer for {sys.platform}")
 
 
 if __name__ == "__main__":
