@@ -358,6 +358,10 @@ def test_bytes_reach_the_disk_while_downloading(
     (model,) = hub.files("org/M-GGUF")
     syncs: list[int] = []
     real = getattr(os, "fdatasync", os.fsync)
+    # A link of 25 MB/s: a megabyte every 40 ms. Over loopback on a busy
+    # machine the whole file could be written before the flusher thread first
+    # ran, and its requests (coalesced by design) would count once.
+    fake_hub.bytes_per_s = 25 * MB
     monkeypatch.setattr(hub._Sink, "FLUSH_EVERY", MB)
     monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd))[1], raising=False)
     path = hub.pull(model)
