@@ -48,7 +48,9 @@ def settings_file() -> Path:
 
 
 DEMO_ENV = "LOCALCHAT_DEMO_MODEL"
-SHIPPED_DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "localchat-demo.gguf"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+"""Package data (``localchat/assets``): in a source tree, a wheel and a bundle."""
+SHIPPED_DEMO_MODEL = ASSETS / "localchat-demo.gguf"
 
 
 def demo_model() -> Path:

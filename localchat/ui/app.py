@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from localchat.core import paths
 from localchat.core.chat.store import ChatStore
 from localchat.core.engine.client import Engine
 from localchat.core.errors import LocalChatError
@@ -15,7 +15,7 @@ from localchat.core.settings import AppSettings
 from localchat.ui import theme
 from localchat.ui.main_window import MainWindow
 
-ICON = Path(__file__).resolve().parents[1] / "assets" / "icon.png"
+ICON = paths.ASSETS / "icon.png"
 
 
 def run() -> int:

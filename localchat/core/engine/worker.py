@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import ctypes.util
+import functools
 import os
 import random
 import re
@@ -153,10 +154,12 @@ def load_with_gpu_fallback(
         return construct(0), 0, notice
 
 
-def compute_devices() -> list[tuple[str, str, bool]]:
+@functools.cache
+def compute_devices() -> tuple[tuple[str, str, bool], ...]:
     """The devices this llama.cpp build can compute on, from ggml's registry:
     (backend, description, is a GPU), e.g. ("CUDA", "NVIDIA GeForce RTX 4090",
-    True), ("Metal", "Apple M2", True), ("CPU", "AMD EPYC", False)."""
+    True), ("Metal", "Apple M2", True), ("CPU", "AMD EPYC", False). Read once
+    per process: the registry is fixed when ggml loads."""
     from llama_cpp._ctypes_extensions import load_shared_library
 
     lib = load_shared_library("ggml", Path(llama_cpp.__file__).parent / "lib")
@@ -177,7 +180,7 @@ def compute_devices() -> list[tuple[str, str, bool]]:
         description = (lib.ggml_backend_dev_description(dev) or b"").decode(errors="replace")
         kind = lib.ggml_backend_dev_type(dev)  # 0 CPU, 1 GPU, 2 integrated GPU, 3 accelerator
         devices.append((backend, description.strip(), kind in (1, 2)))
-    return devices
+    return tuple(devices)
 
 
 def describe_backend(devices: Sequence[tuple[str, str, bool]], gpu_layers: int) -> str:
@@ -370,11 +373,11 @@ class Worker:
         )
         return self.loaded
 
-    def _devices(self) -> list[tuple[str, str, bool]]:
+    def _devices(self) -> tuple[tuple[str, str, bool], ...]:
         try:
             return compute_devices()
         except (OSError, AttributeError):  # a build without ggml's registry API
-            return []
+            return ()
 
     def _construct(self, req: Load, n_ctx: int, threads: int, layers: int) -> llama_cpp.Llama:
         self.log_lines.clear()
