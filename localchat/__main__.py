@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    multiprocessing.freeze_support()  # the engine's worker process, in a frozen app
+    if getattr(sys, "frozen", False):  # the engine's worker process, in the bundle
+        import multiprocessing  # (only then: the window starts without it)
+
+        multiprocessing.freeze_support()
     args = sys.argv[1:] if argv is None else argv
     if not args:
         from localchat.ui.app import run

@@ -645,3 +645,16 @@ def test_old_replies_keep_their_own_tokens_when_the_last_one_cannot(llama3_model
     assert kept >= len(tokens2) - 5  # all but the last header's few tokens
     assert tokens3[len(w._prompt_tokens(first)[0]) :][:2] == [the, re_]
     w._unload()
+
+
+def test_an_ascii_only_tiny_model_writes_printable_text(tmp_path: Path) -> None:
+    """benchmarks/ui.py streams prose-like text from such a model; the random
+    byte tokens it suppresses would spell a dozen scripts."""
+    path = write_llama_gguf(tmp_path / "text.gguf", suppress_special=True, ascii_only=True)
+    s = GenerationSettings(temperature=1.0, seed=3, max_tokens=400)
+    with Engine() as engine:
+        engine.load(path, s)
+        stream = engine.chat([{"role": "user", "content": "Go"}], s)
+        text = "".join(stream)
+    assert stream.result.completion_tokens == 400
+    assert text.strip() and all(ch == "\n" or " " <= ch <= "~" for ch in text), repr(text)

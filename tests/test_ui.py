@@ -254,3 +254,41 @@ def test_the_app_icon_is_rendered_from_its_svg_in_every_format(qtbot) -> None:
         chunks.add(icns[at : at + 4])
         at += struct.unpack(">I", icns[at + 4 : at + 8])[0]
     assert {b"ic07", b"ic08", b"ic09", b"ic10"} <= chunks  # 128, 256, 512, 1024 px
+
+
+STARTUP_PROBE = """
+import sys
+from localchat.__main__ import main
+from localchat.ui.main_window import MainWindow
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+def painted(self):  # the first paint, before the deferred work it starts
+    print(" ".join(sorted(sys.modules)), flush=True)
+    QApplication.instance().quit()
+
+MainWindow._after_first_paint = painted
+main([])
+"""
+
+
+def test_the_window_paints_before_the_engine_machinery_is_imported(tmp_path: Path) -> None:
+    """Start-up waits only for what the first paint needs: multiprocessing,
+    hashing and ctypes (the worker, adapter checks) come when first used, and
+    llama.cpp, numpy and the Hub client never load in the window's process."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "LOCALCHAT_HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run(
+        [sys.executable, "-c", STARTUP_PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    loaded = set(out.split())
+    assert "localchat.ui.main_window" in loaded and "PySide6.QtWidgets" in loaded
+    heavy = {"multiprocessing", "hashlib", "ctypes", "llama_cpp", "numpy", "huggingface_hub"}
+    assert loaded & heavy == set()

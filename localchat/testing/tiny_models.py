@@ -111,6 +111,7 @@ def write_llama_gguf(
     architecture: str = "llama",
     logit_scale: float = 4.0,
     suppress_special: bool = False,
+    ascii_only: bool = False,
     tensor_hook: TensorHook | None = None,
     store_as: dict[str, type] | None = None,
     tied_output: bool = False,
@@ -123,7 +124,10 @@ def write_llama_gguf(
     ``logit_scale`` sharpens the output layer: large values make greedy
     decoding robust to the float noise of different batch splits.
     ``suppress_special`` keeps control tokens (EOS among them) from being
-    generated, for tests that need long replies.
+    generated, for tests that need long replies. ``ascii_only`` keeps the
+    byte tokens other than newline from being generated, so the reply is
+    printable ASCII (random words and characters, markup among them) rather
+    than random bytes, whose UTF-8 falls in a dozen scripts or none.
     ``tensor_hook(name, array)`` may change a tensor before it is written.
     ``store_as`` stores named tensors in another numpy dtype (e.g. float64,
     which llama.cpp loads but cannot compute with: a way to crash it).
@@ -176,6 +180,11 @@ def write_llama_gguf(
         types = tok.get("tokenizer.ggml.token_type", [])
         control = [i for i, t in enumerate(types) if t in (2, 3)]  # unknown, control
         output[control] = 0.0  # logit 0, far below the best of the random rows
+    if ascii_only:
+        tokens = tok["tokenizer.ggml.tokens"]
+        types = tok.get("tokenizer.ggml.token_type", [])
+        raw = [i for i, t in enumerate(types) if t == 6 and tokens[i] != "<0x0A>"]
+        output[raw] = 0.0
     if not tied_output:
         tensors["output.weight"] = output
     else:  # the output reuses the embeddings: sharpen those instead

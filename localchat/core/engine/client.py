@@ -13,18 +13,14 @@ same model again.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import multiprocessing
 import re
 import signal
 import sys
 import threading
 import types
 from collections.abc import Iterator, Sequence
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from localchat.core import paths
 from localchat.core.engine.entry import worker_main
@@ -60,6 +56,10 @@ from localchat.core.errors import EngineCrashed, EngineError, ModelFileError, Mo
 from localchat.core.models import fingerprint
 from localchat.core.params import GenerationSettings
 
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
 SHUTDOWN_GRACE_S = 2.0
 
 
@@ -67,11 +67,13 @@ class Engine:
     """A handle on the worker process and the model it holds."""
 
     def __init__(self, *, log_path: Path | None = None) -> None:
-        self._mp = multiprocessing.get_context("spawn")
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
         # Cancel flag shared with the worker: byte 0 set = stop; byte 1 stays 0.
-        self._flag: Any = self._mp.RawArray(ctypes.c_ubyte, 2)
+        # Made with the first worker, as multiprocessing is imported then: the
+        # window's start-up does not wait for it.
+        self._flag: Any = None
+        self._wait: Any = None  # multiprocessing.connection.wait, with the first worker
         self._lock = threading.RLock()
         self._next_id = 0
         self._active: ChatStream | None = None
@@ -203,7 +205,9 @@ class Engine:
     def cancel(self) -> None:
         """Stop the reply being generated (from any thread). What was generated
         so far is kept; the stream ends with finish_reason "cancelled"."""
-        self._flag[0] = 1
+        flag = self._flag
+        if flag is not None:  # else no worker yet, so nothing to stop
+            flag[0] = 1
 
     def close(self) -> None:
         """Stop the worker process."""
@@ -240,9 +244,17 @@ class Engine:
     # -- plumbing ----------------------------------------------------------------
 
     def _start(self) -> None:
-        parent, child = self._mp.Pipe(duplex=True)
+        import ctypes
+        import multiprocessing
+        from multiprocessing.connection import wait
+
+        self._wait = wait  # bound here, not imported per message in _next
+        mp = multiprocessing.get_context("spawn")
+        if self._flag is None:
+            self._flag = mp.RawArray(ctypes.c_ubyte, 2)
+        parent, child = mp.Pipe(duplex=True)
         log = self._log_path or paths.logs_dir() / "engine.log"
-        proc = self._mp.Process(
+        proc = mp.Process(
             target=worker_main,
             args=(child, self._flag, str(log)),
             name="localchat-engine",
@@ -289,7 +301,7 @@ class Engine:
     def _next(self, rid: int) -> Any:
         """The next message for request ``rid``: raises on failure or a dead worker."""
         assert self._conn is not None and self._proc is not None
-        conn, proc = self._conn, self._proc
+        conn, proc, wait = self._conn, self._proc, self._wait
         while True:
             ready = wait([conn, proc.sentinel])
             if conn in ready:

@@ -7,11 +7,12 @@ the CLI) never loads llama.cpp.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # kept out of the window's start-up: Engine imports this module
+    from multiprocessing.connection import Connection
 
 WORKER_NICENESS = 5
 """How far the worker lowers its scheduling priority. With nothing else
@@ -24,6 +25,8 @@ thread's p99 lateness in ``benchmarks/ui.py`` fell from ~13 ms to ~9 ms)."""
 def _yield_to_the_desktop() -> None:
     try:
         if sys.platform == "win32":
+            import ctypes
+
             below_normal = 0x4000  # BELOW_NORMAL_PRIORITY_CLASS
             kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
             kernel32.SetPriorityClass(kernel32.GetCurrentProcess(), below_normal)

@@ -10,7 +10,6 @@ Face cache needs no hashing at all: its blob is named by its LFS sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -58,6 +57,8 @@ def sha256(path: str | os.PathLike[str]) -> str:
         known = _read_cache().get(key)
     if known and known.get("size") == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns:
         return str(known["sha256"])
+    import hashlib  # here: the window's start-up imports this module, not hashing
+
     digest = hashlib.sha256()
     with open(resolved, "rb") as f:
         while chunk := f.read(CHUNK):
