@@ -57,14 +57,20 @@ else:  # as the `localchat` command starts
 
     start = lambda: main([])
 
-from PySide6.QtCore import QEvent, QObject
+from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
+
+def painted():
+    print("painted", flush=True)
+    QApplication.instance().quit()
 
 class FirstPaint(QObject):
     def eventFilter(self, obj, event):
-        if event.type() == QEvent.Type.Paint:
-            print("painted", flush=True)
-            QApplication.instance().quit()
+        # The window's first paint event; the timer fires once the whole frame
+        # (every child widget) is painted and on screen.
+        if event.type() == QEvent.Type.Paint and not hasattr(self, "seen"):
+            self.seen = True
+            QTimer.singleShot(0, painted)
         return False
 
 # The filter goes on the window alone (one on the whole application would add

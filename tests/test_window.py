@@ -341,6 +341,10 @@ def test_model_settings_apply_on_reload(qtbot, home: Path, parts, tiny_model) ->
     wait_ready(qtbot, window)
     assert window.loaded is not None and window.loaded.n_ctx == 4096
     assert window.reload_button.isHidden()
+    # The form is built after the first paint; the Settings action shows it.
+    window.settings_dock.toggleViewAction().trigger()
+    assert window.settings_dock.isVisible() and window.settings_dock.widget() is window.panel
+    assert window.panel.isVisible() and window.panel.editors["ctx"].value() == 4096
     window.panel.editors["temperature"].setValue(0.3)  # a sampling setting: no reload
     assert window.reload_button.isHidden()
     window.panel.editors["ctx"].setValue(2048)

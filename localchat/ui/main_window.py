@@ -285,14 +285,14 @@ class MainWindow(QMainWindow):
         splitter.setSizes([260, 840])
         self.setCentralWidget(splitter)
 
-        # Right: the settings, generated from their declaration.
-        self.panel = SettingsPanel(settings.generation())
-        self.panel.changed.connect(self._settings_changed)
+        # Right: the settings, generated from their declaration. The dock starts
+        # hidden; its form is built just after the first paint (see ``panel``).
+        self._panel: SettingsPanel | None = None
         self.settings_dock = QDockWidget("Settings")
         self.settings_dock.setObjectName("settings")
-        self.settings_dock.setWidget(self.panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.settings_dock)
         self.settings_dock.hide()
+        self.settings_dock.visibilityChanged.connect(lambda shown: shown and self.panel)
 
         self._actions(new_chat)
         # Downloads in progress, while the model manager is closed; a click opens it.
@@ -371,7 +371,19 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self, self._after_first_paint)
         return super().event(event)
 
+    @property
+    def panel(self) -> SettingsPanel:
+        """The settings form: it holds the settings the next reply and load
+        use. Made on first use, which is at the latest just after the first
+        paint, so the window shows without waiting for its thirty widgets."""
+        if self._panel is None:
+            self._panel = SettingsPanel(self.settings.generation())
+            self._panel.changed.connect(self._settings_changed)
+            self.settings_dock.setWidget(self._panel)
+        return self._panel
+
     def _after_first_paint(self) -> None:
+        self.panel  # noqa: B018 (built now: everything below reads it)
         last_chat = self.settings.ui("last_chat")
         if last_chat is not None and self.chat_id is None:
             self.select_chat(int(last_chat))
