@@ -215,6 +215,62 @@ def test_the_view_follows_a_reply_only_from_the_bottom(qtbot) -> None:
     view.stop_stream()
 
 
+def test_a_long_chat_is_shown_whole_and_laid_out_a_bounded_number_of_times(qtbot) -> None:
+    """Switching to a chat of 200 messages (the column is filled hidden and
+    laid out when shown): every message and code block ends up visible, and
+    no code block is resized more than a few times (a re-layout per message
+    added would resize each one hundreds of times)."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication
+
+    from localchat.core.chat.store import StoredMessage
+    from localchat.ui.chat_view import ChatView
+    from localchat.ui.code_block import CodeBlock
+
+    messages = [
+        StoredMessage(
+            id=i + 1,
+            chat_id=1,
+            parent_id=i or None,
+            role="user" if i % 2 == 0 else "assistant",
+            content=f"Question {i}?"
+            if i % 2 == 0
+            else f"Answer {i}:\n\n```python\nprint({i})\n```\n",
+            status="done",
+            model="m",
+            settings=None,
+            stats=None,
+            created_at=0.0,
+        )
+        for i in range(200)
+    ]
+
+    class Resizes(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Type.Resize and isinstance(obj, CodeBlock):
+                self.count += 1
+            return False
+
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    view.show()
+    resizes = Resizes()
+    QApplication.instance().installEventFilter(resizes)
+    try:
+        for _ in range(2):  # opening it, and again after another chat was shown
+            view.show_thread(messages)
+            qtbot.wait(50)
+    finally:
+        QApplication.instance().removeEventFilter(resizes)
+    blocks = [w for m in view.widgets for w in m.segments if isinstance(w, CodeBlock)]
+    assert len(view.widgets) == 200 and len(blocks) == 100
+    assert resizes.count <= 2 * 10 * len(blocks), resizes.count
+    assert all(b.isVisible() and b.height() > 0 for b in blocks)
+
+
 def test_the_app_icon_is_rendered_from_its_svg_in_every_format(qtbot) -> None:
     """The icon files installers use are the SVG source rendered (by
     packaging/icons.py), at the sizes each platform looks up."""

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from localchat.core.chat.store import StoredMessage
+from localchat.ui import theme
 from localchat.ui.code_block import CodeBlock, split_markdown
 
 REPAINT_MS = 50
@@ -89,17 +90,17 @@ class MessageWidget(QFrame):
         layout = QVBoxLayout(self)
         head = QHBoxLayout()
         self.title = QLabel(title)
-        self.title.setStyleSheet("font-weight: bold")
+        theme.secondary(self.title, bold=True)
         self.title.setToolTip(title)
         # A long model name may shrink: the conversation never scrolls sideways.
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.title.setMinimumWidth(80)
         self.note = QLabel()
-        self.note.setStyleSheet("color: palette(mid)")
+        theme.secondary(self.note)
         self.outside = QLabel("out of the model's view")
         self.outside.setObjectName("outside")
         self.outside.setToolTip(OUTSIDE_HELP)
-        self.outside.setStyleSheet("color: palette(mid); font-style: italic")
+        theme.secondary(self.outside, italic=True)
         self.outside.hide()
         self.is_outside = False
         head.addWidget(self.title, 1)  # takes the free width, shrinks first
@@ -225,10 +226,10 @@ class ChatView(QScrollArea):
         super().__init__(parent)
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        body = QWidget()
-        self.column = QVBoxLayout(body)
+        self._body = QWidget()
+        self.column = QVBoxLayout(self._body)
         self.column.addStretch(1)
-        self.setWidget(body)
+        self.setWidget(self._body)
         self.empty = QLabel()
         self.empty.setWordWrap(True)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -273,10 +274,14 @@ class ChatView(QScrollArea):
     def show_thread(self, messages: list[StoredMessage]) -> None:
         self.clear()
         self.hide_empty()
+        # Filled while hidden, the column is laid out once when shown, not once
+        # per message added (each pass resized every message above it again).
+        self._body.hide()
         for m in messages:
             if m.role == "system":
                 continue
             self.add(m.role, _title(m.role, m.model)).set_message(m)
+        self._body.show()
         self.scroll_to_end()
 
     def update_thread(self, messages: list[StoredMessage]) -> None:

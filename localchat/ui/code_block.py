@@ -32,6 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from localchat.ui import theme
+
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)[^\n]*$")
 
 
@@ -209,7 +211,7 @@ class CodeBlock(QFrame):
         layout.setContentsMargins(6, 4, 6, 6)
         head = QHBoxLayout()
         self.language = QLabel()
-        self.language.setStyleSheet("color: palette(mid)")
+        theme.secondary(self.language)
         self.copy = QPushButton("Copy code")
         self.copy.setFlat(True)
         self.copy.clicked.connect(self._copy)

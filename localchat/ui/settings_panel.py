@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from localchat.core import params
 from localchat.core.params import GenerationSettings, Spec
+from localchat.ui import theme
 
 GROUP_TITLES = {
     "sampling": "Sampling",
@@ -68,7 +69,7 @@ class SettingsPanel(QWidget):
             note = QLabel()
             note.setObjectName(f"{name}-note")
             note.setWordWrap(True)
-            note.setStyleSheet("color: palette(mid)")
+            theme.secondary(note)
             note.hide()
             form.addRow(note)
             self.notes[name] = note

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication, QStyleFactory
+from PySide6.QtWidgets import QApplication, QStyleFactory, QWidget
 
 _LIGHT_STYLE: dict[int, str] = {}
 
@@ -55,3 +55,17 @@ def apply(app: QApplication, scheme: Qt.ColorScheme | None = None) -> bool:
 def follow_system(app: QApplication) -> None:
     apply(app)
     QGuiApplication.styleHints().colorSchemeChanged.connect(lambda s: apply(app, s))
+
+
+def secondary(widget: QWidget, *, bold: bool = False, italic: bool = False) -> QWidget:
+    """Style a label in code rather than with a style sheet (a chat shows
+    hundreds of labels, and each style sheet is parsed and polished on its
+    own): ``bold`` only makes it bold; otherwise it is drawn in the palette's
+    mid tone, which follows the theme, and in italics if ``italic``."""
+    font = widget.font()
+    font.setBold(bold)
+    font.setItalic(italic)
+    widget.setFont(font)
+    if not bold:
+        widget.setForegroundRole(QPalette.ColorRole.Mid)
+    return widget
