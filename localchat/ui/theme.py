@@ -57,15 +57,14 @@ def follow_system(app: QApplication) -> None:
     QGuiApplication.styleHints().colorSchemeChanged.connect(lambda s: apply(app, s))
 
 
-def secondary(widget: QWidget, *, bold: bool = False, italic: bool = False) -> QWidget:
-    """Style a label in code rather than with a style sheet (a chat shows
-    hundreds of labels, and each style sheet is parsed and polished on its
-    own): ``bold`` only makes it bold; otherwise it is drawn in the palette's
-    mid tone, which follows the theme, and in italics if ``italic``."""
-    font = widget.font()
-    font.setBold(bold)
-    font.setItalic(italic)
-    widget.setFont(font)
-    if not bold:
-        widget.setForegroundRole(QPalette.ColorRole.Mid)
+def secondary(widget: QWidget, *, italic: bool = False) -> QWidget:
+    """Secondary text (a note, a code block's language): drawn in the palette's
+    mid tone, which follows the theme. Set in code rather than with a style
+    sheet: a chat shows hundreds of these, and each style sheet is parsed and
+    polished on its own."""
+    widget.setForegroundRole(QPalette.ColorRole.Mid)
+    if italic:
+        font = widget.font()
+        font.setItalic(True)
+        widget.setFont(font)
     return widget
