@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -127,6 +128,110 @@ def test_follow_up_turns_evaluate_only_the_new_tokens(
             # Only the new tokens, plus the last reply token (sampled, never evaluated).
             assert after.evaluated_tokens == new_tokens + 1
             assert new_tokens < 30
+
+
+def test_between_turns_the_start_of_the_next_prompt_is_evaluated_ahead(llama3_model: Path) -> None:
+    """While the user reads a reply and types, the engine evaluates the start of
+    the next prompt: the reply as the next prompt shows it (here a stop string
+    cut it, so the tokens generated do not spell it) and the header of the
+    user's next message. The next turn then computes only the user's text and
+    what follows it; it counts the work done ahead among its evaluated tokens
+    (the same count had the user sent at once), and answers as a fresh
+    evaluation of the same prompt does."""
+    s = GREEDY.replace(max_tokens=32)
+    first = user("Tell me a story about a lighthouse.")
+    with Engine() as probe:
+        probe.load(llama3_model, s)
+        whole = probe.chat(first, s).text()
+    # A stop string two thirds in, found there first.
+    k = next(
+        k for k in range(len(whole) * 2 // 3, len(whole) - 3) if whole.find(whole[k : k + 3]) == k
+    )
+    stop = whole[k : k + 3]
+
+    def conversation(engine: Engine, pause: float) -> tuple[list[Message], str, Any]:
+        stream = engine.chat(first, s, stop=[stop])
+        reply = stream.text()
+        assert stream.result is not None and stream.result.finish_reason == "stop"
+        assert reply == whole[:k]
+        then: list[Message] = [
+            *first,
+            {"role": "assistant", "content": reply},
+            {"role": "user", "content": "And then?"},
+        ]
+        engine.plan(then, s)  # the context meter asks meanwhile; the work resumes after it
+        time.sleep(pause)
+        stream = engine.chat(then, s)
+        return then, stream.text(), stream.result
+
+    with Engine() as e:
+        e.load(llama3_model, s)
+        then, reply, paused = conversation(e, 1.0)
+        text = e.render(then).text
+        header_end = text.rindex("<|end_header_id|>", 0, text.rindex("And then?")) + 17
+        head = len(e.tokenize(text[:header_end], add_bos=False, special=True))
+    with Engine() as e:
+        e.load(llama3_model, s)
+        _, reply_at_once, at_once = conversation(e, 0.0)
+    with Engine() as fresh:
+        fresh.load(llama3_model, s)
+        assert fresh.chat(then, s).text() == reply == reply_at_once
+
+    assert paused.evaluated_tokens == at_once.evaluated_tokens
+    assert paused.evaluated_tokens - paused.ahead_tokens == paused.prompt_tokens - head
+    assert paused.ahead_tokens >= 4 + 1  # the header's 4 tokens, and from the reply on
+    assert at_once.ahead_tokens <= paused.ahead_tokens
+
+
+def test_evaluating_ahead_gives_way_to_a_request_and_resumes_after(llama3_model: Path) -> None:
+    """A request sent while the worker evaluates ahead stops that work mid-decode
+    (the parent sets a byte after sending it, which llama.cpp's abort callback
+    reads); the cache keeps only what was whole, the work resumes once the
+    request is served, and the next turn answers as a fresh evaluation does."""
+    import multiprocessing
+
+    from localchat.core.engine.protocol import Chat, ChatResult, Load
+    from localchat.core.engine.worker import Worker
+
+    flag = multiprocessing.RawArray("b", 4)
+
+    class Pipe:
+        """Takes what the worker sends; a request can arrive just after it looks."""
+
+        arrives = False
+
+        def send(self, _message: object) -> None:
+            pass
+
+        def poll(self) -> bool:
+            if self.arrives:
+                flag[2] = 1  # what Engine._send does after sending
+            return False
+
+    load = Load(str(llama3_model), n_ctx_train=4096, n_ctx=2048, gpu_layers=0, threads=1)
+    pipe = Pipe()
+    w = Worker(pipe, flag)  # type: ignore[arg-type]
+    w._load(load)
+    first = (*user("Hi there"),)
+    r1 = w._chat(1, Chat(first, GREEDY, ()))
+    held = w._model().n_tokens
+    pipe.arrives = True
+    w._evaluate_ahead()
+    assert w._ahead is not None and w._model().n_tokens == held  # stopped, nothing half-kept
+    pipe.arrives = False
+    w._evaluate_ahead()
+    assert w._ahead is None and w._model().n_tokens > held
+    ahead = w._model().n_tokens - held
+    then = (*first, {"role": "assistant", "content": r1.reply}, *user("More, please"))
+    r2 = w._chat(2, Chat(then, GREEDY, ()))
+    w._unload()
+
+    other = Worker(Pipe(), flag)  # type: ignore[arg-type]
+    other._load(load)
+    fresh = other._chat(1, Chat(then, GREEDY, ()))
+    other._unload()
+    assert isinstance(r2, ChatResult) and r2.reply == fresh.reply
+    assert r2.ahead_tokens == ahead and r2.evaluated_tokens < fresh.evaluated_tokens
 
 
 def test_reusing_the_cache_gives_the_reply_a_fresh_start_gives(slow_model: Path) -> None:
@@ -625,7 +730,7 @@ def test_old_replies_keep_their_own_tokens_when_the_last_one_cannot(llama3_model
     from localchat.core.engine.protocol import Load
     from localchat.core.engine.worker import Worker
 
-    w = Worker(None, multiprocessing.RawArray("b", 2))  # type: ignore[arg-type]  # never sends
+    w = Worker(None, multiprocessing.RawArray("b", 4))  # type: ignore[arg-type]  # never sends
     w._load(Load(str(llama3_model), n_ctx_train=4096, n_ctx=2048, gpu_layers=0, threads=1))
     the, re_ = w._tokenize_prompt(" the")[-1], w._tokenize_prompt("re")[-1]
     a: Message = {"role": "user", "content": "Where?"}

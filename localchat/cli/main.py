@@ -38,6 +38,7 @@ JSON_FIELDS = (
     "reply",
     "prompt_tokens",
     "evaluated_tokens",
+    "ahead_tokens",
     "completion_tokens",
     "ttft_ms",
     "tokens_per_s",

@@ -69,7 +69,9 @@ class Engine:
     def __init__(self, *, log_path: Path | None = None) -> None:
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
-        # Cancel flag shared with the worker: byte 0 set = stop; byte 1 stays 0.
+        # Flags shared with the worker: byte 0 set = stop the request in flight;
+        # byte 2 set = a request was sent (it preempts evaluating ahead between
+        # turns). Bytes 1 and 3 stay 0: llama.cpp's abort callback is strlen.
         # Made with the first worker, as multiprocessing is imported then: the
         # window's start-up does not wait for it.
         self._flag: Any = None
@@ -223,6 +225,7 @@ class Engine:
         try:
             self._next_id += 1
             conn.send(Envelope(self._next_id, Shutdown()))
+            self._flag[2] = 1
             proc.join(SHUTDOWN_GRACE_S)
         except (OSError, EOFError, BrokenPipeError):
             pass
@@ -251,7 +254,7 @@ class Engine:
         self._wait = wait  # bound here, not imported per message in _next
         mp = multiprocessing.get_context("spawn")
         if self._flag is None:
-            self._flag = mp.RawArray(ctypes.c_ubyte, 2)
+            self._flag = mp.RawArray(ctypes.c_ubyte, 4)
         parent, child = mp.Pipe(duplex=True)
         log = self._log_path or paths.logs_dir() / "engine.log"
         proc = mp.Process(
@@ -285,6 +288,7 @@ class Engine:
             self._conn.send(Envelope(self._next_id, request))
         except (OSError, BrokenPipeError):
             self._crashed()
+        self._flag[2] = 1  # after sending: the worker clears it, then looks for requests
         return self._next_id
 
     def _call(self, request: Request) -> Any:

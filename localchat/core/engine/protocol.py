@@ -6,6 +6,8 @@ also with :class:`Piece` messages before its :class:`ChatResult`. Cancelling
 does not use the pipe: the parent sets a byte of shared memory, which the
 worker reads at every token and llama.cpp reads, through its abort callback,
 during every decode; the parent clears it before sending the next request.
+After sending one, the parent sets another byte, which stops the worker's
+evaluation of the next prompt's start between turns.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ class ChatResult:
     prompt_tokens: int
     """Tokens in the whole rendered prompt."""
     evaluated_tokens: int
-    """Prompt tokens actually computed this turn (the rest came from the cache)."""
+    """Prompt tokens computed for this turn (the rest came from the cache)."""
     completion_tokens: int
     ttft_ms: float
     """From the request reaching the worker to the first reply token."""
@@ -206,6 +208,10 @@ class ChatResult:
     """Generation speed after the first token."""
     context_size: int
     context_used: int
+    ahead_tokens: int = 0
+    """Of the evaluated tokens, those computed before the request came, while
+    the user read the last reply and typed (the start of this prompt was
+    known once that reply was in)."""
     trimmed_messages: int = 0
     """Messages of the conversation the model did not see this turn (the
     chat's overflow policy left them out)."""

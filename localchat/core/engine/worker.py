@@ -18,6 +18,15 @@ Cancellation. The parent writes a byte into shared memory. llama.cpp's abort
 callback is libc's ``strlen`` on that memory: 0 (keep going) until the byte is
 set, with no Python and no GIL in llama.cpp's compute loop. It stops prompt
 evaluation and a token's decode mid-graph; the loop also checks it per token.
+
+Evaluating ahead. Once a reply is in, the start of the next prompt is known:
+the conversation so far and the header of the user's next message. While the
+user reads and types, the worker evaluates what of it the cache lacks (the
+reply's end-of-turn and the header; the whole reply where the template
+rewrites it, trimming its whitespace or dropping its reasoning, or a stop
+string cut it). A request preempts it: the parent sets a second byte after
+sending one, which the abort callback reads while evaluating ahead, and the
+work resumes after requests that leave the cache alone (the context meter's).
 """
 
 from __future__ import annotations
@@ -79,6 +88,10 @@ LOG_LIMIT = 5 * 2**20
 T = TypeVar("T")
 Prompt = tuple[str, list[int], tuple[int, int] | None]
 """A rendered prompt, its tokens, and the run of cached tokens it leaves out."""
+AHEAD_CHUNK = 64
+"""Tokens evaluated ahead per decode: what a preempted evaluation loses at most."""
+_KEEP_AHEAD = (PlanContext, Info, Tokenize, RenderChat)
+"""Requests that leave the KV cache alone: evaluating ahead resumes after them."""
 
 
 def main(conn: Connection, cancel_flag: Any, log_path: str | None) -> None:
@@ -119,12 +132,17 @@ _BUFFER_LINES = {
 def reusable_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
     """How many of ``tokens`` the KV cache already holds: the common prefix,
     less one when it is the whole prompt (a token is evaluated for fresh logits)."""
+    return min(_held(cached, tokens), len(tokens) - 1)
+
+
+def _held(cached: Sequence[int], tokens: Sequence[int]) -> int:
+    """Length of the common prefix of two token lists."""
     prefix = 0
     for a, b in zip(cached, tokens, strict=False):
         if a != b:
             break
         prefix += 1
-    return min(prefix, len(tokens) - 1)
+    return prefix
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -224,6 +242,11 @@ class Worker:
         self.last_tokens: list[int] = []
         self.last_prompt_chars = self.last_prompt_len = 0
         self._marks: list[tuple[int, int]] | None = None
+        # Between turns: the conversation whose next prompt to start evaluating
+        # (see _evaluate_ahead), and the cache positions evaluated so, not yet
+        # counted in a turn's evaluated tokens.
+        self._ahead: tuple[Message, ...] | None = None
+        self._ahead_at = self._ahead_end = 0
         self.log_lines: collections.deque[str] = collections.deque(maxlen=20)
         self._log_partial = ""
         self._log_level = 2
@@ -236,16 +259,26 @@ class Worker:
             ctypes.cast(strlen, ctypes.c_void_p).value or 0
         )
         self._flag_addr = ctypes.c_void_p(ctypes.addressof(cancel_flag))
+        # Byte 2: the parent sets it after sending a request (byte 3 stays 0).
+        self._waiting_addr = ctypes.c_void_p(ctypes.addressof(cancel_flag) + 2)
 
     # -- plumbing --------------------------------------------------------------
 
     def serve(self) -> None:
         while True:
+            if self._ahead is not None:
+                try:
+                    self._evaluate_ahead()
+                except Exception as exc:  # a bug: the next turn evaluates it all
+                    self._ahead = None
+                    print(f"evaluating ahead failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             try:
                 env: Envelope = self.conn.recv()
             except (EOFError, OSError):
                 return
             req = env.request
+            if not isinstance(req, _KEEP_AHEAD):
+                self._ahead = None
             try:
                 if isinstance(req, Shutdown):
                     self._unload()
@@ -435,6 +468,7 @@ class Worker:
             self.llm.close()
         self.llm = self.loaded = self.template = None
         self._remember("", [], "", [])
+        self._ahead_at = self._ahead_end = 0
 
     # -- prompts -----------------------------------------------------------------
 
@@ -647,6 +681,7 @@ class Worker:
         self.last_text, self.last_tokens = "", []
         self.last_prompt_chars = self.last_prompt_len = 0
         self._marks = None
+        self._ahead_at = self._ahead_end = 0
 
     def _logits(self, req: Logits) -> np.ndarray:
         llm = self._scoring_model(req.tokens)
@@ -759,7 +794,14 @@ class Worker:
         if prefix == 0:
             llm.reset()
         llm.n_tokens = prefix
-        evaluated = len(tokens) - prefix
+        # Tokens evaluated ahead, between turns, count as this turn's: the
+        # count is the same whether the user took a minute or sent at once.
+        at, end = self._ahead_at, self._ahead_end
+        if shift and at >= shift[1]:  # they moved down with the rest
+            at, end = at - shifted, end - shifted
+        ahead = max(0, min(prefix, end) - at)
+        self._ahead_at = self._ahead_end = 0
+        evaluated = len(tokens) - prefix + ahead
 
         llm.set_seed(s.seed if s.seed >= 0 else random.randrange(2**32 - 1))
         args = s.llama_args("sampling")
@@ -838,6 +880,7 @@ class Worker:
             self._remember(
                 text, tokens, *self._as_rendered(window.messages, text, reply_text, reply_tokens)
             )
+        self._ahead = (*window.messages, {"role": "assistant", "content": reply_text})
         now = time.perf_counter()
         n = len(reply_tokens)
         return ChatResult(
@@ -845,6 +888,7 @@ class Worker:
             finish_reason=finish,
             prompt_tokens=len(tokens),
             evaluated_tokens=evaluated,
+            ahead_tokens=ahead,
             completion_tokens=n,
             ttft_ms=((t_first or now) - t0) * 1000,
             tokens_per_s=(n - 1) / (t_last - t_first) if n > 1 and t_last > t_first else 0.0,
@@ -894,6 +938,70 @@ class Worker:
         if got != len(lead) or cut != len(trail):
             return None
         return tokens[start:end]
+
+    def _evaluate_ahead(self) -> None:
+        """Evaluate the start of the next prompt (see the module's docstring)
+        until done or a request comes. Done or not, the text is remembered so
+        the next prompt reuses these tokens."""
+        assert self._ahead is not None
+        llm = self.llm
+        if llm is None or self.vocab_only:
+            self._ahead = None
+            return
+        try:
+            text = self._next_head(self._ahead)
+        except LocalChatError:  # the next turn will say what the template refused
+            text = ""
+        tokens, shift = self._prompt_tokens(text) if text else ([], None)
+        if not tokens or shift or len(tokens) >= llm.n_ctx():
+            self._ahead = None
+            return
+        # The cache keeps what these tokens share with it (the next prompt
+        # will hold them too; a regenerated reply's prompt is among them).
+        prefix = _held(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        if prefix < llm.n_tokens:
+            llm._ctx.kv_cache_seq_rm(-1, prefix, -1)
+            llm.n_tokens = prefix
+        self._remember(text, tokens, "", [])
+        if self._ahead_at <= prefix <= self._ahead_end:
+            self._ahead_end = prefix  # resumed: the tokens evaluated so far stay
+        else:
+            self._ahead_at = self._ahead_end = prefix
+        if prefix == len(tokens):
+            self._ahead = None
+            return
+        self.flag[2] = 0  # then look: a request sent before this was cleared is seen
+        if self.conn.poll():
+            return
+        ctx = llm._ctx.ctx
+        llama_cpp.llama_set_abort_callback(ctx, self._abort_cb, self._waiting_addr)
+        try:
+            for start in range(prefix, len(tokens), AHEAD_CHUNK):
+                llm.eval(tokens[start : start + AHEAD_CHUNK])
+                self._ahead_end = llm.n_tokens
+        except RuntimeError:  # preempted (or failed: the next turn evaluates it)
+            llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+            if not self.flag[2]:
+                self._ahead = None
+            return
+        finally:
+            llama_cpp.llama_set_abort_callback(ctx, self._abort_cb, self._flag_addr)
+        self._ahead = None
+
+    def _next_head(self, messages: tuple[Message, ...]) -> str:
+        """The start of the prompt after ``messages`` that does not depend on
+        the user's next message: up to the last control token before its text
+        (tokenizers split there first, so its tokens begin the next prompt's)."""
+        a, b = (self._render((*messages, {"role": "user", "content": c})) for c in "ab")
+        common = a[: _common_prefix(a, b)]
+        assert self.llm is not None
+        vocab = self.llm._model.vocab
+        for token in reversed(self._tokenize_prompt(common)):
+            if llama_cpp.llama_vocab_is_control(vocab, token):
+                piece = self._piece(token, special=True).decode("utf-8", errors="replace")
+                at = common.rfind(piece) if piece else -1
+                return common[: at + len(piece)] if at >= 0 else ""
+        return ""
 
     def _remember(
         self, text: str, tokens: list[int], reply_text: str, reply_tokens: list[int]
