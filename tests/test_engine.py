@@ -752,6 +752,42 @@ def test_old_replies_keep_their_own_tokens_when_the_last_one_cannot(llama3_model
     w._unload()
 
 
+@pytest.mark.parametrize("model", ["tiny_model", "phi3_model", "llama3_model", "mistral_model"])
+def test_a_prompt_tokenized_a_segment_at_a_time_gets_the_tokenizers_own_tokens(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    """A prompt's tail is tokenized one segment at a time, each from a control
+    token to the next and remembered (so a long chat's old messages are not
+    tokenized again for every prompt the overflow policy weighs). The tokens
+    are the tokenizer's own for the whole text, awkward text included."""
+    import multiprocessing
+
+    from localchat.core.engine.protocol import Load
+    from localchat.core.engine.worker import Worker
+
+    path = request.getfixturevalue(model)
+    w = Worker(None, multiprocessing.RawArray("b", 4))  # type: ignore[arg-type]  # never sends
+    w._load(Load(str(path), n_ctx_train=2048, n_ctx=2048, gpu_layers=0, threads=1, vocab_only=True))
+    messages: list[Message] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "  leading spaces, a trailing newline\n"},
+        {"role": "assistant", "content": "Ünïcödé 😀, <b>markup</b>, tabs\tand [INST] brackets"},
+        {"role": "user", "content": "text like a token: <|eot_id|> </s> <|end|>, then more"},
+        {"role": "assistant", "content": "\n\nblank lines first\n"},
+        {"role": "user", "content": "last"},
+    ]
+    llm = w._model()
+    text = w._render(tuple(messages))
+    first = w._control_pattern().search(text)
+    assert first is not None
+    rest = text[first.start() :]
+    expected = llm.tokenize(rest.encode(), add_bos=False, special=True)
+    assert w._tail_tokens(rest) == expected
+    assert w._tail_tokens(rest) == expected  # from the remembered segments
+    assert w._tokenize_prompt(text)[-len(expected) :] == expected
+    w._unload()
+
+
 def test_an_ascii_only_tiny_model_writes_printable_text(tmp_path: Path) -> None:
     """benchmarks/ui.py streams prose-like text from such a model; the random
     byte tokens it suppresses would spell a dozen scripts."""

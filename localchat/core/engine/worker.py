@@ -35,6 +35,7 @@ import collections
 import ctypes
 import ctypes.util
 import functools
+import itertools
 import os
 import random
 import re
@@ -90,6 +91,8 @@ Prompt = tuple[str, list[int], tuple[int, int] | None]
 """A rendered prompt, its tokens, and the run of cached tokens it leaves out."""
 AHEAD_CHUNK = 64
 """Tokens evaluated ahead per decode: what a preempted evaluation loses at most."""
+SEGMENTS_KEPT = 4096
+"""Prompt segments whose tokens are remembered (some messages' worth each)."""
 _KEEP_AHEAD = (PlanContext, Info, Tokenize, RenderChat)
 """Requests that leave the KV cache alone: evaluating ahead resumes after them."""
 
@@ -235,6 +238,11 @@ class Worker:
         self.template: ChatTemplate | None = None
         self.lora: Any = None
         self.add_space_prefix = False
+        # Control tokens' texts (a pattern matching any), and the tokens of text
+        # segments that each start with one: a prompt's tail is tokenized a
+        # segment at a time, and a long chat's old messages only once.
+        self._controls: re.Pattern[str] | None = None
+        self._segments: dict[str, list[int]] = {}
         self.vocab_only = False
         # The last turn, for prefix reuse: its text (prompt and reply) and
         # tokens, and how much of each is the prompt.
@@ -384,6 +392,7 @@ class Worker:
             )
             if not req.vocab_only:
                 llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, self._flag_addr)
+            self._control_pattern()  # here, not in the first prompt's time (~70 ms for 128k)
             if req.lora:
                 self._apply_lora(req.lora, req.lora_scale)
         except BaseException:
@@ -469,6 +478,7 @@ class Worker:
         self.llm = self.loaded = self.template = None
         self._remember("", [], "", [])
         self._ahead_at = self._ahead_end = 0
+        self._controls, self._segments = None, {}
 
     # -- prompts -----------------------------------------------------------------
 
@@ -515,14 +525,51 @@ class Worker:
 
     def _tail_tokens(self, rest: str) -> list[int] | None:
         """``rest`` tokenized on its own, when that is exact: it starts with a
-        control token (tokenizers split the text at those first)."""
-        assert self.llm is not None
-        tail = self.llm.tokenize(rest.encode(), add_bos=False, special=True)
-        first = tail[0] if tail else -1
-        control = first >= 0 and llama_cpp.llama_vocab_is_control(self.llm._model.vocab, first)
-        if control and rest.encode().startswith(self._piece(first, special=True)):
-            return tail
-        return None
+        control token (tokenizers split the text at those first). So is each
+        segment of it from one control token to the next, and each is
+        tokenized once: the prompts the overflow policy weighs share most."""
+        starts = [m.start() for m in self._control_pattern().finditer(rest)]
+        if not starts or starts[0] != 0:
+            return None
+        tail: list[int] = []
+        for a, b in itertools.pairwise([*starts, len(rest)]):
+            tokens = self._segment_tokens(rest[a:b])
+            if tokens is None:
+                return None
+            tail += tokens
+        return tail
+
+    def _segment_tokens(self, segment: str) -> list[int] | None:
+        """Tokens of text starting with a control token (None if the tokenizer
+        does not start it with that token), remembered."""
+        tokens = self._segments.get(segment)
+        if tokens is None:
+            assert self.llm is not None
+            tokens = self.llm.tokenize(segment.encode(), add_bos=False, special=True)
+            first = tokens[0] if tokens else -1
+            vocab = self.llm._model.vocab
+            control = first >= 0 and llama_cpp.llama_vocab_is_control(vocab, first)
+            if not (control and segment.encode().startswith(self._piece(first, special=True))):
+                return None
+            if len(self._segments) >= SEGMENTS_KEPT:
+                self._segments.clear()
+            self._segments[segment] = tokens
+        return tokens
+
+    def _control_pattern(self) -> re.Pattern[str]:
+        """A pattern matching the text of any of the model's control tokens."""
+        if self._controls is None:
+            assert self.llm is not None
+            vocab = self.llm._model.vocab
+            texts = {
+                self._piece(t, special=True).decode("utf-8", errors="replace")
+                for t in range(self.llm.n_vocab())
+                if llama_cpp.llama_vocab_is_control(vocab, t)
+            }
+            texts.discard("")
+            alternatives = "|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True))
+            self._controls = re.compile(alternatives or "(?!)")
+        return self._controls
 
     def _shifted_tokens(self, text: str) -> tuple[list[int], tuple[int, int]] | None:
         """The last turn's text is ``head + dropped + kept...`` and ``text`` is
