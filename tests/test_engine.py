@@ -183,55 +183,113 @@ def test_between_turns_the_start_of_the_next_prompt_is_evaluated_ahead(llama3_mo
     assert at_once.ahead_tokens <= paused.ahead_tokens
 
 
-def test_evaluating_ahead_gives_way_to_a_request_and_resumes_after(llama3_model: Path) -> None:
-    """A request sent while the worker evaluates ahead stops that work mid-decode
-    (the parent sets a byte after sending it, which llama.cpp's abort callback
-    reads); the cache keeps only what was whole, the work resumes once the
-    request is served, and the next turn answers as a fresh evaluation does."""
+class _Pipe:
+    """Stands in for the worker's pipe: takes what it sends, and can have a
+    request arrive at the n-th look (``flagged``: the parent has set byte 2,
+    as it does before sending; else the request is readable in the pipe)."""
+
+    def __init__(self, flag: Any) -> None:
+        self.flag = flag
+        self.looks = 0
+        self.arrives_at: int | None = None
+        self.flagged = False
+
+    def send(self, _message: object) -> None:
+        pass
+
+    def poll(self) -> bool:
+        self.looks += 1
+        if self.looks != self.arrives_at:
+            return False
+        if self.flagged:
+            self.flag[2] = 1
+            return False
+        return True
+
+
+def _in_process_worker(path: Path) -> tuple[Any, _Pipe]:
     import multiprocessing
 
-    from localchat.core.engine.protocol import Chat, ChatResult, Load
+    from localchat.core.engine.protocol import Load
     from localchat.core.engine.worker import Worker
 
     flag = multiprocessing.RawArray("b", 4)
-
-    class Pipe:
-        """Takes what the worker sends; a request can arrive just after it looks."""
-
-        arrives = False
-
-        def send(self, _message: object) -> None:
-            pass
-
-        def poll(self) -> bool:
-            if self.arrives:
-                flag[2] = 1  # what Engine._send does after sending
-            return False
-
-    load = Load(str(llama3_model), n_ctx_train=4096, n_ctx=2048, gpu_layers=0, threads=1)
-    pipe = Pipe()
+    pipe = _Pipe(flag)
     w = Worker(pipe, flag)  # type: ignore[arg-type]
-    w._load(load)
-    first = (*user("Hi there"),)
-    r1 = w._chat(1, Chat(first, GREEDY, ()))
+    w._load(Load(str(path), n_ctx_train=4096, n_ctx=2048, gpu_layers=0, threads=1))
+    return w, pipe
+
+
+def test_evaluating_ahead_gives_way_to_a_request_and_resumes_after(llama3_model: Path) -> None:
+    """Evaluating ahead stops for a request: between chunks when one is in the
+    pipe, mid-decode when the parent flags one (llama.cpp's abort callback
+    reads the byte); the cache keeps only whole chunks, the work resumes once
+    the request is served, and the next turn answers as a fresh evaluation
+    does. A cancelled reply is not followed by such work."""
+    from localchat.core.engine.protocol import Chat
+
+    s = GREEDY.replace(max_tokens=160)
+    first = (*user("Tell me a long story."),)
+    w, pipe = _in_process_worker(llama3_model)
+    whole = w._chat(1, Chat(first, s, ())).reply
+    k = next(
+        k for k in range(len(whole) * 4 // 5, len(whole) - 3) if whole.find(whole[k : k + 3]) == k
+    )
+    cut = w._chat(2, Chat(first, s, (whole[k : k + 3],)))  # the stop string respells the reply
+    assert cut.reply == whole[:k]
     held = w._model().n_tokens
-    pipe.arrives = True
+
+    pipe.looks, pipe.arrives_at = 0, 3  # a request in the pipe after the first chunk
     w._evaluate_ahead()
-    assert w._ahead is not None and w._model().n_tokens == held  # stopped, nothing half-kept
-    pipe.arrives = False
+    after_one = w._model().n_tokens
+    start = after_one - 64  # where the cache and the next prompt part (within the reply)
+    assert w._ahead is not None and start <= held
+    pipe.looks, pipe.arrives_at, pipe.flagged = 0, 2, True  # flagged just as a chunk starts
     w._evaluate_ahead()
-    assert w._ahead is None and w._model().n_tokens > held
-    ahead = w._model().n_tokens - held
-    then = (*first, {"role": "assistant", "content": r1.reply}, *user("More, please"))
-    r2 = w._chat(2, Chat(then, GREEDY, ()))
+    assert w._ahead is not None and w._model().n_tokens == after_one  # nothing half-kept
+    w.flag[2] = 0  # the worker got that request
+    pipe.arrives_at = None
+    w._evaluate_ahead()
+    assert w._ahead is None and w._model().n_tokens > after_one
+    ahead = w._model().n_tokens - start
+    then = (*first, {"role": "assistant", "content": cut.reply}, *user("More, please"))
+    r = w._chat(3, Chat(then, s, ()))
+    assert r.ahead_tokens == ahead and r.evaluated_tokens == r.prompt_tokens - start
+
+    w._ahead = None  # as serve() does on receiving a chat
+    w.flag[0] = 1  # the user stops the next reply at once
+    assert w._chat(4, Chat(then, s, ())).finish_reason == "cancelled"
+    assert w._ahead is None
     w._unload()
 
-    other = Worker(Pipe(), flag)  # type: ignore[arg-type]
-    other._load(load)
-    fresh = other._chat(1, Chat(then, GREEDY, ()))
-    other._unload()
-    assert isinstance(r2, ChatResult) and r2.reply == fresh.reply
-    assert r2.ahead_tokens == ahead and r2.evaluated_tokens < fresh.evaluated_tokens
+    fresh, _ = _in_process_worker(llama3_model)
+    expected = fresh._chat(1, Chat(then, s, ()))
+    fresh._unload()
+    assert r.reply == expected.reply
+
+
+def test_evaluating_ahead_leaves_a_cache_that_holds_the_next_prompts_start(tmp_path: Path) -> None:
+    """With a template whose turns hold no control token, the next prompt's
+    known start is just the BOS: the cache already holds it, so it is left
+    alone (cutting it back to that would lose the whole conversation)."""
+    from localchat.core.engine.protocol import Chat
+
+    plain = (
+        "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    w, _ = _in_process_worker(write_llama_gguf(tmp_path / "plain.gguf", chat_template=plain))
+    first = (*user("Hello there"),)
+    r1 = w._chat(1, Chat(first, GREEDY, ()))
+    held = w._model().n_tokens
+    w._evaluate_ahead()
+    assert w._ahead is None and w._model().n_tokens == held
+    then = (*first, {"role": "assistant", "content": r1.reply}, *user("And then?"))
+    r2 = w._chat(2, Chat(then, GREEDY, ()))
+    w._unload()
+    # The first prompt stayed in the cache (the reply, re-spelled by a tokenizer
+    # that has no control token to start from, is evaluated again).
+    assert r2.evaluated_tokens <= r2.prompt_tokens - r1.prompt_tokens + 2
 
 
 def test_reusing_the_cache_gives_the_reply_a_fresh_start_gives(slow_model: Path) -> None:

@@ -70,8 +70,9 @@ class Engine:
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
         # Flags shared with the worker: byte 0 set = stop the request in flight;
-        # byte 2 set = a request was sent (it preempts evaluating ahead between
-        # turns). Bytes 1 and 3 stay 0: llama.cpp's abort callback is strlen.
+        # byte 2 set = a request is being sent, until the worker has it (it
+        # preempts evaluating ahead between turns, even while a big request is
+        # still in the pipe). Bytes 1 and 3 stay 0: the abort callback is strlen.
         # Made with the first worker, as multiprocessing is imported then: the
         # window's start-up does not wait for it.
         self._flag: Any = None
@@ -224,8 +225,8 @@ class Engine:
             return
         try:
             self._next_id += 1
-            conn.send(Envelope(self._next_id, Shutdown()))
             self._flag[2] = 1
+            conn.send(Envelope(self._next_id, Shutdown()))
             proc.join(SHUTDOWN_GRACE_S)
         except (OSError, EOFError, BrokenPipeError):
             pass
@@ -283,12 +284,12 @@ class Engine:
             self._start()
         assert self._conn is not None
         self._flag[0] = 0  # a cancel is for the request in flight, not the next one
+        self._flag[2] = 1  # requests are one at a time: the worker cleared it for the last
         self._next_id += 1
         try:
             self._conn.send(Envelope(self._next_id, request))
         except (OSError, BrokenPipeError):
             self._crashed()
-        self._flag[2] = 1  # after sending: the worker clears it, then looks for requests
         return self._next_id
 
     def _call(self, request: Request) -> Any:

@@ -6,8 +6,9 @@ also with :class:`Piece` messages before its :class:`ChatResult`. Cancelling
 does not use the pipe: the parent sets a byte of shared memory, which the
 worker reads at every token and llama.cpp reads, through its abort callback,
 during every decode; the parent clears it before sending the next request.
-After sending one, the parent sets another byte, which stops the worker's
-evaluation of the next prompt's start between turns.
+Before sending one, the parent sets another byte (the worker clears it on
+receiving the request), which stops the worker's evaluation of the next
+prompt's start between turns.
 """
 
 from __future__ import annotations

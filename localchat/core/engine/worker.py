@@ -24,13 +24,16 @@ the conversation so far and the header of the user's next message. While the
 user reads and types, the worker evaluates what of it the cache lacks (the
 reply's end-of-turn and the header; the whole reply where the template
 rewrites it, trimming its whitespace or dropping its reasoning, or a stop
-string cut it). A request preempts it: the parent sets a second byte after
-sending one, which the abort callback reads while evaluating ahead, and the
-work resumes after requests that leave the cache alone (the context meter's).
+string cut it), a chunk at a time. A request preempts it: the parent sets a
+second byte before sending one (and the worker clears it on receiving it),
+which the abort callback reads while evaluating ahead and the loop between
+chunks. The work resumes after requests that leave the cache alone (the
+context meter's).
 """
 
 from __future__ import annotations
 
+import array
 import collections
 import ctypes
 import ctypes.util
@@ -91,8 +94,9 @@ Prompt = tuple[str, list[int], tuple[int, int] | None]
 """A rendered prompt, its tokens, and the run of cached tokens it leaves out."""
 AHEAD_CHUNK = 64
 """Tokens evaluated ahead per decode: what a preempted evaluation loses at most."""
-SEGMENTS_KEPT = 4096
-"""Prompt segments whose tokens are remembered (some messages' worth each)."""
+SEGMENT_CHARS_KEPT = 4_000_000
+"""Prompt segments whose tokens are remembered, in characters (~20 MB with
+their tokens): then they are forgotten and start again."""
 _KEEP_AHEAD = (PlanContext, Info, Tokenize, RenderChat)
 """Requests that leave the KV cache alone: evaluating ahead resumes after them."""
 
@@ -242,7 +246,8 @@ class Worker:
         # segments that each start with one: a prompt's tail is tokenized a
         # segment at a time, and a long chat's old messages only once.
         self._controls: re.Pattern[str] | None = None
-        self._segments: dict[str, list[int]] = {}
+        self._segments: dict[str, array.array[int]] = {}
+        self._segment_chars = 0
         self.vocab_only = False
         # The last turn, for prefix reuse: its text (prompt and reply) and
         # tokens, and how much of each is the prompt.
@@ -254,7 +259,9 @@ class Worker:
         # (see _evaluate_ahead), and the cache positions evaluated so, not yet
         # counted in a turn's evaluated tokens.
         self._ahead: tuple[Message, ...] | None = None
+        self._ahead_head: tuple[str, list[int]] | None = None  # its text and tokens
         self._ahead_at = self._ahead_end = 0
+        self._quiet = False  # llama.cpp's complaints are not logged (a preempted decode)
         self.log_lines: collections.deque[str] = collections.deque(maxlen=20)
         self._log_partial = ""
         self._log_level = 2
@@ -284,6 +291,7 @@ class Worker:
                 env: Envelope = self.conn.recv()
             except (EOFError, OSError):
                 return
+            self.flag[2] = 0  # the request the parent flagged is in hand
             req = env.request
             if not isinstance(req, _KEEP_AHEAD):
                 self._ahead = None
@@ -342,7 +350,7 @@ class Worker:
                 m = pattern.search(msg)
                 if m:
                     self.buffers[key] = self.buffers.get(key, 0) + int(float(m[1]) * 2**20)
-        if level >= 3 and msg.strip():
+        if level >= 3 and msg.strip() and not self._quiet:
             self.log_lines.append(msg.strip())
             print(msg, end="", file=sys.stderr)
 
@@ -478,7 +486,7 @@ class Worker:
         self.llm = self.loaded = self.template = None
         self._remember("", [], "", [])
         self._ahead_at = self._ahead_end = 0
-        self._controls, self._segments = None, {}
+        self._controls, self._segments, self._segment_chars = None, {}, 0
 
     # -- prompts -----------------------------------------------------------------
 
@@ -542,18 +550,21 @@ class Worker:
     def _segment_tokens(self, segment: str) -> list[int] | None:
         """Tokens of text starting with a control token (None if the tokenizer
         does not start it with that token), remembered."""
-        tokens = self._segments.get(segment)
-        if tokens is None:
-            assert self.llm is not None
-            tokens = self.llm.tokenize(segment.encode(), add_bos=False, special=True)
-            first = tokens[0] if tokens else -1
-            vocab = self.llm._model.vocab
-            control = first >= 0 and llama_cpp.llama_vocab_is_control(vocab, first)
-            if not (control and segment.encode().startswith(self._piece(first, special=True))):
-                return None
-            if len(self._segments) >= SEGMENTS_KEPT:
-                self._segments.clear()
-            self._segments[segment] = tokens
+        known = self._segments.get(segment)
+        if known is not None:
+            return list(known)
+        assert self.llm is not None
+        tokens = self.llm.tokenize(segment.encode(), add_bos=False, special=True)
+        first = tokens[0] if tokens else -1
+        vocab = self.llm._model.vocab
+        control = first >= 0 and llama_cpp.llama_vocab_is_control(vocab, first)
+        if not (control and segment.encode().startswith(self._piece(first, special=True))):
+            return None
+        if self._segment_chars + len(segment) > SEGMENT_CHARS_KEPT:
+            self._segments.clear()
+            self._segment_chars = 0
+        self._segments[segment] = array.array("i", tokens)
+        self._segment_chars += len(segment)
         return tokens
 
     def _control_pattern(self) -> re.Pattern[str]:
@@ -844,8 +855,9 @@ class Worker:
         # Tokens evaluated ahead, between turns, count as this turn's: the
         # count is the same whether the user took a minute or sent at once.
         at, end = self._ahead_at, self._ahead_end
-        if shift and at >= shift[1]:  # they moved down with the rest
-            at, end = at - shifted, end - shifted
+        if shifted:  # those past the dropped run moved down with the rest
+            i = shift[0] if shift else 0
+            at, end = (p if p < i else max(i, p - shifted) for p in (at, end))
         ahead = max(0, min(prefix, end) - at)
         self._ahead_at = self._ahead_end = 0
         evaluated = len(tokens) - prefix + ahead
@@ -927,7 +939,9 @@ class Worker:
             self._remember(
                 text, tokens, *self._as_rendered(window.messages, text, reply_text, reply_tokens)
             )
-        self._ahead = (*window.messages, {"role": "assistant", "content": reply_text})
+        if finish != "cancelled":  # else the user wants the machine back
+            self._ahead = (*window.messages, {"role": "assistant", "content": reply_text})
+            self._ahead_head = None
         now = time.perf_counter()
         n = len(reply_tokens)
         return ChatResult(
@@ -988,67 +1002,70 @@ class Worker:
 
     def _evaluate_ahead(self) -> None:
         """Evaluate the start of the next prompt (see the module's docstring)
-        until done or a request comes. Done or not, the text is remembered so
-        the next prompt reuses these tokens."""
+        until done or a request comes; a later call resumes."""
         assert self._ahead is not None
         llm = self.llm
+        if self.flag[2] or self.conn.poll():
+            return  # a request first
         if llm is None or self.vocab_only:
             self._ahead = None
             return
-        try:
-            text = self._next_head(self._ahead)
-        except LocalChatError:  # the next turn will say what the template refused
-            text = ""
-        tokens, shift = self._prompt_tokens(text) if text else ([], None)
-        if not tokens or shift or len(tokens) >= llm.n_ctx():
+        if self._ahead_head is None:
+            try:
+                text = self._next_head(self._ahead)
+            except LocalChatError:  # the next turn will say what the template refused
+                text = ""
+            tokens, shift = self._prompt_tokens(text) if text else ([], None)
+            if not tokens or shift or len(tokens) >= llm.n_ctx():
+                self._ahead = None
+                return
+            self._ahead_head = text, tokens
+        text, tokens = self._ahead_head
+        held = _held(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        if held == len(tokens):  # all there: leave the cache (and what it remembers) be
             self._ahead = None
             return
-        # The cache keeps what these tokens share with it (the next prompt
-        # will hold them too; a regenerated reply's prompt is among them).
-        prefix = _held(llm.input_ids[: llm.n_tokens].tolist(), tokens)
-        if prefix < llm.n_tokens:
-            llm._ctx.kv_cache_seq_rm(-1, prefix, -1)
-            llm.n_tokens = prefix
+        # Keep what the next prompt shares with the cache (a regenerated
+        # reply's prompt is among it), drop the rest, and remember the head.
+        if held < llm.n_tokens:
+            if not llm._ctx.kv_cache_seq_rm(-1, held, -1):
+                self._ahead = None
+                return
+            llm.n_tokens = held
         self._remember(text, tokens, "", [])
-        if self._ahead_at <= prefix <= self._ahead_end:
-            self._ahead_end = prefix  # resumed: the tokens evaluated so far stay
+        if self._ahead_at <= held <= self._ahead_end:
+            self._ahead_end = held  # resumed: the tokens evaluated so far stay
         else:
-            self._ahead_at = self._ahead_end = prefix
-        if prefix == len(tokens):
-            self._ahead = None
-            return
-        self.flag[2] = 0  # then look: a request sent before this was cleared is seen
-        if self.conn.poll():
-            return
+            self._ahead_at = self._ahead_end = held
         ctx = llm._ctx.ctx
         llama_cpp.llama_set_abort_callback(ctx, self._abort_cb, self._waiting_addr)
+        self._quiet = True  # a preempted decode is not an error worth logging
         try:
-            for start in range(prefix, len(tokens), AHEAD_CHUNK):
+            for start in range(held, len(tokens), AHEAD_CHUNK):
+                if self.flag[2] or self.conn.poll():
+                    return
                 llm.eval(tokens[start : start + AHEAD_CHUNK])
                 self._ahead_end = llm.n_tokens
         except RuntimeError:  # preempted (or failed: the next turn evaluates it)
             llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+            self._ahead_end = llm.n_tokens
             if not self.flag[2]:
                 self._ahead = None
             return
         finally:
+            self._quiet = False
             llama_cpp.llama_set_abort_callback(ctx, self._abort_cb, self._flag_addr)
         self._ahead = None
 
     def _next_head(self, messages: tuple[Message, ...]) -> str:
         """The start of the prompt after ``messages`` that does not depend on
-        the user's next message: up to the last control token before its text
-        (tokenizers split there first, so its tokens begin the next prompt's)."""
+        the user's next message: up to the end of the last control token before
+        its text (tokenizers split there first, so its tokens begin the next
+        prompt's)."""
         a, b = (self._render((*messages, {"role": "user", "content": c})) for c in "ab")
         common = a[: _common_prefix(a, b)]
-        assert self.llm is not None
-        vocab = self.llm._model.vocab
-        for token in reversed(self._tokenize_prompt(common)):
-            if llama_cpp.llama_vocab_is_control(vocab, token):
-                piece = self._piece(token, special=True).decode("utf-8", errors="replace")
-                at = common.rfind(piece) if piece else -1
-                return common[: at + len(piece)] if at >= 0 else ""
-        return ""
+        controls = list(self._control_pattern().finditer(common))
+        return common[: controls[-1].end()] if controls else ""
 
     def _remember(
         self, text: str, tokens: list[int], reply_text: str, reply_tokens: list[int]
