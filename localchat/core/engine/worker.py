@@ -274,7 +274,7 @@ class Worker:
             ctypes.cast(strlen, ctypes.c_void_p).value or 0
         )
         self._flag_addr = ctypes.c_void_p(ctypes.addressof(cancel_flag))
-        # Byte 2: the parent sets it after sending a request (byte 3 stays 0).
+        # Byte 2: the parent sets it before sending a request (byte 3 stays 0).
         self._waiting_addr = ctypes.c_void_p(ctypes.addressof(cancel_flag) + 2)
 
     # -- plumbing --------------------------------------------------------------
