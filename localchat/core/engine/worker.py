@@ -484,8 +484,7 @@ class Worker:
         if self.llm is not None:
             self.llm.close()
         self.llm = self.loaded = self.template = None
-        self._remember("", [], "", [])
-        self._ahead_at = self._ahead_end = 0
+        self._forget_chat()
         self._controls, self._segments, self._segment_chars = None, {}, 0
 
     # -- prompts -----------------------------------------------------------------
@@ -547,12 +546,12 @@ class Worker:
             tail += tokens
         return tail
 
-    def _segment_tokens(self, segment: str) -> list[int] | None:
+    def _segment_tokens(self, segment: str) -> Sequence[int] | None:
         """Tokens of text starting with a control token (None if the tokenizer
         does not start it with that token), remembered."""
         known = self._segments.get(segment)
         if known is not None:
-            return list(known)
+            return known
         assert self.llm is not None
         tokens = self.llm.tokenize(segment.encode(), add_bos=False, special=True)
         first = tokens[0] if tokens else -1
@@ -736,9 +735,11 @@ class Worker:
         """After scoring: the cache holds no chat, so the next turn starts afresh."""
         llm._ctx.kv_cache_clear()
         llm.reset()
-        self.last_text, self.last_tokens = "", []
-        self.last_prompt_chars = self.last_prompt_len = 0
-        self._marks = None
+        self._forget_chat()
+
+    def _forget_chat(self) -> None:
+        """No last turn to reuse, and nothing evaluated ahead."""
+        self._remember("", [], "", [])
         self._ahead_at = self._ahead_end = 0
 
     def _logits(self, req: Logits) -> np.ndarray:
