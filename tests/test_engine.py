@@ -216,7 +216,7 @@ def _in_process_worker(path: Path) -> tuple[Any, _Pipe]:
     flag = multiprocessing.RawArray("b", 4)
     pipe = _Pipe(flag)
     w = Worker(pipe, flag)  # type: ignore[arg-type]
-    w._load(Load(str(path), n_ctx_train=4096, n_ctx=2048, gpu_layers=0, threads=1))
+    w._load(0, Load(str(path), n_ctx_train=4096, n_ctx=2048, gpu_layers=0, threads=1))
     return w, pipe
 
 
@@ -475,15 +475,20 @@ def test_the_worker_gives_the_window_the_cpu_first(engine: Engine, tiny_model: P
         assert os.getpriority(os.PRIO_PROCESS, int(task.name)) == min(19, ours + WORKER_NICENESS)
 
 
-def test_a_crash_inside_llama_cpp_is_contained(engine: Engine, tmp_path: Path) -> None:
-    """An F64 embedding passes llama.cpp's loader but aborts the first decode."""
+def test_a_crash_inside_llama_cpp_is_contained(
+    engine: Engine, tmp_path: Path, tiny_model: Path
+) -> None:
+    """An F64 embedding passes llama.cpp's loader but aborts the first decode,
+    which is the load's warm-up: the load fails with the crash, said in one
+    line, and the next load works."""
     bad = write_llama_gguf(tmp_path / "f64.gguf", store_as={"token_embd.weight": np.float64})
-    engine.load(bad)
     with pytest.raises(EngineCrashed) as err:
-        engine.chat(user("hi"), GREEDY).text()
+        engine.load(bad)
     message = str(err.value)
     assert "SIGABRT" in message and "fatal error" in message and "\n" not in message
-    assert engine.worker_pid is None
+    assert engine.worker_pid is None and engine.loaded is None
+    engine.load(tiny_model)
+    assert engine.chat(user("hi"), GREEDY).text()
 
 
 def test_bad_model_files_are_one_line_errors(
@@ -676,19 +681,30 @@ def test_after_a_shift_the_reply_is_what_a_fresh_evaluation_gives(
     policy: str, tmp_path: Path
 ) -> None:
     """When old turns drop out, the cache drops them in place and moves the rest
-    down; the model then answers exactly as if the trimmed prompt had been
-    evaluated from scratch (greedy, same seed).
+    down; the model then answers as if the trimmed prompt had been evaluated
+    from scratch: at every step of its greedy reply it picks what a fresh
+    evaluation of the trimmed prompt (and the reply so far) ranks first.
 
     One layer, because only there is a shift exact: a deeper layer's cached keys
     and values of a kept token were computed attending to the dropped ones, and
     keep that trace after the shift (llama.cpp's context shift is an
     approximation in real models). With one layer, any slip in the positions,
-    the ranges moved or the tokens kept shows as a different reply."""
+    the ranges moved or the tokens kept changes the model's scores by about
+    the gap between its first and second choices (~7 here), far over the
+    tolerance. What the tolerance allows is the rounding of keys rotated in
+    place (F16) against keys computed at their new positions: on some CPUs
+    that flips a near-tie, and comparing reply texts failed there."""
     model = write_llama_gguf(
         tmp_path / "ascii.gguf", n_embd=128, n_layer=1, logit_scale=40.0, tensor_hook=ascii_only
     )
+    # Greedy means the top score: no repeat penalty, whose divided scores tie often.
     s = GenerationSettings(
-        temperature=0.0, max_tokens=30, ctx=1024, system_prompt="RULES", overflow=policy
+        temperature=0.0,
+        max_tokens=30,
+        ctx=1024,
+        system_prompt="RULES",
+        overflow=policy,
+        repeat_penalty=1.0,
     )
     checked = 0
     evaluated: list[int] = []
@@ -706,10 +722,19 @@ def test_after_a_shift_the_reply_is_what_a_fresh_evaluation_gives(
             if r.shifted_tokens:
                 assert r.evaluated_tokens <= evaluated[1] + 2  # only the new turn
                 again = fresh.chat(messages, s)
-                assert again.text() == reply
+                again.text()
                 assert again.result is not None
                 assert again.result.prompt_tokens == r.prompt_tokens
                 assert again.result.dropped == r.dropped
+                # The trimmed prompt and the reply, scored from scratch.
+                seen = [m for i, m in enumerate(messages) if i not in r.dropped]
+                text = fresh.render([{"role": "system", "content": "RULES"}, *seen]).text
+                prompt = fresh.tokenize(text, add_bos=True)
+                assert len(prompt) == r.prompt_tokens
+                chosen = [ASCII_TOKENS[ord(c) - ord("!")] for c in reply]  # one a character
+                scores = fresh.logits(prompt + chosen)[len(prompt) - 1 : -1]
+                behind_best = scores.max(axis=1) - scores[np.arange(len(chosen)), chosen]
+                assert behind_best.max() < 0.05, (turn, behind_best.round(3).tolist())
                 fresh.unload()  # the next check starts from nothing again
                 fresh.load(model, s)
                 checked += 1
@@ -788,8 +813,9 @@ def test_old_replies_keep_their_own_tokens_when_the_last_one_cannot(llama3_model
     from localchat.core.engine.protocol import Load
     from localchat.core.engine.worker import Worker
 
-    w = Worker(None, multiprocessing.RawArray("b", 4))  # type: ignore[arg-type]  # never sends
-    w._load(Load(str(llama3_model), n_ctx_train=4096, n_ctx=2048, gpu_layers=0, threads=1))
+    flag = multiprocessing.RawArray("b", 4)
+    w = Worker(_Pipe(flag), flag)  # type: ignore[arg-type]
+    w._load(0, Load(str(llama3_model), n_ctx_train=4096, n_ctx=2048, gpu_layers=0, threads=1))
     the, re_ = w._tokenize_prompt(" the")[-1], w._tokenize_prompt("re")[-1]
     a: Message = {"role": "user", "content": "Where?"}
     reply: Message = {"role": "assistant", "content": "there"}
@@ -824,8 +850,11 @@ def test_a_prompt_tokenized_a_segment_at_a_time_gets_the_tokenizers_own_tokens(
     from localchat.core.engine.worker import Worker
 
     path = request.getfixturevalue(model)
-    w = Worker(None, multiprocessing.RawArray("b", 4))  # type: ignore[arg-type]  # never sends
-    w._load(Load(str(path), n_ctx_train=2048, n_ctx=2048, gpu_layers=0, threads=1, vocab_only=True))
+    flag = multiprocessing.RawArray("b", 4)
+    w = Worker(_Pipe(flag), flag)  # type: ignore[arg-type]
+    w._load(
+        0, Load(str(path), n_ctx_train=2048, n_ctx=2048, gpu_layers=0, threads=1, vocab_only=True)
+    )
     messages: list[Message] = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "  leading spaces, a trailing newline\n"},

@@ -13,6 +13,8 @@ same model again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import re
 import signal
 import sys
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from localchat.core import paths
+from localchat.core.engine import layouts
 from localchat.core.engine.entry import worker_main
 from localchat.core.engine.gguf_info import ModelInfo, read_model_info
 from localchat.core.engine.protocol import (
@@ -34,6 +37,7 @@ from localchat.core.engine.protocol import (
     Info,
     Load,
     LoadedModel,
+    LoadStage,
     Logits,
     LogitsReport,
     Message,
@@ -61,6 +65,7 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
 SHUTDOWN_GRACE_S = 2.0
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -82,6 +87,9 @@ class Engine:
         self._active: ChatStream | None = None
         self._load_request: Load | None = None
         self._log_path = log_path
+        self._log_start = 0  # where the running worker's lines start in the log
+        self._stage: LoadStage | None = None  # how far the load in flight got
+        self._exit = ""  # how the last worker that died ended, in words
         self.loaded: LoadedModel | None = None
 
     # -- public API ------------------------------------------------------------
@@ -93,9 +101,14 @@ class Engine:
         *,
         lora: str | Path | None = None,
         vocab_only: bool = False,
+        layouts_off: tuple[str, ...] | None = None,
     ) -> LoadedModel:
         """Load a GGUF model (replacing any loaded one). Checks the file first, so
-        a bad file is a one-line :class:`ModelFileError`, not a crash."""
+        a bad file is a one-line :class:`ModelFileError`, not a crash.
+
+        ``layouts_off``: llama.cpp's weight layouts (extra buffer types, e.g.
+        "AMX", "CPU_REPACK") to leave out; by default those this CPU and build
+        are remembered to need off (see ``layouts.py``)."""
         s = settings or GenerationSettings()
         info = read_model_info(path)
         if info.file_kind == "adapter":
@@ -113,14 +126,55 @@ class Engine:
             lora=str(Path(lora).expanduser().resolve()) if lora is not None else None,
             lora_scale=s.lora_scale,
             vocab_only=vocab_only,
+            layouts_off=layouts_off,
+            layouts_reason="turned off on request" if layouts_off else "",
         )
         with self._lock:
             self._load_request = None
             self.loaded = None
-            result = self._call(req)
-            assert isinstance(result, LoadedModel)
+            req, result = self._load_falling_back(req)
             self._load_request, self.loaded = req, result
             return result
+
+    def _load_falling_back(self, req: Load) -> tuple[Load, LoadedModel]:
+        """Send ``req``; when the worker dies at the model's first decode (or
+        while loading with some weight layouts off), load again with the
+        suspect layout off, and remember what worked (see ``layouts.py``)."""
+        fell_back = False
+        while True:
+            self._stage = None
+            try:
+                result = self._call(req)
+                break
+            except EngineCrashed:
+                stage = self._stage
+                if stage is None:
+                    raise
+                off = layouts.next_off(stage.off, stage.used, stage.extras, decoded=stage.decoding)
+                if off is None:
+                    raise
+                when = "its first decode" if stage.decoding else "loading"
+                reason = f"it crashed at {when} on this CPU ({self._exit})"
+                log.warning(
+                    "%s crashed the worker (%s) at %s with weight layouts %s in use; "
+                    "loading again with %s off",
+                    Path(req.path).name,
+                    self._exit,
+                    when,
+                    ", ".join(stage.used) or "none",
+                    ", ".join(off),
+                )
+                req = dataclasses.replace(req, layouts_off=off, layouts_reason=reason)
+                fell_back = True
+        assert isinstance(result, LoadedModel)
+        if fell_back and self._stage is not None:
+            layouts.LayoutMemory().put(
+                self._stage.key,
+                req.layouts_off or (),
+                req.layouts_reason,
+                model=Path(req.path).name,
+            )
+        return req, result
 
     def unload(self) -> None:
         with self._lock:
@@ -257,10 +311,14 @@ class Engine:
         if self._flag is None:
             self._flag = mp.RawArray(ctypes.c_ubyte, 4)
         parent, child = mp.Pipe(duplex=True)
-        log = self._log_path or paths.logs_dir() / "engine.log"
+        log_file = self._log_path or paths.logs_dir() / "engine.log"
+        try:
+            self._log_start = log_file.stat().st_size
+        except OSError:
+            self._log_start = 0
         proc = mp.Process(
             target=worker_main,
-            args=(child, self._flag, str(log)),
+            args=(child, self._flag, str(log_file)),
             name="localchat-engine",
             daemon=True,
         )
@@ -300,7 +358,9 @@ class Engine:
         """The final reply to request ``rid``; pieces of a chat are not expected here."""
         while True:
             body = self._next(rid)
-            if not isinstance(body, Piece):
+            if isinstance(body, LoadStage):
+                self._stage = body
+            elif not isinstance(body, Piece):
                 return body
 
     def _next(self, rid: int) -> Any:
@@ -337,7 +397,8 @@ class Engine:
                 | ContextReport
                 | PerplexityReport
                 | LogitsReport
-                | Piece,
+                | Piece
+                | LoadStage,
             ):
                 return body
             raise EngineError(f"unexpected reply from the engine: {type(body).__name__}")
@@ -350,7 +411,8 @@ class Engine:
             code = proc.exitcode
         self._discard_worker()
         last = self._last_log_line()
-        detail = f"{_describe_exit(code)}, last words: {last}" if last else _describe_exit(code)
+        self._exit = _describe_exit(code)
+        detail = f"{self._exit}, last words: {last}" if last else self._exit
         raise EngineCrashed(
             f"the model process crashed ({detail}); the next request starts a fresh one"
         )
@@ -366,11 +428,16 @@ class Engine:
         self.loaded = None
 
     def _last_log_line(self) -> str:
-        log = self._log_path or paths.logs_dir() / "engine.log"
+        """The last line the worker that died wrote to the log (none from an
+        earlier worker: a note quotes only the crash it reports)."""
+        log_file = self._log_path or paths.logs_dir() / "engine.log"
         try:
-            with open(log, "rb") as f:
+            with open(log_file, "rb") as f:
                 f.seek(0, 2)
-                f.seek(max(0, f.tell() - 4096))
+                end = f.tell()
+                if end < self._log_start:  # the log was started afresh
+                    self._log_start = 0
+                f.seek(max(self._log_start, end - 4096))
                 lines = [
                     ln for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()
                 ]

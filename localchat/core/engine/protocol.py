@@ -43,6 +43,12 @@ class Load:
     lora: str | None = None
     lora_scale: float = 1.0
     vocab_only: bool = False
+    layouts_off: tuple[str, ...] | None = None
+    """llama.cpp's extra buffer types (weight layouts) to leave out, e.g.
+    ("AMX",); None: what this CPU and build are remembered to need (see
+    ``layouts.py``)."""
+    layouts_reason: str = ""
+    """Why ``layouts_off`` are off, in words for the user."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,32 @@ class LoadedModel:
     model runs on the CPU instead."""
     backend: str = "CPU"
     """What it runs on: "CPU", or the GPU backend and device, e.g. "CUDA ·
-    NVIDIA GeForce RTX 4090" or "Metal · Apple M2"."""
+    NVIDIA GeForce RTX 4090" or "Metal · Apple M2"; with a weight layout
+    turned off, that too and why (one line)."""
+    layouts_used: tuple[str, ...] = ()
+    """The extra buffer types (weight layouts) that hold weights, e.g.
+    ("CPU_REPACK",)."""
+    layouts_off: tuple[str, ...] = ()
+    """Those turned off for this CPU and build."""
+    weight_bytes: tuple[tuple[str, int], ...] = ()
+    """The weights' bytes per buffer type, e.g. (("CPU_Mapped", ...),
+    ("CPU_REPACK", ...)), from llama.cpp's load report (to 0.01 MiB)."""
+
+
+@dataclass(frozen=True)
+class LoadStage:
+    """Sent while loading, before llama.cpp reads the weights with some
+    layouts off (``decoding`` false) and just before the model's first decode,
+    its warm-up (``decoding`` true): the platform key (CPU and llama.cpp
+    build), the extra buffer types the build offers, those turned off and
+    those holding weights. If the process dies after this, the parent knows
+    which layouts were in play."""
+
+    key: str
+    extras: tuple[str, ...]
+    off: tuple[str, ...]
+    used: tuple[str, ...]
+    decoding: bool
 
 
 @dataclass(frozen=True)
@@ -289,6 +320,7 @@ class Reply:
     id: int
     body: (
         LoadedModel
+        | LoadStage
         | Tokens
         | Rendered
         | Piece

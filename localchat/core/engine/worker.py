@@ -54,6 +54,7 @@ import llama_cpp
 import numpy as np
 
 from localchat.core.chat.context import ContextOverflow, ContextPlan, plan
+from localchat.core.engine import cpu_layout, layouts
 from localchat.core.engine.protocol import (
     Chat,
     ChatResult,
@@ -65,6 +66,7 @@ from localchat.core.engine.protocol import (
     Info,
     Load,
     LoadedModel,
+    LoadStage,
     Logits,
     LogitsReport,
     Message,
@@ -134,6 +136,8 @@ _BUFFER_LINES = {
     # "sched_reserve:        CPU compute buffer size =   153.01 MiB"
     "compute": re.compile(r"compute buffer size =\s*([\d.]+) MiB"),
 }
+# "load_tensors:   CPU_REPACK model buffer size =     0.63 MiB": where weights are
+_WEIGHT_BUFFER = re.compile(r"(\S+) model buffer size =\s*([\d.]+) MiB")
 
 
 def reusable_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
@@ -266,6 +270,7 @@ class Worker:
         self._log_partial = ""
         self._log_level = 2
         self.buffers: dict[str, int] = {}  # llama.cpp's allocations, from its load report
+        self.weight_buffers: dict[str, int] = {}  # bytes of weights per buffer type
         self._capturing = False
         self._log_cb = llama_cpp.llama_log_callback(self._on_log)
         llama_cpp.llama_log_set(self._log_cb, ctypes.c_void_p(0))
@@ -311,7 +316,7 @@ class Worker:
 
     def _handle(self, rid: int, req: Any) -> Any:
         if isinstance(req, Load):
-            return self._load(req)
+            return self._load(rid, req)
         if isinstance(req, Unload):
             self._unload()
             return Ok()
@@ -350,6 +355,10 @@ class Worker:
                 m = pattern.search(msg)
                 if m:
                     self.buffers[key] = self.buffers.get(key, 0) + int(float(m[1]) * 2**20)
+            m = _WEIGHT_BUFFER.search(msg)
+            if m:
+                size = int(float(m[2]) * 2**20)
+                self.weight_buffers[m[1]] = self.weight_buffers.get(m[1], 0) + size
         if level >= 3 and msg.strip() and not self._quiet:
             self.log_lines.append(msg.strip())
             print(msg, end="", file=sys.stderr)
@@ -374,17 +383,29 @@ class Worker:
 
     # -- loading -----------------------------------------------------------------
 
-    def _load(self, req: Load) -> LoadedModel:
-        """Load a model the parent has checked (see ``Engine.load``)."""
+    def _load(self, rid: int, req: Load) -> LoadedModel:
+        """Load a model the parent has checked (see ``Engine.load``), and warm
+        it up with a first decode (see ``layouts.py``)."""
         self._unload()
         n_ctx = effective_ctx(req.n_ctx, req.n_ctx_train)
         threads = req.threads or physical_cores()
         offload = bool(llama_cpp.llama_supports_gpu_offload())
         layers = req.gpu_layers if offload else 0
-        llm, layers, notice = load_with_gpu_fallback(
-            lambda n: self._construct(req, n_ctx, threads, n), layers
-        )
+        key = cpu_layout.platform_key()
+        extras = tuple(cpu_layout.extra_buffer_types())
+        off, why = req.layouts_off, req.layouts_reason
+        if off is None:  # what this CPU and build need, if it is known
+            known = layouts.LayoutMemory().get(key)
+            off, why = (known.off, known.reason) if known else ((), "")
+            off = tuple(name for name in off if name in extras)
+        if off:  # llama.cpp places weights as our overrides say: say so first
+            self._send(rid, LoadStage(key, extras, off, (), decoding=False))
+        with cpu_layout.turned_off(req.path, off):
+            llm, layers, notice = load_with_gpu_fallback(
+                lambda n: self._construct(req, n_ctx, threads, n), layers
+            )
         self.llm, self.vocab_only = llm, req.vocab_only
+        used = tuple(name for name in extras if name in self.weight_buffers)
         try:
             meta = llm.metadata
             bos, eos = llm.token_bos(), llm.token_eos()
@@ -403,9 +424,15 @@ class Worker:
             self._control_pattern()  # here, not in the first prompt's time (~70 ms for 128k)
             if req.lora:
                 self._apply_lora(req.lora, req.lora_scale)
+            if not req.vocab_only:
+                self._send(rid, LoadStage(key, extras, off, used, decoding=True))
+                self._warm_up(llm, used)
         except BaseException:
             self._unload()
             raise
+        backend = describe_backend(self._devices(), layers)
+        if off:
+            backend += f" ({layouts.describe(off, why or 'turned off')})"
         self.loaded = LoadedModel(
             path=req.path,
             n_ctx=llm.n_ctx(),
@@ -419,9 +446,31 @@ class Worker:
             compute_bytes=self.buffers.get("compute", 0),
             lora=req.lora,
             notice=notice,
-            backend=describe_backend(self._devices(), layers),
+            backend=backend,
+            layouts_used=used,
+            layouts_off=off,
+            weight_bytes=tuple(self.weight_buffers.items()),
         )
         return self.loaded
+
+    def _warm_up(self, llm: llama_cpp.Llama, used: tuple[str, ...]) -> None:
+        """The model's first decodes, as llama.cpp's tools warm a model up: a
+        batch of two tokens (the matrix kernels) and one token (the vector
+        kernels), then an empty cache. A weight layout that crashes on this CPU
+        crashes here, where the parent knows what to turn off."""
+        crash = os.environ.get(layouts.CRASH_ENV)
+        if crash and (crash in used or crash == "any"):  # fault injection (tests)
+            os.kill(os.getpid(), signal.SIGSEGV)
+        bos, eos = llm.token_bos(), llm.token_eos()
+        first = bos if bos >= 0 else 0
+        try:
+            llm.eval([first, eos if eos >= 0 else first])
+            llm.eval([first])
+        except RuntimeError as exc:
+            raise ModelLoadError(f"llama.cpp could not run the model: {exc}") from None
+        finally:
+            llm._ctx.kv_cache_clear()
+            llm.reset()
 
     def _devices(self) -> tuple[tuple[str, str, bool], ...]:
         try:
@@ -432,6 +481,7 @@ class Worker:
     def _construct(self, req: Load, n_ctx: int, threads: int, layers: int) -> llama_cpp.Llama:
         self.log_lines.clear()
         self.buffers.clear()
+        self.weight_buffers.clear()
         self._capturing = True
         n_batch = min(512, n_ctx)
         try:

@@ -1,0 +1,185 @@
+"""The worker's side of weight layouts: which extra buffer types this llama.cpp
+build offers, and loading a model with some of them turned off and the others
+kept (see ``layouts.py`` for why).
+
+llama.cpp can only turn all extra buffer types off
+(``llama_model_params.use_extra_bufts``). To keep the others, the worker turns
+them all off and puts back, tensor by tensor, the weights that the first
+remaining one would have taken (``tensor_buft_overrides``, llama.cpp's
+``--override-tensor``). Which weights those are is llama.cpp's rule, mirrored
+here for ``CPU_REPACK`` (``ggml_repack_get_optimal_repack_type`` in
+``ggml-cpu/repack.cpp``): a test holds the mirror to llama.cpp's own choice on a
+CPU without AMX, where the two must place the very same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import platform
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import gguf
+import llama_cpp
+import llama_cpp.llama_cpp as llama_lib
+
+REPACK = "CPU_REPACK"
+Q = gguf.GGMLQuantizationType
+# The weights that llama.cpp multiplies (GGML_OP_MUL_MAT) with a 2-D tensor:
+# the only ones an extra buffer type takes. Experts (3-D) stay put.
+_MATMUL = re.compile(
+    r"^(output|blk\.\d+\.(attn_(q|k|v|qkv|output)|ffn_(gate|up|down)|ssm_(in|out)))\.weight$"
+)
+
+
+class _Override(ctypes.Structure):
+    """``struct llama_model_tensor_buft_override``."""
+
+    _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
+
+
+@functools.cache
+def _ggml() -> ctypes.CDLL:
+    from llama_cpp._ctypes_extensions import load_shared_library
+
+    lib = load_shared_library("ggml", Path(llama_cpp.__file__).parent / "lib")
+    lib.ggml_backend_dev_by_type.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
+    lib.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+    lib.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.ggml_backend_buft_name.restype = ctypes.c_char_p
+    lib.ggml_backend_buft_name.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+@functools.cache
+def extra_buffer_types() -> dict[str, int]:
+    """The CPU backend's extra buffer types, name to handle, in llama.cpp's
+    order of preference (e.g. {"AMX": ..., "CPU_REPACK": ...}); empty for a
+    build without them or without ggml's registry API."""
+    try:
+        lib = _ggml()
+        dev = lib.ggml_backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
+        if not dev:
+            return {}
+        reg = lib.ggml_backend_dev_backend_reg(dev)
+        address = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_dev_get_extra_bufts")
+    except (OSError, AttributeError):
+        return {}
+    if not address:
+        return {}
+    get = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)(address)
+    found: dict[str, int] = {}
+    bufts = get(dev)
+    i = 0
+    while bufts and bufts[i]:
+        found[lib.ggml_backend_buft_name(bufts[i]).decode()] = int(bufts[i])
+        i += 1
+    return found
+
+
+@functools.cache
+def _cpu_has() -> dict[str, bool]:
+    """The CPU features llama.cpp's repack rule asks about."""
+    from llama_cpp._ctypes_extensions import load_shared_library
+
+    try:
+        lib = load_shared_library("ggml-cpu", Path(llama_cpp.__file__).parent / "lib")
+    except (OSError, RuntimeError, FileNotFoundError):
+        return {}
+    has = {}
+    for name in ("avx2", "avx512", "neon", "matmul_int8", "dotprod"):
+        fn = getattr(lib, f"ggml_cpu_has_{name}", None)
+        if fn is not None:
+            fn.restype = ctypes.c_int
+            has[name] = bool(fn())
+    return has
+
+
+def repacks(qtype: int, rows: int, has: dict[str, bool]) -> bool:
+    """Whether ``CPU_REPACK`` takes a 2-D weight of this type with ``rows``
+    output rows (``ne[1]``) on a CPU with the features ``has``: llama.cpp's
+    ``ggml_repack_get_optimal_repack_type`` for x86 and ARM."""
+    avx2, neon = has.get("avx2", False), has.get("neon", False)
+    i8mm = neon and has.get("matmul_int8", False)
+    dot = neon and has.get("dotprod", False)
+    by8, by4 = rows % 8 == 0, rows % 4 == 0
+    if qtype == Q.Q4_0:
+        return (avx2 and by8) or ((i8mm or dot) and by4)
+    if qtype == Q.Q4_K:
+        return (avx2 or i8mm or dot) and by8
+    if qtype == Q.Q2_K:
+        return has.get("avx512", False) and by8
+    if qtype in (Q.IQ4_NL, Q.MXFP4):
+        return (avx2 and by8) or (dot and by4)
+    if qtype in (Q.Q5_K, Q.Q6_K):
+        return (i8mm or dot) and by8
+    if qtype == Q.Q8_0:
+        return (i8mm or dot) and by4
+    return False
+
+
+def repacked_tensors(path: str) -> list[tuple[str, int]]:
+    """The weights of the model at ``path`` that ``CPU_REPACK`` takes on this
+    CPU: (name, bytes)."""
+    has = _cpu_has()
+    reader = gguf.GGUFReader(path)
+    return [
+        (t.name, int(t.n_bytes))
+        for t in reader.tensors
+        if _MATMUL.match(t.name)
+        and len(t.shape) == 2
+        and repacks(int(t.tensor_type), int(t.shape[1]), has)
+    ]
+
+
+@contextlib.contextmanager
+def turned_off(path: str, off: tuple[str, ...]) -> Iterator[None]:
+    """Within this block, ``llama_cpp.Llama(path)`` loads without the extra
+    buffer types ``off``, the others kept where llama.cpp supports placing
+    them. (llama-cpp-python builds its model parameters from
+    ``llama_model_default_params``; the block hands it ones with ours.)"""
+    extras = extra_buffer_types()
+    if not off:
+        yield
+        return
+    keep = [name for name in extras if name not in off]
+    names = [n for n, _ in repacked_tensors(path)] if REPACK in keep else []
+    overrides = (_Override * (len(names) + 1))()  # NULL-terminated
+    patterns = [("^" + re.escape(name) + "$").encode() for name in names]
+    for slot, pattern in zip(overrides, patterns, strict=False):
+        slot.pattern, slot.buft = pattern, extras[REPACK]
+    defaults = llama_lib.llama_model_default_params
+
+    def params() -> llama_lib.llama_model_params:
+        p = defaults()
+        p.use_extra_bufts = False
+        if names:
+            p.tensor_buft_overrides = ctypes.addressof(overrides)
+        return p
+
+    llama_lib.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        llama_lib.llama_model_default_params = defaults
+
+
+@functools.cache
+def platform_key() -> str:
+    """This CPU and this llama.cpp build, as a short hash: what a remembered
+    layout is valid for (a new CPU or a rebuilt llama.cpp tries again)."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    build = llama_cpp.__version__ + (llama_cpp.llama_print_system_info() or b"").decode()
+    return hashlib.sha256(f"{cpu}\n{build}".encode()).hexdigest()[:16]

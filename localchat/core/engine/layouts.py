@@ -1,0 +1,124 @@
+"""Which of llama.cpp's weight layouts work on this computer, remembered.
+
+llama.cpp's CPU backend may keep a model's weights in *extra buffer types*:
+layouts made for the CPU's matrix instructions (``AMX`` on Intel Xeons since
+Sapphire Rapids; ``CPU_REPACK``, weights interleaved for AVX2, AVX-512 and
+ARM's dot-product units; ``KleidiAI`` on ARM). They are what makes generation
+fast on a CPU, and on some machines one of them crashes the process at the
+first decode (llama-cpp-python 0.3.36 built with AMX segfaults on Q4_0, Q8_0
+and K-quant models on such Xeons, as llama.cpp's issue 20824 reports).
+
+So the worker decodes a few tokens right after loading a model (llama.cpp's own
+tools warm a model up the same way), and first says which layouts hold its
+weights (:class:`~localchat.core.engine.protocol.LoadStage`). When that first
+decode kills the process, the engine loads the model again with the first of
+those layouts turned off, the others kept, and remembers what worked for this
+CPU and this llama.cpp build (the worker's :func:`platform key
+<localchat.core.engine.cpu_layout.platform_key>`), so later loads go straight
+to it. Any other crash is reported as before.
+
+This module is the parent's side: what to turn off next, and the memory (a
+JSON file in the data folder). It imports neither llama.cpp nor Qt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from localchat.core import paths
+
+log = logging.getLogger(__name__)
+
+MEMORY_FILE = "engine-layouts.json"
+CRASH_ENV = "LOCALCHAT_CRASH_ON_LAYOUT"
+"""Fault injection for tests: the worker's first decode after a load kills the
+process (SIGSEGV) when the named extra buffer type holds weights (as the AMX
+crash does), or always with "any"; a test can so prove the fallback on any CPU."""
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """The layouts turned off for a platform, and why (said to the user)."""
+
+    off: tuple[str, ...]
+    reason: str
+
+
+def next_off(
+    off: tuple[str, ...], used: tuple[str, ...], extras: tuple[str, ...], *, decoded: bool
+) -> tuple[str, ...] | None:
+    """The layouts to turn off after a load crashed with ``off`` turned off;
+    None when turning one off cannot help (the crash is not a layout's).
+
+    ``used``: the extra buffer types that held weights (known once the model
+    loaded, before its first decode); ``extras``: all this build offers, in
+    llama.cpp's order of preference; ``decoded``: the crash came at the first
+    decode (after loading), not while loading."""
+    if decoded:
+        # llama.cpp takes the first layout that accepts a tensor: the first
+        # used is the one that holds most, and the prime suspect.
+        for name in extras:
+            if name in used and name not in off:
+                return (*off, name)
+        return None
+    # Loading crashed: with some layouts off, the rest are placed by our
+    # overrides (see cpu_layout); fall back to none of them.
+    if off and set(extras) - set(off):
+        return tuple(extras)
+    return None
+
+
+def describe(off: tuple[str, ...], reason: str) -> str:
+    """The one line the user reads: what is off and why."""
+    names = " and ".join(off)
+    kind = "layouts" if len(off) > 1 else "layout"
+    return f"{names} weight {kind} off: {reason}"
+
+
+class LayoutMemory:
+    """The layouts turned off per platform key, in ``engine-layouts.json``."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.home() / MEMORY_FILE
+
+    def get(self, key: str) -> Remembered | None:
+        entry = self._read().get(key)
+        if not isinstance(entry, dict):
+            return None
+        off = entry.get("off")
+        if not isinstance(off, list) or not all(isinstance(n, str) for n in off):
+            return None
+        return Remembered(tuple(off), str(entry.get("reason", "")))
+
+    def put(self, key: str, off: tuple[str, ...], reason: str, **facts: str) -> None:
+        """Remember ``off`` for ``key`` (written atomically; a failure to write
+        is logged, not raised: the fallback then simply happens again)."""
+        data = self._read()
+        data[key] = {"off": list(off), "reason": reason, "when": time.strftime("%Y-%m-%d"), **facts}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".layouts-", suffix=".json", dir=self.path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1)
+            os.replace(tmp, self.path)
+        except OSError:
+            log.exception("could not remember the weight layouts in %s", self.path)
+            with contextlib.suppress(OSError, UnboundLocalError):
+                os.unlink(tmp)
+
+    def _read(self) -> dict[str, object]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            log.warning("ignoring an unreadable %s", self.path, exc_info=True)
+            return {}
+        return data if isinstance(data, dict) else {}
