@@ -12,6 +12,11 @@ def main(argv: list[str] | None = None) -> int:
         multiprocessing.freeze_support()
     args = sys.argv[1:] if argv is None else argv
     if not args:
+        from localchat.ui.display_check import check
+
+        if problem := check():  # before Qt aborts without naming what it lacks
+            print(problem, file=sys.stderr)
+            return 1
         from localchat.ui.app import run
 
         return run()

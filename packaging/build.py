@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout being bundled, as the spec does
 from localchat import __version__  # noqa: E402
 from localchat.core.engine.gguf_info import human_size  # noqa: E402
+from localchat.ui.display_check import DEBIAN_PACKAGES, elf_dynamic  # noqa: E402
 
 SPEC = ROOT / "packaging" / "localchat.spec"
 ASSETS = ROOT / "assets"
@@ -198,8 +199,23 @@ EXTRA_DEPENDS = ("fontconfig-config",)
 RECOMMENDS = "fonts-dejavu-core | fonts-noto-core"
 
 
+def xcb_packages(folder: Path) -> set[str]:
+    """The packages of the libraries Qt's X11 plugin and its Qt library
+    (libQt6XcbQpa) link, read from the plugin itself: ``ldd`` cannot resolve
+    the ones this machine lacks (a fresh Debian has no libxcb-icccm4), and the
+    ones PyInstaller collected would not count as system libraries. Without
+    them the installed program cannot open its window."""
+    packages: set[str] = set()
+    for name in ("libqxcb.so", "libQt6XcbQpa.so.6"):
+        for path in folder.rglob(name):
+            needed, _search = elf_dynamic(str(path))
+            packages.update(DEBIAN_PACKAGES[n] for n in needed if n in DEBIAN_PACKAGES)
+    return packages
+
+
 def depends(folder: Path) -> str:
     packages = owning_packages(system_libraries(folder)) | set(EXTRA_DEPENDS)
+    packages |= xcb_packages(folder)
     floor = glibc_floor()
     entries = []
     for name in sorted(packages):

@@ -12,6 +12,7 @@ maintainer scripts does.
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import json
 import os
 import shutil
@@ -87,6 +88,9 @@ def test_the_deb_is_a_proper_package(deb: Path) -> None:
     assert field("Package") == "localchat" and field("Version") == __version__
     assert field("Architecture") and field("Maintainer") and field("Description")
     assert "libc6 (>= " in field("Depends")
+    # What Qt's X11 plugin links, whether or not the build machine had it.
+    depends = {d.strip().split()[0] for d in field("Depends").split(",")}
+    assert set(X11_PACKAGES) <= depends, depends
     assert deb.stat().st_size <= 200 * 2**20  # the goal, demo model included
     listing = subprocess.run(
         ["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True
@@ -110,6 +114,44 @@ def test_the_deb_is_a_proper_package(deb: Path) -> None:
         ["dpkg-deb", "-I", str(deb)], capture_output=True, text=True, check=True
     ).stdout
     assert not any(s in control for s in ("postinst", "prerm", "postrm", "preinst"))
+
+
+# The window aborts without these (a fresh Debian 12 lacks libxcb-icccm4 and
+# libxcb-keysyms1), so the package depends on them.
+X11_PACKAGES = (
+    "libxcb-cursor0",
+    "libxcb-icccm4",
+    "libxcb-keysyms1",
+    "libxcb-image0",
+    "libxcb-render-util0",
+    "libxcb-shape0",
+    "libxcb-randr0",
+    "libxcb-xkb1",
+    "libxkbcommon-x11-0",
+)
+
+
+def test_the_deb_depends_on_what_qt_s_x11_plugin_links(tmp_path: Path) -> None:
+    """Without building the bundle: Qt's X11 plugin and libQt6XcbQpa where
+    PyInstaller puts them, and the Depends that build.py works out for them."""
+    qt = Path(pytest.importorskip("PySide6").__file__).parent / "Qt"
+    plugin = qt / "plugins" / "platforms" / "libqxcb.so"
+    if not plugin.is_file():
+        pytest.skip("this PySide6 has no X11 plugin")
+    bundled_qt = tmp_path / "LocalChat" / "_internal" / "PySide6" / "Qt"
+    (bundled_qt / "plugins" / "platforms").mkdir(parents=True)
+    (bundled_qt / "lib").mkdir()
+    shutil.copy2(plugin, bundled_qt / "plugins" / "platforms")
+    shutil.copy2(qt / "lib" / "libQt6XcbQpa.so.6", bundled_qt / "lib")
+    spec = importlib.util.spec_from_file_location(
+        "localchat_build", ROOT / "packaging" / "build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    depends = {d.strip().split()[0] for d in build.depends(tmp_path / "LocalChat").split(",")}
+    assert set(X11_PACKAGES) <= depends, depends
+    assert "libc6" in depends  # and what ldd resolves on this machine, as before
 
 
 def test_the_desktop_entry_and_metadata_are_valid() -> None:
