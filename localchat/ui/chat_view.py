@@ -9,6 +9,7 @@ model's context are dimmed and labelled.
 
 from __future__ import annotations
 
+import re
 import time
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
@@ -39,6 +40,51 @@ STATUS_NOTES = {
     "interrupted": "interrupted (the app closed while writing)",
     "failed": "failed",
 }
+
+NOTE_BESIDE_TITLE = 16
+"""A note up to this many characters ("stopped", "writing…") sits beside the
+title; a longer one (a failed reply's error) gets a line of its own under it,
+the card's width (beside the title it would be squeezed into a column)."""
+LONG_TOKEN = 24
+_LONG_TOKEN = re.compile(rf"\S{{{LONG_TOKEN},}}")
+_AFTER_SEPARATOR = re.compile(r"(?<=[/\\._:;,=&?+-])")
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def breakable(text: str) -> str:
+    """``text`` with a zero-width space wherever a long unbroken token (a path,
+    a hash) may wrap: after each separator in it, and every 16 characters
+    where it has none. Qt wraps a label only where a line may break."""
+
+    def cut(match: re.Match[str]) -> str:
+        pieces = [
+            piece[i : i + 16]
+            for piece in _AFTER_SEPARATOR.split(match.group())
+            for i in range(0, len(piece), 16)
+        ]
+        return ZERO_WIDTH_SPACE.join(pieces)
+
+    return _LONG_TOKEN.sub(cut, text)
+
+
+class Note(QLabel):
+    """A message's note ("stopped", a failed reply's error) in the secondary
+    colour, as plain text that wraps, also inside a long path or hash (see
+    :func:`breakable`). :meth:`text` is the text as set, without the breaks."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._text = ""
+        self.setTextFormat(Qt.TextFormat.PlainText)  # an error may hold "<...>"
+        self.setWordWrap(True)
+        theme.secondary(self)
+
+    def setText(self, text: str) -> None:
+        self._text = text
+        super().setText(breakable(text))
+
+    def text(self) -> str:
+        return self._text
 
 
 class MessageText(QTextBrowser):
@@ -97,8 +143,7 @@ class MessageWidget(QFrame):
         # A long model name may shrink: the conversation never scrolls sideways.
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.title.setMinimumWidth(80)
-        self.note = QLabel()
-        theme.secondary(self.note)
+        self.note = Note()
         self.outside = QLabel("out of the model's view")
         self.outside.setObjectName("outside")
         self.outside.setToolTip(OUTSIDE_HELP)
@@ -121,6 +166,7 @@ class MessageWidget(QFrame):
         head.addWidget(self.action)
         self.action.setVisible(role in ("user", "assistant"))
         layout.addLayout(head)
+        self._layout, self._head = layout, head
         self.body = QVBoxLayout()
         layout.addLayout(self.body)
         self.segments: list[MessageText | CodeBlock] = []
@@ -162,13 +208,28 @@ class MessageWidget(QFrame):
     def markdown(self) -> str:
         return self._markdown
 
+    def set_note(self, text: str) -> None:
+        """Show ``text`` as the note: beside the title when short, else on a
+        line of its own under it (wrapped to the card's width, which the note
+        never widens: the conversation does not scroll sideways)."""
+        self.note.setText(text)
+        below = len(text) > NOTE_BESIDE_TITLE
+        if below == (self._head.indexOf(self.note) < 0):
+            return
+        if below:
+            self._head.removeWidget(self.note)
+            self._layout.insertWidget(1, self.note)
+        else:
+            self._layout.removeWidget(self.note)
+            self._head.insertWidget(self._head.indexOf(self.outside) + 1, self.note)
+
     def set_message(self, message: StoredMessage) -> None:
         self.message = message
         self.set_markdown(message.content)
         note = STATUS_NOTES.get(message.status, "")
         if message.status == "failed" and message.stats and message.stats.get("error"):
             note = f"failed: {message.stats['error']}"
-        self.note.setText(note)
+        self.set_note(note)
         many = len(message.sibling_ids) > 1
         for w in (self.older, self.position, self.newer):
             w.setVisible(many)
@@ -323,7 +384,7 @@ class ChatView(QScrollArea):
         if user_text:
             self.add("user", "You").set_markdown(user_text)
         self.streaming = self.add("assistant", f"Assistant · {model}")
-        self.streaming.note.setText("writing…")
+        self.streaming.set_note("writing…")
         self._stream_text = ""
         self._timer.start(REPAINT_MS)
         self.scroll_to_end()

@@ -198,6 +198,10 @@ class MainWindow(QMainWindow):
         self._reply_chat: list[int] = []  # the chat a running reply writes to
         self._ops: set[JobThread] = set()  # store writes in flight
         self.job: JobThread | None = None
+        # A reply runs from _run until its done/failed signal reaches the GUI
+        # thread; its thread may still be returning then (isRunning), and a
+        # click on Regenerate at that moment must not be ignored.
+        self._replying = False
         self.loader: JobThread | None = None
         self.describer: JobThread | None = None
         self._loaded_with: dict[str, Any] = {}
@@ -326,10 +330,21 @@ class MainWindow(QMainWindow):
     # -- setup ------------------------------------------------------------------------
 
     def _actions(self, new_chat: QPushButton) -> None:
-        def action(text: str, keys: QKeySequence | QKeySequence.StandardKey | str, slot) -> QAction:
+        def action(
+            text: str,
+            keys: QKeySequence | QKeySequence.StandardKey | str,
+            slot: Callable[[], object],
+        ) -> QAction:
             a = QAction(text, self)
             a.setShortcut(QKeySequence(keys))
-            a.triggered.connect(slot)
+
+            # ``triggered`` carries ``checked``, and PySide passes it to a slot
+            # that takes an optional argument: open_trainer(chats=False) then
+            # failed. The slot is called with no arguments at all.
+            def fire(_checked: bool = False) -> None:
+                slot()
+
+            a.triggered.connect(fire)
             self.addAction(a)
             return a
 
@@ -998,7 +1013,7 @@ class MainWindow(QMainWindow):
     # -- talking ------------------------------------------------------------------------
 
     def busy(self) -> bool:
-        return self.job is not None and self.job.isRunning()
+        return self._replying
 
     def send(self, text: str) -> None:
         if self.busy():
@@ -1061,6 +1076,7 @@ class MainWindow(QMainWindow):
                 self.view.widgets[-1].hide()
         self.view.begin_stream(user_text, self._name())
         self.send_button.setText("Stop")
+        self._replying = True
         self.job = JobThread(job)
         self.job.piece.connect(self.view.append)
         self.job.done.connect(self._reply_done)
@@ -1082,6 +1098,7 @@ class MainWindow(QMainWindow):
                 self.load_model(self.model_path, self.adapter, self.panel.values().lora_scale)
 
     def _end_reply(self) -> None:
+        self._replying = False
         self.view.stop_stream()
         self.send_button.setText("Send")
         if self.chat_id is None and self._reply_chat:  # the reply opened a new chat
