@@ -6,12 +6,14 @@ import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from localchat.core.chat.context import CUT_NOTICE, ContextOverflow, Policy, plan
 from localchat.core.engine.client import Engine
 from localchat.core.engine.protocol import Message
 from localchat.core.params import GenerationSettings
+from localchat.testing.tiny_models import write_llama_gguf
 
 
 def words(messages: Sequence[Message]) -> int:
@@ -170,3 +172,56 @@ def test_the_engine_reports_what_the_next_prompt_will_cost(llama3_model: Path) -
         without_system = msgs[1:]
         with_setting = engine.plan(without_system, s.replace(system_prompt="be kind " * 3))
         assert with_setting.dropped == tuple(i - 1 for i in report.dropped)
+
+
+CONTINUATION_BYTES = range(5 + 0x80, 5 + 0xC0)  # the byte vocabulary's <0x80>..<0xBF>
+
+
+def broken_utf8_only(name: str, array: np.ndarray) -> np.ndarray:
+    """Let the model write only lone UTF-8 continuation bytes: every one is
+    invalid, stored as U+FFFD, which the tokenizer spells with three tokens."""
+    if name == "output.weight":
+        keep = np.zeros(len(array), dtype=bool)
+        keep[list(CONTINUATION_BYTES)] = True
+        array = np.where(keep[:, None], array, 0.0)
+    return array
+
+
+@pytest.mark.parametrize("words", [22, 26, 30])  # before the fix: keep-start 22, rolling 30
+@pytest.mark.parametrize("policy", ["rolling", "keep-start"])
+def test_a_long_chat_of_broken_text_never_reads_its_whole_prompt_again(
+    tmp_path: Path, policy: Policy, words: int
+) -> None:
+    """Issue 18.5's shape: a byte-level model writing invalid UTF-8 (the
+    stored reply spells each byte U+FFFD, three tokens where the model wrote
+    one), messages of some 25 words, 12-token replies, greedy, a 2048-token window. The
+    engine counts an old reply with the model's own tokens while the cache
+    holds it and afresh once it is gone, so the same messages cost different
+    counts from turn to turn. Once the window is full, messages that dropped
+    out stay out, every turn fits, and no turn evaluates more than its new
+    tokens and the template's (a dropped message brought back into view meant
+    the whole prompt again)."""
+    model = write_llama_gguf(
+        tmp_path / "broken.gguf", logit_scale=40.0, tensor_hook=broken_utf8_only
+    )
+    s = GenerationSettings(temperature=0.0, max_tokens=12, ctx=2048, overflow=policy)
+    names = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    messages: list[Message] = []
+    evaluated: list[int] = []
+    out_of_view: set[int] = set()
+    with Engine() as engine:
+        engine.load(model, s)
+        for turn in range(40):
+            text = " ".join(names[(turn * 7 + i * i) % len(names)] for i in range(words))
+            messages.append({"role": "user", "content": text})
+            stream = engine.chat(messages, s)
+            reply = stream.text()
+            r = stream.result
+            assert r is not None and "\ufffd" in reply
+            evaluated.append(r.evaluated_tokens)
+            assert out_of_view <= set(r.dropped), turn  # out of view stays out of view
+            out_of_view = set(r.dropped)
+            if turn:
+                assert r.evaluated_tokens <= 2 * max(evaluated[1:3]), (turn, evaluated)
+            messages.append({"role": "assistant", "content": reply})
+    assert out_of_view  # the window did fill

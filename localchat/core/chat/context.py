@@ -84,10 +84,18 @@ def plan(
     reserve: int,
     policy: Policy = "rolling",
     chunk: int = 0,
+    measure: Counter | None = None,
 ) -> ContextPlan:
     """Choose the messages the model sees so that they and ``reserve`` tokens
     for the reply fit in ``n_ctx``; when some must go, drop at least up to the
-    next multiple of ``chunk`` tokens (0: only what must go)."""
+    next multiple of ``chunk`` tokens (0: only what must go).
+
+    ``measure`` (default ``count``) sizes the chunks: it must give the same
+    answer for the same messages every turn. The engine's ``count`` need not:
+    it spells old replies with the tokens the model generated while they stay
+    cached, and afresh otherwise, and chunk boundaries that moved between
+    turns brought dropped messages back into view (and the whole prompt was
+    evaluated again)."""
     if policy not in POLICIES:
         raise LocalChatError(f"unknown overflow policy {policy!r}; choose one of {POLICIES}")
     budget = n_ctx - reserve
@@ -123,9 +131,15 @@ def plan(
         # the first droppable turn: messages that never change, so every turn
         # of the chat measures the same.
         sample = [msgs[i] for i in [*system, *droppable[0]]]
-        per_token = max(sum(_size(m) for m in sample) / max(count(sample), 1), 0.25)
+        tokens = (measure or count)(sample)
+        per_token = max(sum(_size(m) for m in sample) / max(tokens, 1), 0.25)
         sizes = [sum(_size(msgs[i]) for i in turn) / per_token for turn in droppable]
-        n = _chunk_end(n, sizes, chunk)
+        rounded = _chunk_end(n, sizes, chunk)
+        # Counts need not fall as turns go (a prompt that keeps the model's own
+        # tokens for old replies can be shorter than one that spells them
+        # afresh): the rounded cut is taken only where it fits.
+        if rounded == n or fits(rounded):
+            n = rounded
     kept = keep(n)
     chosen = [msgs[i] for i in kept]
     dropped = tuple(i for i in range(len(msgs)) if i not in set(kept))

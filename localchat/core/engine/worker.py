@@ -734,6 +734,8 @@ class Worker:
             reserve=reserve,
             policy=s.overflow,  # type: ignore[arg-type]  # validated by its declaration
             chunk=(n_ctx - reserve) // 4,
+            # The same every turn: spelled afresh, not with cached tokens.
+            measure=lambda m: len(self._tokenize_prompt(self._render(tuple(m)))),
         )
         return window, added, prompt
 
