@@ -23,12 +23,14 @@ packages are bundled.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,13 +52,25 @@ from Hugging Face, streams replies token by token, keeps your chats in a local
 database and fine-tunes a model on your own texts. A tiny demo model is
 included, so it chats offline from the first start."""
 
-# llama.cpp's CMake switches for each GPU backend (llama-cpp-python builds
-# llama.cpp from source and passes CMAKE_ARGS through).
+# llama.cpp's CMake switches for each backend (llama-cpp-python builds
+# llama.cpp from source and passes CMAKE_ARGS through). Every build carries
+# every CPU variant llama.cpp has, as loadable libraries, and ggml loads the
+# best one for the CPU it runs on (as llama.cpp's own releases, Ollama and LM
+# Studio do): an installer built on any machine runs at full speed on every
+# x86-64 CPU from SSE4.2 to AMX, and on Apple silicon. A native build
+# (GGML_NATIVE, llama.cpp's default) would carry the build machine's CPU:
+# made on a runner with AVX-512, it dies with an illegal instruction on a
+# laptop without it.
+PORTABLE = (
+    "-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON"
+    # The variants link libggml-base beside them, not in the (deleted) build tree.
+    " -DCMAKE_BUILD_RPATH_USE_ORIGIN=ON"
+)
 BACKENDS = {
-    "cpu": "",
-    "cuda": "-DGGML_CUDA=on",
-    "metal": "-DGGML_METAL=on",
-    "vulkan": "-DGGML_VULKAN=on",
+    "cpu": PORTABLE,
+    "cuda": f"{PORTABLE} -DGGML_CUDA=on",
+    "metal": f"{PORTABLE} -DGGML_METAL=on",
+    "vulkan": f"{PORTABLE} -DGGML_VULKAN=on",
 }
 
 # Qt plugins a Linux desktop needs; the others (GTK theme, Wayland shells, EGL
@@ -80,27 +94,57 @@ def size_of(path: Path) -> int:
 
 
 def rebuild_llama(backend: str) -> None:
-    """Rebuild llama-cpp-python (same version) with a GPU backend in this
-    environment, so the bundle carries that build of llama.cpp."""
+    """Rebuild llama-cpp-python (same version) in this environment for
+    ``backend``, with every CPU variant, so the bundle carries that build of
+    llama.cpp. (About half an hour on two cores: 14 x86 variants.)"""
     from importlib.metadata import version as installed
 
     pin = installed("llama-cpp-python")
     env = {**os.environ, "CMAKE_ARGS": BACKENDS[backend], "FORCE_CMAKE": "1"}
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--force-reinstall",
-            "--no-deps",
-            "--no-binary",
-            "llama-cpp-python",
-            "--no-cache-dir",
-            f"llama-cpp-python=={pin}",
-        ],
-        env=env,
-    )
+    with tempfile.TemporaryDirectory(prefix="llama-build-") as build_dir:
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--force-reinstall",
+                "--no-deps",
+                "--no-binary",
+                "llama-cpp-python",
+                "--no-cache-dir",
+                # Kept to the end of this block: see install_cpu_variants.
+                "--config-settings",
+                f"build-dir={build_dir}",
+                f"llama-cpp-python=={pin}",
+            ],
+            env=env,
+        )
+        install_cpu_variants(Path(build_dir), llama_lib_dir())
+
+
+def llama_lib_dir() -> Path:
+    """llama-cpp-python's library folder, where the worker loads backends from."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        raise SystemExit("error: llama-cpp-python is not installed here")
+    return Path(spec.origin).parent / "lib"
+
+
+def install_cpu_variants(build_dir: Path, lib_dir: Path) -> list[Path]:
+    """llama-cpp-python installs the libraries it names (ggml-cpu, ggml-cuda...),
+    not the CPU variants a GGML_CPU_ALL_VARIANTS build makes (ggml-cpu-haswell,
+    ggml-cpu-zen4...): copy those from the build tree beside libggml."""
+    copied = []
+    for path in sorted(build_dir.rglob("*ggml-cpu-*")):
+        if path.is_file() and path.suffix in (".so", ".dll", ".dylib"):
+            target = lib_dir / path.name
+            shutil.copy2(path, target)
+            copied.append(target)
+    if not copied:
+        raise SystemExit(f"error: the llama.cpp build in {build_dir} made no CPU variants")
+    print(f"CPU variants: {', '.join(p.name for p in copied)}")
+    return copied
 
 
 def bundle(dist: Path, work: Path) -> Path:
@@ -319,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         "--backend",
         choices=sorted(BACKENDS),
         default=None,
-        help="rebuild llama-cpp-python for this backend first (default: bundle the one installed)",
+        help="rebuild llama-cpp-python for this backend, with every CPU variant, first "
+        "(releases do; default: bundle the one installed, which pip built for this machine)",
     )
     parser.add_argument("--bundle-only", action="store_true", help="no installer")
     args = parser.parse_args(argv)

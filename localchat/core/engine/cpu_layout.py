@@ -1,6 +1,7 @@
-"""The worker's side of weight layouts: which extra buffer types this llama.cpp
-build offers, and loading a model with some of them turned off and the others
-kept (see ``layouts.py`` for why).
+"""The worker's side of llama.cpp's CPU backend: loading it where it comes as
+loadable variants, which extra buffer types (weight layouts) it offers, and
+loading a model with some of them turned off and the others kept (see
+``layouts.py`` for why).
 
 llama.cpp can only turn all extra buffer types off
 (``llama_model_params.use_extra_bufts``). To keep the others, the worker turns
@@ -43,10 +44,13 @@ class _Override(ctypes.Structure):
 
 
 @functools.cache
-def _ggml() -> ctypes.CDLL:
-    from llama_cpp._ctypes_extensions import load_shared_library
-
-    lib = load_shared_library("ggml", Path(llama_cpp.__file__).parent / "lib")
+def ggml() -> ctypes.CDLL:
+    """ggml's functions as libllama sees them: looked up through libllama's
+    own handle, which searches its dependencies. (Loading libggml by file
+    name could map a second copy: a wheel holds libggml.so, .so.0 and
+    .so.0.x as three files, not links, and a second copy has a registry of
+    its own, empty of the backends libllama's has.)"""
+    lib = ctypes.CDLL(llama_lib._lib._name)
     lib.ggml_backend_dev_by_type.restype = ctypes.c_void_p
     lib.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
     lib.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
@@ -58,13 +62,37 @@ def _ggml() -> ctypes.CDLL:
     return lib
 
 
+LIB_DIR = Path(llama_cpp.__file__).parent / "lib"
+
+
+def load_backends() -> bool:
+    """In a build of loadable backends (``GGML_BACKEND_DL``, as the installers
+    ship: every x86 CPU variant from SSE4.2 to AMX, the best one picked at run
+    time), load them from llama-cpp-python's library folder; ggml itself looks
+    only beside the executable and in the working folder. Returns whether it
+    loaded any (a build with its CPU backend linked in has nothing to load)."""
+    if not any(LIB_DIR.glob("*ggml-cpu-*")):
+        return False
+    lib = ggml()
+    lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+    if lib.ggml_backend_reg_count():
+        return False
+    lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+    lib.ggml_backend_load_all_from_path(str(LIB_DIR).encode())
+    return True
+
+
+VARIANT_LINE = re.compile(r"loaded CPU backend from \S*ggml-cpu-([\w.]+?)\.(?:so|dll|dylib)\b")
+"""ggml's log line naming the CPU variant it picked, e.g. libggml-cpu-haswell.so."""
+
+
 @functools.cache
 def extra_buffer_types() -> dict[str, int]:
     """The CPU backend's extra buffer types, name to handle, in llama.cpp's
     order of preference (e.g. {"AMX": ..., "CPU_REPACK": ...}); empty for a
     build without them or without ggml's registry API."""
     try:
-        lib = _ggml()
+        lib = ggml()
         dev = lib.ggml_backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
         if not dev:
             return {}
@@ -84,22 +112,40 @@ def extra_buffer_types() -> dict[str, int]:
     return found
 
 
+class _Feature(ctypes.Structure):
+    """``struct ggml_backend_feature``."""
+
+    _fields_ = [("name", ctypes.c_char_p), ("value", ctypes.c_char_p)]
+
+
 @functools.cache
 def _cpu_has() -> dict[str, bool]:
-    """The CPU features llama.cpp's repack rule asks about."""
-    from llama_cpp._ctypes_extensions import load_shared_library
-
+    """The CPU features llama.cpp's repack rule asks about, as the CPU backend
+    in use reports them (``ggml_backend_get_features``: the variant loaded,
+    in a build of loadable CPU variants)."""
     try:
-        lib = load_shared_library("ggml-cpu", Path(llama_cpp.__file__).parent / "lib")
-    except (OSError, RuntimeError, FileNotFoundError):
+        lib = ggml()
+        dev = lib.ggml_backend_dev_by_type(0)
+        reg = lib.ggml_backend_dev_backend_reg(dev) if dev else None
+        address = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_get_features")
+    except (OSError, AttributeError):
         return {}
-    has = {}
-    for name in ("avx2", "avx512", "neon", "matmul_int8", "dotprod"):
-        fn = getattr(lib, f"ggml_cpu_has_{name}", None)
-        if fn is not None:
-            fn.restype = ctypes.c_int
-            has[name] = bool(fn())
-    return has
+    if not address:
+        return {}
+    get = ctypes.CFUNCTYPE(ctypes.POINTER(_Feature), ctypes.c_void_p)(address)
+    features = get(reg)
+    found: set[str] = set()
+    i = 0
+    while features[i].name:
+        found.add(features[i].name.decode())
+        i += 1
+    return {
+        "avx2": "AVX2" in found,
+        "avx512": "AVX512" in found,
+        "neon": "NEON" in found,
+        "matmul_int8": "MATMUL_INT8" in found,
+        "dotprod": "DOTPROD" in found,
+    }
 
 
 def repacks(qtype: int, rows: int, has: dict[str, bool]) -> bool:

@@ -183,6 +183,10 @@ class LoadedModel:
     ("CPU_REPACK",)."""
     layouts_off: tuple[str, ...] = ()
     """Those turned off for this CPU and build."""
+    cpu_variant: str = ""
+    """Which of llama.cpp's CPU builds runs it, where a build ships several
+    (the installers: "sse42", "haswell", "zen4", "sapphirerapids"...); empty
+    for one built for this machine."""
     weight_bytes: tuple[tuple[str, int], ...] = ()
     """The weights' bytes per buffer type, e.g. (("CPU_Mapped", ...),
     ("CPU_REPACK", ...)), from llama.cpp's load report (to 0.01 MiB)."""

@@ -189,9 +189,7 @@ def compute_devices() -> tuple[tuple[str, str, bool], ...]:
     (backend, description, is a GPU), e.g. ("CUDA", "NVIDIA GeForce RTX 4090",
     True), ("Metal", "Apple M2", True), ("CPU", "AMD EPYC", False). Read once
     per process: the registry is fixed when ggml loads."""
-    from llama_cpp._ctypes_extensions import load_shared_library
-
-    lib = load_shared_library("ggml", Path(llama_cpp.__file__).parent / "lib")
+    lib = cpu_layout.ggml()
     lib.ggml_backend_dev_count.restype = ctypes.c_size_t
     lib.ggml_backend_dev_get.restype = ctypes.c_void_p
     lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
@@ -274,6 +272,8 @@ class Worker:
         self._capturing = False
         self._log_cb = llama_cpp.llama_log_callback(self._on_log)
         llama_cpp.llama_log_set(self._log_cb, ctypes.c_void_p(0))
+        self.cpu_variant = ""  # which CPU build ggml picked, where it ships several
+        cpu_layout.load_backends()  # before anything asks ggml for a device
         strlen = _strlen()
         self._abort_cb = llama_cpp.ggml_abort_callback(
             ctypes.cast(strlen, ctypes.c_void_p).value or 0
@@ -350,6 +350,9 @@ class Worker:
             self._log_partial = msg
             return
         self._log_partial = ""
+        variant = cpu_layout.VARIANT_LINE.search(msg) if level == 2 else None
+        if variant:
+            self.cpu_variant = variant[1]
         if level == 2 and self._capturing:
             for key, pattern in _BUFFER_LINES.items():
                 m = pattern.search(msg)
@@ -431,6 +434,8 @@ class Worker:
             self._unload()
             raise
         backend = describe_backend(self._devices(), layers)
+        if backend == "CPU" and self.cpu_variant:
+            backend += f" · {self.cpu_variant}"
         if off:
             backend += f" ({layouts.describe(off, why or 'turned off')})"
         self.loaded = LoadedModel(
@@ -450,6 +455,7 @@ class Worker:
             layouts_used=used,
             layouts_off=off,
             weight_bytes=tuple(self.weight_buffers.items()),
+            cpu_variant=self.cpu_variant,
         )
         return self.loaded
 
