@@ -135,6 +135,8 @@ def install_cpu_variants(build_dir: Path, lib_dir: Path) -> list[Path]:
     """llama-cpp-python installs the libraries it names (ggml-cpu, ggml-cuda...),
     not the CPU variants a GGML_CPU_ALL_VARIANTS build makes (ggml-cpu-haswell,
     ggml-cpu-zen4...): copy those from the build tree beside libggml."""
+    for stale in lib_dir.glob("*ggml-cpu-*"):  # an earlier build's, unknown to pip
+        stale.unlink()
     copied = []
     for path in sorted(build_dir.rglob("*ggml-cpu-*")):
         if path.is_file() and path.suffix in (".so", ".dll", ".dylib"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -120,18 +121,56 @@ def test_a_crash_no_layout_explains_is_reported_as_before(
         assert engine.load(q4_0, GREEDY).layouts_off == ()
 
 
-def _mirror(path: Path) -> int:
-    """Bytes our mirror of llama.cpp's rule puts in CPU_REPACK, computed in a
-    subprocess (llama.cpp stays out of the test process)."""
+def _repacked(path: Path, gpu_layers: int = 0) -> list[tuple[str, int]]:
+    """The weights our mirror of llama.cpp's rule puts in CPU_REPACK (name,
+    bytes), computed in a subprocess (llama.cpp stays out of the test process)."""
     code = (
-        "import sys\n"
+        "import json, sys\n"
         "from localchat.core.engine import cpu_layout\n"
-        "print(sum(n for _, n in cpu_layout.repacked_tensors(sys.argv[1])))\n"
+        "print(json.dumps(cpu_layout.repacked_tensors(sys.argv[1], int(sys.argv[2]))))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, str(path), str(gpu_layers)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    return int(done.stdout)
+    return [(name, size) for name, size in json.loads(done.stdout)]
+
+
+def _mirror(path: Path) -> int:
+    return sum(size for _, size in _repacked(path))
+
+
+def test_offloaded_layers_are_left_to_the_gpu(q4_0: Path) -> None:
+    """An override outranks the layer's device in llama.cpp: the layers a GPU
+    runs must get none, or turning a layout off would pull them to the CPU.
+    llama.cpp offloads the output first, then the last layers."""
+    every = [name for name, _ in _repacked(q4_0)]
+    if not every:
+        pytest.skip("CPU_REPACK takes nothing on this CPU")
+    assert "blk.0.attn_q.weight" in every and "blk.1.attn_q.weight" in every
+    layer_1 = [name for name, _ in _repacked(q4_0, gpu_layers=2)]  # the output and layer 1
+    assert layer_1 and all(name.startswith("blk.0.") for name in layer_1)
+    assert _repacked(q4_0, gpu_layers=3) == [] and _repacked(q4_0, gpu_layers=-1) == []
+
+
+def test_the_override_patterns_match_exactly_the_weights_chosen() -> None:
+    names = ["output.weight", "blk.0.attn_q.weight", "blk.12.attn_q.weight", "blk.3.ffn_up.weight"]
+    patterns = [re.compile(p) for p in layouts.override_patterns(names)]
+    assert len(patterns) == 3  # one per kind of weight, not one per tensor
+    others = ["blk.1.attn_q.weight", "blk.0.attn_q.weight.lora_a", "blk.0.ffn_up.weight"]
+    candidates = [*names, *others, "xblk.0.attn_q.weight", "blk.120.attn_q.weight"]
+    chosen = [n for n in candidates if any(p.search(n) for p in patterns)]
+    assert chosen == names
+
+
+def test_only_a_fault_in_the_process_counts_as_a_layout_crash() -> None:
+    assert layouts.is_crash(-signal.SIGSEGV) and layouts.is_crash(-signal.SIGILL)
+    assert layouts.is_crash(-signal.SIGABRT) and layouts.is_crash(0xC0000005)
+    # Killed from outside (the out-of-memory killer), or an ordinary exit: no.
+    assert not layouts.is_crash(-signal.SIGKILL) and not layouts.is_crash(-signal.SIGTERM)
+    assert not layouts.is_crash(1) and not layouts.is_crash(0) and not layouts.is_crash(None)
 
 
 @pytest.mark.parametrize("kind", ["Q4_0", "Q8_0", "Q4_K_M", "Q6_K", "IQ4_NL"])

@@ -90,6 +90,7 @@ class Engine:
         self._log_start = 0  # where the running worker's lines start in the log
         self._stage: LoadStage | None = None  # how far the load in flight got
         self._exit = ""  # how the last worker that died ended, in words
+        self._exit_code: int | None = None
         self.loaded: LoadedModel | None = None
 
     # -- public API ------------------------------------------------------------
@@ -148,8 +149,8 @@ class Engine:
                 break
             except EngineCrashed:
                 stage = self._stage
-                if stage is None:
-                    raise
+                if stage is None or not layouts.is_crash(self._exit_code):
+                    raise  # not a fault in the process (killed: out of memory, say)
                 off = layouts.next_off(stage.off, stage.used, stage.extras, decoded=stage.decoding)
                 if off is None:
                     raise
@@ -411,7 +412,7 @@ class Engine:
             code = proc.exitcode
         self._discard_worker()
         last = self._last_log_line()
-        self._exit = _describe_exit(code)
+        self._exit, self._exit_code = _describe_exit(code), code
         detail = f"{self._exit}, last words: {last}" if last else self._exit
         raise EngineCrashed(
             f"the model process crashed ({detail}); the next request starts a fresh one"

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import platform
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,12 +29,17 @@ import gguf
 import llama_cpp
 import llama_cpp.llama_cpp as llama_lib
 
+from localchat.core.engine.gguf_info import read_model_info
+from localchat.core.engine.layouts import override_patterns
+
 REPACK = "CPU_REPACK"
 Q = gguf.GGMLQuantizationType
-# The weights that llama.cpp multiplies (GGML_OP_MUL_MAT) with a 2-D tensor:
-# the only ones an extra buffer type takes. Experts (3-D) stay put.
+# The weights that llama.cpp multiplies with the activations: the only ones an
+# extra buffer type takes (2-D matrices for GGML_OP_MUL_MAT, 3-D experts for
+# GGML_OP_MUL_MAT_ID). Group 1: the layer (none for the output matrix).
 _MATMUL = re.compile(
-    r"^(output|blk\.\d+\.(attn_(q|k|v|qkv|output)|ffn_(gate|up|down)|ssm_(in|out)))\.weight$"
+    r"^(?:output|blk\.(\d+)\.(?:attn_(?:q|k|v|qkv|output)|ffn_(?:gate|up|down)(?:_exps)?"
+    r"|ssm_(?:in|out)))\.weight$"
 )
 
 
@@ -45,12 +51,16 @@ class _Override(ctypes.Structure):
 
 @functools.cache
 def ggml() -> ctypes.CDLL:
-    """ggml's functions as libllama sees them: looked up through libllama's
-    own handle, which searches its dependencies. (Loading libggml by file
-    name could map a second copy: a wheel holds libggml.so, .so.0 and
-    .so.0.x as three files, not links, and a second copy has a registry of
-    its own, empty of the backends libllama's has.)"""
-    lib = ctypes.CDLL(llama_lib._lib._name)
+    """ggml's functions as libllama sees them. On Linux and macOS, looked up
+    through libllama's own handle, which searches its dependencies: loading
+    libggml by file name could map a second copy (a wheel holds libggml.so,
+    .so.0 and .so.0.x as three files, not links), with a registry of its own,
+    empty of the backends libllama's has. On Windows a DLL's handle finds only
+    its own exports, and ggml.dll by its full path is the one llama.dll loaded."""
+    if sys.platform == "win32":
+        lib = ctypes.CDLL(str(LIB_DIR / "ggml.dll"))
+    else:
+        lib = ctypes.CDLL(llama_lib._lib._name)
     lib.ggml_backend_dev_by_type.restype = ctypes.c_void_p
     lib.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
     lib.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
@@ -73,12 +83,15 @@ def load_backends() -> bool:
     loaded any (a build with its CPU backend linked in has nothing to load)."""
     if not any(LIB_DIR.glob("*ggml-cpu-*")):
         return False
-    lib = ggml()
-    lib.ggml_backend_reg_count.restype = ctypes.c_size_t
-    if lib.ggml_backend_reg_count():
+    try:
+        lib = ggml()
+        lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+        if lib.ggml_backend_reg_count():
+            return False
+        lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+        lib.ggml_backend_load_all_from_path(str(LIB_DIR).encode())
+    except (OSError, AttributeError):  # ggml's own search stays (beside the program)
         return False
-    lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-    lib.ggml_backend_load_all_from_path(str(LIB_DIR).encode())
     return True
 
 
@@ -171,34 +184,46 @@ def repacks(qtype: int, rows: int, has: dict[str, bool]) -> bool:
     return False
 
 
-def repacked_tensors(path: str) -> list[tuple[str, int]]:
+def repacked_tensors(path: str, gpu_layers: int = 0) -> list[tuple[str, int]]:
     """The weights of the model at ``path`` that ``CPU_REPACK`` takes on this
-    CPU: (name, bytes)."""
+    CPU, with ``gpu_layers`` offloaded (-1: all): (name, bytes). Offloaded
+    layers are the GPU's; an override would pull them back to the CPU."""
+    info = read_model_info(path)
     has = _cpu_has()
-    reader = gguf.GGUFReader(path)
-    return [
-        (t.name, int(t.n_bytes))
-        for t in reader.tensors
-        if _MATMUL.match(t.name)
-        and len(t.shape) == 2
-        and repacks(int(t.tensor_type), int(t.shape[1]), has)
-    ]
+    # llama.cpp offloads the last layers and then the output: layer i is the
+    # GPU's from n_layer + 1 - gpu_layers on, the output (n_layer) with any.
+    gpu = 2**31 - 1 if gpu_layers < 0 else gpu_layers
+    first_on_gpu = max(info.n_layer + 1 - gpu, 0)
+    found = []
+    for t in info.tensors:
+        m = _MATMUL.match(t.name)
+        if m is None or len(t.shape) not in (2, 3):
+            continue
+        layer = info.n_layer if m[1] is None else int(m[1])
+        if layer >= first_on_gpu:
+            continue
+        if (len(t.shape) == 3) != t.name.endswith("_exps.weight"):
+            continue
+        if repacks(int(t.type), int(t.shape[1]), has):
+            found.append((t.name, t.n_bytes))
+    return found
 
 
 @contextlib.contextmanager
-def turned_off(path: str, off: tuple[str, ...]) -> Iterator[None]:
+def turned_off(path: str, off: tuple[str, ...], gpu_layers: int = 0) -> Iterator[None]:
     """Within this block, ``llama_cpp.Llama(path)`` loads without the extra
     buffer types ``off``, the others kept where llama.cpp supports placing
-    them. (llama-cpp-python builds its model parameters from
-    ``llama_model_default_params``; the block hands it ones with ours.)"""
+    them (on the layers the CPU runs). (llama-cpp-python builds its model
+    parameters from ``llama_model_default_params``; the block hands it ones
+    with ours.)"""
     extras = extra_buffer_types()
     if not off:
         yield
         return
     keep = [name for name in extras if name not in off]
-    names = [n for n, _ in repacked_tensors(path)] if REPACK in keep else []
-    overrides = (_Override * (len(names) + 1))()  # NULL-terminated
-    patterns = [("^" + re.escape(name) + "$").encode() for name in names]
+    names = [n for n, _ in repacked_tensors(path, gpu_layers)] if REPACK in keep else []
+    patterns = [p.encode() for p in override_patterns(names)]
+    overrides = (_Override * (len(patterns) + 1))()  # NULL-terminated
     for slot, pattern in zip(overrides, patterns, strict=False):
         slot.pattern, slot.buft = pattern, extras[REPACK]
     defaults = llama_lib.llama_model_default_params
@@ -206,7 +231,7 @@ def turned_off(path: str, off: tuple[str, ...]) -> Iterator[None]:
     def params() -> llama_lib.llama_model_params:
         p = defaults()
         p.use_extra_bufts = False
-        if names:
+        if patterns:
             p.tensor_buft_overrides = ctypes.addressof(overrides)
         return p
 

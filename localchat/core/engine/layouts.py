@@ -27,6 +27,8 @@ import contextlib
 import json
 import logging
 import os
+import re
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -73,6 +75,46 @@ def next_off(
     if off and set(extras) - set(off):
         return tuple(extras)
     return None
+
+
+_FAULTS = {"SIGSEGV", "SIGILL", "SIGBUS", "SIGABRT", "SIGFPE"}
+_WINDOWS_FAULTS = {
+    0xC0000005,  # access violation
+    0xC000001D,  # illegal instruction
+    0xC0000409,  # fail fast (abort)
+    0xC0000096,  # privileged instruction
+}
+
+
+def is_crash(exit_code: int | None) -> bool:
+    """Whether a worker's exit status is a fault of its own code (a signal
+    such as SIGSEGV or SIGILL, an access violation on Windows), which a
+    layout can cause; a kill (the out-of-memory killer's SIGKILL) is not."""
+    if exit_code is None:
+        return False
+    if exit_code < 0:
+        return any(getattr(signal, name, None) == -exit_code for name in _FAULTS)
+    return exit_code in _WINDOWS_FAULTS
+
+
+def override_patterns(names: list[str]) -> list[str]:
+    """Anchored patterns (std::regex's ECMAScript) matching exactly the
+    tensor ``names``, one per kind of weight: llama.cpp tries every pattern on
+    every tensor, so a few, not hundreds."""
+    layers: dict[str, list[str]] = {}
+    for name in names:
+        m = re.fullmatch(r"blk\.(\d+)\.(.+)", name)
+        if m is None:
+            layers.setdefault(name, [])
+        else:
+            layers.setdefault(m[2], []).append(m[1])
+    patterns = []
+    for rest, numbers in layers.items():
+        if numbers:
+            patterns.append(rf"^blk\.({'|'.join(numbers)})\.{re.escape(rest)}$")
+        else:
+            patterns.append(f"^{re.escape(rest)}$")
+    return patterns
 
 
 def describe(off: tuple[str, ...], reason: str) -> str:

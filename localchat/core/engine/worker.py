@@ -403,10 +403,9 @@ class Worker:
             off = tuple(name for name in off if name in extras)
         if off:  # llama.cpp places weights as our overrides say: say so first
             self._send(rid, LoadStage(key, extras, off, (), decoding=False))
-        with cpu_layout.turned_off(req.path, off):
-            llm, layers, notice = load_with_gpu_fallback(
-                lambda n: self._construct(req, n_ctx, threads, n), layers
-            )
+        llm, layers, notice = load_with_gpu_fallback(
+            lambda n: self._construct(req, n_ctx, threads, n, off), layers
+        )
         self.llm, self.vocab_only = llm, req.vocab_only
         used = tuple(name for name in extras if name in self.weight_buffers)
         try:
@@ -461,16 +460,20 @@ class Worker:
 
     def _warm_up(self, llm: llama_cpp.Llama, used: tuple[str, ...]) -> None:
         """The model's first decodes, as llama.cpp's tools warm a model up: a
-        batch of two tokens (the matrix kernels) and one token (the vector
+        batch of eight tokens (the matrix kernels) and one token (the vector
         kernels), then an empty cache. A weight layout that crashes on this CPU
         crashes here, where the parent knows what to turn off."""
+        model = llm._model.model
+        if llama_cpp.llama_model_has_encoder(model) or not llama_cpp.llama_model_has_decoder(model):
+            return  # an encoder (embeddings, T5) is not decoded on its own
         crash = os.environ.get(layouts.CRASH_ENV)
         if crash and (crash in used or crash == "any"):  # fault injection (tests)
             os.kill(os.getpid(), signal.SIGSEGV)
         bos, eos = llm.token_bos(), llm.token_eos()
         first = bos if bos >= 0 else 0
         try:
-            llm.eval([first, eos if eos >= 0 else first])
+            # 8: CPU_REPACK's matrix kernel starts at 4 rows, AMX's tiles at 2.
+            llm.eval([first] + [eos if eos >= 0 else first] * 7)
             llm.eval([first])
         except RuntimeError as exc:
             raise ModelLoadError(f"llama.cpp could not run the model: {exc}") from None
@@ -484,31 +487,17 @@ class Worker:
         except (OSError, AttributeError):  # a build without ggml's registry API
             return ()
 
-    def _construct(self, req: Load, n_ctx: int, threads: int, layers: int) -> llama_cpp.Llama:
+    def _construct(
+        self, req: Load, n_ctx: int, threads: int, layers: int, off: tuple[str, ...]
+    ) -> llama_cpp.Llama:
         self.log_lines.clear()
         self.buffers.clear()
         self.weight_buffers.clear()
         self._capturing = True
         n_batch = min(512, n_ctx)
         try:
-            return llama_cpp.Llama(
-                model_path=req.path,
-                vocab_only=req.vocab_only,
-                n_ctx=n_ctx,
-                n_batch=n_batch,
-                n_ubatch=n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_gpu_layers=layers,
-                use_mmap=True,
-                use_mlock=False,
-                logits_all=False,
-                embedding=False,
-                offload_kqv=True,
-                flash_attn=False,
-                last_n_tokens_size=64,
-                verbose=False,
-            )
+            with cpu_layout.turned_off(req.path, off, layers):
+                return self._llama(req, n_ctx, n_batch, threads, layers)
         except (ValueError, RuntimeError, OSError) as exc:
             reason = self._last_error() or str(exc)
             raise ModelLoadError(
@@ -516,6 +505,27 @@ class Worker:
             ) from None
         finally:
             self._capturing = False
+
+    @staticmethod
+    def _llama(req: Load, n_ctx: int, n_batch: int, threads: int, layers: int) -> llama_cpp.Llama:
+        return llama_cpp.Llama(
+            model_path=req.path,
+            vocab_only=req.vocab_only,
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            n_ubatch=n_batch,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=layers,
+            use_mmap=True,
+            use_mlock=False,
+            logits_all=False,
+            embedding=False,
+            offload_kqv=True,
+            flash_attn=False,
+            last_n_tokens_size=64,
+            verbose=False,
+        )
 
     def _apply_lora(self, path: str, scale: float) -> None:
         """Load and apply a LoRA adapter, checking what llama.cpp returns (a NULL
