@@ -59,7 +59,16 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def installed(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The root the package is installed under: / for a real install."""
     if REAL_INSTALL:
-        subprocess.run(["dpkg", "-i", str(deb)], check=True, capture_output=True)
+        # As the README says: apt installs the package and what it depends on
+        # (a fresh Debian lacks some of Qt's X11 libraries; .ci/run updates
+        # apt's lists first). dpkg -i alone refuses unmet dependencies.
+        done = subprocess.run(
+            ["apt-get", "install", "-y", "--fix-broken", "--no-install-recommends", str(deb)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+        assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
         yield Path("/")
         return
     root = tmp_path_factory.mktemp("root")
