@@ -123,8 +123,12 @@ def test_the_install_command_fits_the_system() -> None:
         "install the package that provides libxcb-cursor.so.9 and run: "
         "sudo apt install libxcb-icccm4"
     )
+    # Libraries no table knows are named, whatever else is missing.
     assert install_hint(["libfoo.so.1"], which=apt, root=False) == (
-        "install the packages that provide them"
+        "install the package that provides libfoo.so.1"
+    )
+    assert install_hint(["libfoo.so.1", "libbar.so.2"], which=apt, root=False) == (
+        "install the packages that provide libfoo.so.1, libbar.so.2"
     )
 
 

@@ -352,11 +352,16 @@ def install_hint(
         return "install the packages that provide them with your package manager"
     packages = list(dict.fromkeys(table[s] for s in missing if s in table))
     unknown = [s for s in missing if s not in table]
+    which_provides = (
+        f"the package that provides {unknown[0]}"
+        if len(unknown) == 1
+        else f"the packages that provide {', '.join(unknown)}"
+    )
     if not packages:
-        return "install the packages that provide them"
+        return f"install {which_provides}"
     command = f"{sudo}{tool} {' '.join(packages)}"
     if unknown:
-        return f"install the package that provides {', '.join(unknown)} and run: {command}"
+        return f"install {which_provides} and run: {command}"
     return f"install them with: {command}"
 
 
