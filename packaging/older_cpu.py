@@ -94,10 +94,10 @@ def main() -> int:
     got, secs = turn(program, base, args.timeout)
     rows.append(("this CPU", got, secs))
     print()
-    print(f"{'CPU':18} {'backend':24} {'tokens':>6} {'wall s':>7}  reply")
+    print(f"{'CPU':24} {'backend':24} {'tokens':>6} {'wall s':>7}  reply")
     for name, got, secs in rows:
         reply = got["reply"].replace("\n", " ")[:30]
-        print(f"{name:18} {got['backend']:24} {got['completion_tokens']:6} {secs:7.1f}  {reply!r}")
+        print(f"{name:24} {got['backend']:24} {got['completion_tokens']:6} {secs:7.1f}  {reply!r}")
     return 0
 
 
