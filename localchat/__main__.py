@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+
+from localchat import __version__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -10,7 +13,19 @@ def main(argv: list[str] | None = None) -> int:
         import multiprocessing  # (only then: the window starts without it)
 
         multiprocessing.freeze_support()
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    level = _take_log_level(args)
+    from localchat.core import logs
+    from localchat.core.errors import LocalChatError
+
+    try:
+        logs.setup(level)
+    except LocalChatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("localchat.main").info(
+        "localchat %s: %s", __version__, " ".join(args[:2]) if args else "the window"
+    )
     if not args:
         from localchat.ui.display_check import check
 
@@ -23,6 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     from localchat.cli.main import main as cli_main
 
     return cli_main(args)
+
+
+def _take_log_level(args: list[str]) -> str | None:
+    """Remove ``--log-level LEVEL`` (or ``--log-level=LEVEL``) from ``args``:
+    it applies to the window and every command alike."""
+    for i, arg in enumerate(args):
+        if arg == "--log-level" and i + 1 < len(args):
+            level = args[i + 1]
+            del args[i : i + 2]
+            return level
+        if arg.startswith("--log-level="):
+            del args[i]
+            return arg.split("=", 1)[1]
+    return None
 
 
 if __name__ == "__main__":

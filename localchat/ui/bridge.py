@@ -10,12 +10,15 @@ writes a flag.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from PySide6.QtCore import QObject, QThread, Signal
 
 from localchat.core.errors import LocalChatError
+
+log = logging.getLogger(__name__)
 
 Emit = Callable[[str], None]
 Job = Callable[[Emit], Any]
@@ -51,6 +54,7 @@ class JobThread(QThread):
             self.failed.emit(str(exc))
             return
         except Exception as exc:  # a bug: say so in one line rather than lose it
+            log.exception("a background job failed")
             text = " ".join(str(exc).split())
             if len(text) > 200:
                 text = text[:199] + "…"

@@ -11,6 +11,7 @@ its tooltip.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ from localchat.core.models.downloads import Download, Downloads
 from localchat.core.params import effective_ctx
 from localchat.core.settings import AppSettings
 from localchat.ui.bridge import JobThread
+
+log = logging.getLogger(__name__)
 
 BADGES = {"fits": "fits", "tight": "tight", "too big": "won't fit", "unknown": "?"}
 BADGE_COLORS = {"fits": "#2e8b57", "tight": "#d4880f", "too big": "#c0392b"}
@@ -595,6 +598,7 @@ class ModelManager(QWidget):
         try:
             self.entries = catalog.entries()
         except Exception as exc:  # a broken catalog file: say so, the rest works
+            log.exception("the catalog could not be read")
             self.entries = []
             self.catalog_about.setText(str(exc))
         for entry in self.entries:

@@ -45,6 +45,7 @@ import re
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -289,9 +290,10 @@ class Worker:
             if self._ahead is not None:
                 try:
                     self._evaluate_ahead()
-                except Exception as exc:  # a bug: the next turn evaluates it all
+                except Exception:  # a bug: the next turn evaluates it all
                     self._ahead = None
-                    print(f"evaluating ahead failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    print("evaluating ahead failed:", file=sys.stderr)
+                    traceback.print_exc()  # to the engine log
             try:
                 env: Envelope = self.conn.recv()
             except (EOFError, OSError):
@@ -309,6 +311,7 @@ class Worker:
             except LocalChatError as exc:
                 self._send(env.id, Failed(_failure_kind(exc), str(exc)))
             except Exception as exc:  # a bug; report it rather than die
+                traceback.print_exc()  # to the engine log
                 self._send(env.id, Failed("internal", f"{type(exc).__name__}: {exc}"))
 
     def _send(self, rid: int, body: Any) -> None:

@@ -15,6 +15,7 @@ at most ten times a second), on the download's own thread.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from typing import Any, Literal
 from localchat.core import paths
 from localchat.core.errors import LocalChatError
 from localchat.core.models import hub
+
+log = logging.getLogger(__name__)
 
 State = Literal["queued", "downloading", "paused", "failed", "done", "cancelled"]
 ACTIVE: tuple[State, ...] = ("queued", "downloading")
@@ -242,6 +245,7 @@ class Downloads:
         except LocalChatError as exc:
             self._update(name, state="failed", message=str(exc))
         except Exception as exc:  # a bug: say it in one line rather than lose the queue
+            log.exception("downloading %s failed", name)
             self._update(
                 name, state="failed", message=f"internal error: {type(exc).__name__}: {exc}"
             )
