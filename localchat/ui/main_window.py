@@ -1076,6 +1076,11 @@ class MainWindow(QMainWindow):
                 self.view.widgets[-1].hide()
         self.view.begin_stream(user_text, self._name())
         self.send_button.setText("Stop")
+        if self.planner is not None and self.planner.isRunning():
+            # A context count in flight would reach the engine during the reply
+            # and end it (a request stops the stream in progress): let it
+            # finish first (milliseconds; no new one starts while replying).
+            self.planner.wait()
         self._replying = True
         self.job = JobThread(job)
         self.job.piece.connect(self.view.append)
