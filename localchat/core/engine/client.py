@@ -89,8 +89,7 @@ class Engine:
         self._log_path = log_path
         self._log_start = 0  # where the running worker's lines start in the log
         self._stage: LoadStage | None = None  # how far the load in flight got
-        self._exit = ""  # how the last worker that died ended, in words
-        self._exit_code: int | None = None
+        self._exit_code: int | None = None  # how the last worker that died ended
         self.loaded: LoadedModel | None = None
 
     # -- public API ------------------------------------------------------------
@@ -155,12 +154,13 @@ class Engine:
                 if off is None:
                     raise
                 when = "its first decode" if stage.decoding else "loading"
-                reason = f"it crashed at {when} on this CPU ({self._exit})"
+                ended = _describe_exit(self._exit_code)
+                reason = f"it crashed at {when} on this CPU ({ended})"
                 log.warning(
                     "%s crashed the worker (%s) at %s with weight layouts %s in use; "
                     "loading again with %s off",
                     Path(req.path).name,
-                    self._exit,
+                    ended,
                     when,
                     ", ".join(stage.used) or "none",
                     ", ".join(off),
@@ -312,7 +312,7 @@ class Engine:
         if self._flag is None:
             self._flag = mp.RawArray(ctypes.c_ubyte, 4)
         parent, child = mp.Pipe(duplex=True)
-        log_file = self._log_path or paths.logs_dir() / "engine.log"
+        log_file = self._engine_log()
         try:
             self._log_start = log_file.stat().st_size
         except OSError:
@@ -412,8 +412,8 @@ class Engine:
             code = proc.exitcode
         self._discard_worker()
         last = self._last_log_line()
-        self._exit, self._exit_code = _describe_exit(code), code
-        detail = f"{self._exit}, last words: {last}" if last else self._exit
+        self._exit_code = code
+        detail = f"{_describe_exit(code)}, last words: {last}" if last else _describe_exit(code)
         raise EngineCrashed(
             f"the model process crashed ({detail}); the next request starts a fresh one"
         )
@@ -428,10 +428,13 @@ class Engine:
         self._active = None
         self.loaded = None
 
+    def _engine_log(self) -> Path:
+        return self._log_path or paths.logs_dir() / "engine.log"
+
     def _last_log_line(self) -> str:
         """The last line the worker that died wrote to the log (none from an
         earlier worker: a note quotes only the crash it reports)."""
-        log_file = self._log_path or paths.logs_dir() / "engine.log"
+        log_file = self._engine_log()
         try:
             with open(log_file, "rb") as f:
                 f.seek(0, 2)

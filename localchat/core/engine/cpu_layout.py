@@ -24,6 +24,7 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gguf
 import llama_cpp
@@ -99,30 +100,40 @@ VARIANT_LINE = re.compile(r"loaded CPU backend from \S*ggml-cpu-([\w.]+?)\.(?:so
 """ggml's log line naming the CPU variant it picked, e.g. libggml-cpu-haswell.so."""
 
 
+def _cpu_function(name: bytes, restype: Any) -> tuple[Any, int, int] | None:
+    """A function the CPU backend exports through ggml's registry, with the
+    CPU device and its registry (one of them is its argument); None without a
+    CPU backend or without that function."""
+    try:
+        lib = ggml()
+        dev = lib.ggml_backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
+        if not dev:
+            return None
+        reg = lib.ggml_backend_dev_backend_reg(dev)
+        address = lib.ggml_backend_reg_get_proc_address(reg, name)
+    except (OSError, AttributeError):
+        return None
+    if not address:
+        return None
+    return ctypes.CFUNCTYPE(restype, ctypes.c_void_p)(address), dev, reg
+
+
 @functools.cache
 def extra_buffer_types() -> dict[str, int]:
     """The CPU backend's extra buffer types, name to handle, in llama.cpp's
     order of preference (e.g. {"AMX": ..., "CPU_REPACK": ...}); empty for a
     build without them or without ggml's registry API."""
-    try:
-        lib = ggml()
-        dev = lib.ggml_backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
-        if not dev:
-            return {}
-        reg = lib.ggml_backend_dev_backend_reg(dev)
-        address = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_dev_get_extra_bufts")
-    except (OSError, AttributeError):
+    found = _cpu_function(b"ggml_backend_dev_get_extra_bufts", ctypes.POINTER(ctypes.c_void_p))
+    if found is None:
         return {}
-    if not address:
-        return {}
-    get = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)(address)
-    found: dict[str, int] = {}
+    get, dev, _reg = found
     bufts = get(dev)
+    names: dict[str, int] = {}
     i = 0
     while bufts and bufts[i]:
-        found[lib.ggml_backend_buft_name(bufts[i]).decode()] = int(bufts[i])
+        names[ggml().ggml_backend_buft_name(bufts[i]).decode()] = int(bufts[i])
         i += 1
-    return found
+    return names
 
 
 class _Feature(ctypes.Structure):
@@ -136,28 +147,22 @@ def _cpu_has() -> dict[str, bool]:
     """The CPU features llama.cpp's repack rule asks about, as the CPU backend
     in use reports them (``ggml_backend_get_features``: the variant loaded,
     in a build of loadable CPU variants)."""
-    try:
-        lib = ggml()
-        dev = lib.ggml_backend_dev_by_type(0)
-        reg = lib.ggml_backend_dev_backend_reg(dev) if dev else None
-        address = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_get_features")
-    except (OSError, AttributeError):
+    found = _cpu_function(b"ggml_backend_get_features", ctypes.POINTER(_Feature))
+    if found is None:
         return {}
-    if not address:
-        return {}
-    get = ctypes.CFUNCTYPE(ctypes.POINTER(_Feature), ctypes.c_void_p)(address)
+    get, _dev, reg = found
     features = get(reg)
-    found: set[str] = set()
+    names: set[str] = set()
     i = 0
     while features[i].name:
-        found.add(features[i].name.decode())
+        names.add(features[i].name.decode())
         i += 1
     return {
-        "avx2": "AVX2" in found,
-        "avx512": "AVX512" in found,
-        "neon": "NEON" in found,
-        "matmul_int8": "MATMUL_INT8" in found,
-        "dotprod": "DOTPROD" in found,
+        "avx2": "AVX2" in names,
+        "avx512": "AVX512" in names,
+        "neon": "NEON" in names,
+        "matmul_int8": "MATMUL_INT8" in names,
+        "dotprod": "DOTPROD" in names,
     }
 
 

@@ -481,8 +481,7 @@ class Worker:
         except RuntimeError as exc:
             raise ModelLoadError(f"llama.cpp could not run the model: {exc}") from None
         finally:
-            llm._ctx.kv_cache_clear()
-            llm.reset()
+            self._forget_cache(llm)
 
     def _devices(self) -> tuple[tuple[str, str, bool], ...]:
         try:
@@ -500,7 +499,24 @@ class Worker:
         n_batch = min(512, n_ctx)
         try:
             with cpu_layout.turned_off(req.path, off, layers):
-                return self._llama(req, n_ctx, n_batch, threads, layers)
+                return llama_cpp.Llama(
+                    model_path=req.path,
+                    vocab_only=req.vocab_only,
+                    n_ctx=n_ctx,
+                    n_batch=n_batch,
+                    n_ubatch=n_batch,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_gpu_layers=layers,
+                    use_mmap=True,
+                    use_mlock=False,
+                    logits_all=False,
+                    embedding=False,
+                    offload_kqv=True,
+                    flash_attn=False,
+                    last_n_tokens_size=64,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             reason = self._last_error() or str(exc)
             raise ModelLoadError(
@@ -508,27 +524,6 @@ class Worker:
             ) from None
         finally:
             self._capturing = False
-
-    @staticmethod
-    def _llama(req: Load, n_ctx: int, n_batch: int, threads: int, layers: int) -> llama_cpp.Llama:
-        return llama_cpp.Llama(
-            model_path=req.path,
-            vocab_only=req.vocab_only,
-            n_ctx=n_ctx,
-            n_batch=n_batch,
-            n_ubatch=n_batch,
-            n_threads=threads,
-            n_threads_batch=threads,
-            n_gpu_layers=layers,
-            use_mmap=True,
-            use_mlock=False,
-            logits_all=False,
-            embedding=False,
-            offload_kqv=True,
-            flash_attn=False,
-            last_n_tokens_size=64,
-            verbose=False,
-        )
 
     def _apply_lora(self, path: str, scale: float) -> None:
         """Load and apply a LoRA adapter, checking what llama.cpp returns (a NULL
