@@ -23,18 +23,14 @@ JSON file in the data folder). It imports neither llama.cpp nor Qt.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
 import re
 import signal
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from localchat.core import paths
+from localchat.core import jsonfile, paths
 
 log = logging.getLogger(__name__)
 
@@ -145,22 +141,9 @@ class LayoutMemory:
         data = self._read()
         data[key] = {"off": list(off), "reason": reason, "when": time.strftime("%Y-%m-%d"), **facts}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".layouts-", suffix=".json", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1)
-            os.replace(tmp, self.path)
+            jsonfile.replace(self.path, data)
         except OSError:
             log.exception("could not remember the weight layouts in %s", self.path)
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(tmp)
 
     def _read(self) -> dict[str, object]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            log.warning("ignoring an unreadable %s", self.path, exc_info=True)
-            return {}
-        return data if isinstance(data, dict) else {}
+        return jsonfile.read_object(self.path)

@@ -10,13 +10,13 @@ Face cache needs no hashing at all: its blob is named by its LFS sha256.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
 import threading
 from pathlib import Path
 
-from localchat.core import paths
+from localchat.core import jsonfile, paths
 
 CHUNK = 8 << 20
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -28,21 +28,12 @@ def _cache_file() -> Path:
 
 
 def _read_cache() -> dict[str, dict[str, object]]:
-    try:
-        data = json.loads(_cache_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return jsonfile.read_object(_cache_file())
 
 
 def _write_cache(data: dict[str, dict[str, object]]) -> None:
-    target = _cache_file()
-    tmp = target.with_name(target.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=0), encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a cache that cannot be written is only slower
+    with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
+        jsonfile.replace(_cache_file(), data, indent=0)
 
 
 def sha256(path: str | os.PathLike[str]) -> str:
