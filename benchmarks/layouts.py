@@ -45,13 +45,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine import QUICK_SHAPE, TINYLLAMA_SHAPE, cached_model  # benchmarks/engine.py
+from engine import QUICK_SHAPE, TINYLLAMA_SHAPE, cached_model, filler  # benchmarks/engine.py
 
 from localchat.core.engine.client import Engine
 from localchat.core.params import GenerationSettings
 
 BATCH = 512
-WORDS = "the quick brown fox jumps over a lazy dog near seven bright stars".split()
 
 # The GPT4All side: a loop in its own venv, one JSON request and answer a line.
 GPT4ALL_SERVER = r"""
@@ -78,8 +77,7 @@ for line in sys.stdin:
 
 
 def prompt_text(tag: int, words: int) -> str:
-    body = " ".join(WORDS[(tag * 7 + i) % len(WORDS)] for i in range(words))
-    return f"Note {tag}: {body}"
+    return f"Note {tag}: {filler(words)}"  # the tag first: nothing comes from a cache
 
 
 class Ours:
