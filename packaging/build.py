@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout being bundled, as the spec does
 from localchat import __version__  # noqa: E402
-from localchat.core.engine.gguf_info import human_size  # noqa: E402
+from localchat.core.units import human_size  # noqa: E402
 from localchat.ui.display_check import DEBIAN_PACKAGES, elf_dynamic  # noqa: E402
 
 SPEC = ROOT / "packaging" / "localchat.spec"

@@ -20,15 +20,16 @@ from typing import IO, Any, NoReturn
 from localchat import __version__
 from localchat.cli import finetune as finetune_cli
 from localchat.cli import train as train_cli
-from localchat.cli.progress import ProgressLine, clock
+from localchat.cli.progress import ProgressLine
 from localchat.core import hardware, params, paths
 from localchat.core.engine.client import ChatStream, Engine
-from localchat.core.engine.gguf_info import human_count, human_size, read_model_info
+from localchat.core.engine.gguf_info import read_model_info
 from localchat.core.engine.protocol import ChatResult, Message
 from localchat.core.errors import LocalChatError, SettingError
 from localchat.core.models import adapters, catalog, fit, hub, library
 from localchat.core.params import effective_ctx
 from localchat.core.settings import AppSettings
+from localchat.core.units import clock, human_count, human_size
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -313,7 +314,7 @@ class _ProgressBar(ProgressLine):
         eta = p.eta
         self.update(
             f"{p.name}  {share:6.1%}  {human_size(p.done)} of {human_size(p.total)}  "
-            f"{human_size(p.speed)}/s  ETA {clock(eta) if eta is not None else '?'}",
+            f"{human_size(p.speed)}/s  ETA {clock(eta, hours=True) if eta is not None else '?'}",
             share,
         )
 

@@ -28,8 +28,3 @@ class ProgressLine:
         if self.shown:
             self.out.write("\n")
             self.out.flush()
-
-
-def clock(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from localchat.cli import finetune
-from localchat.cli.progress import ProgressLine, clock
+from localchat.cli.progress import ProgressLine
 from localchat.core import paths
 from localchat.core.errors import LocalChatError
 from localchat.core.models import library
+from localchat.core.units import clock
 
 
 class NeedsTorch(LocalChatError):
@@ -286,6 +287,6 @@ class _Bar(ProgressLine):
             return
         self.update(
             f"step {p.step}/{p.steps}  loss {p.loss:.3f}{held}  lr {p.lr:.2e}  "
-            f"{p.tokens_per_s:,.0f} tok/s  ETA {clock(p.eta_s)}",
+            f"{p.tokens_per_s:,.0f} tok/s  ETA {clock(p.eta_s, hours=True)}",
             p.step / p.steps,
         )

@@ -47,13 +47,14 @@ from localchat.core import hardware, params, paths
 from localchat.core.chat.session import ChatSession, as_messages, sent_to_model
 from localchat.core.chat.store import ChatStore, StoredMessage
 from localchat.core.engine.client import Engine
-from localchat.core.engine.gguf_info import ModelInfo, human_count, human_size, read_model_info
+from localchat.core.engine.gguf_info import ModelInfo, read_model_info
 from localchat.core.engine.protocol import ContextReport, LoadedModel, Message
 from localchat.core.errors import LocalChatError, ModelFileError
 from localchat.core.models import adapters, library
 from localchat.core.models.adapters import AdapterInfo
 from localchat.core.params import GenerationSettings, effective_ctx
 from localchat.core.settings import AppSettings
+from localchat.core.units import human_count, human_size
 from localchat.ui.bridge import Emit, JobThread
 from localchat.ui.chat_view import ChatView
 from localchat.ui.settings_panel import SettingsPanel

@@ -39,12 +39,13 @@ from PySide6.QtWidgets import (
 )
 
 from localchat.core import hardware, paths
-from localchat.core.engine.gguf_info import ModelInfo, human_count, human_size
+from localchat.core.engine.gguf_info import ModelInfo
 from localchat.core.models import catalog, fit, hub, library
 from localchat.core.models.catalog import CatalogEntry
 from localchat.core.models.downloads import Download, Downloads
 from localchat.core.params import effective_ctx
 from localchat.core.settings import AppSettings
+from localchat.core.units import duration, human_count, human_size, plural
 from localchat.ui.bridge import JobThread
 
 log = logging.getLogger(__name__)
@@ -61,19 +62,6 @@ def badge(item: QTreeWidgetItem, column: int, verdict: fit.Fit) -> None:
     if color:
         item.setForeground(column, QBrush(QColor(color)))
     item.setToolTip(column, verdict.explain())
-
-
-def _clock(seconds: float) -> str:
-    s = int(seconds)
-    if s >= 3600:
-        return f"{s // 3600} h {s // 60 % 60:02d} min"
-    if s >= 60:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s} s"
-
-
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def _tree(*columns: str) -> QTreeWidget:
@@ -176,7 +164,7 @@ class RepoFiles(QWidget):
             self.status.setText(f"{repo_id} has no GGUF model files.")
             return
         self.status.setText(
-            f"{_count(len(models), 'model')} in {repo_id}. Fit: at a {n_ctx:,}-token context, "
+            f"{plural(len(models), 'model')} in {repo_id}. Fit: at a {n_ctx:,}-token context, "
             "for this computer's memory (hover for the numbers)."
         )
         first = pick or self.tree.topLevelItem(0)
@@ -243,7 +231,7 @@ class DownloadRow(QWidget):
             if item.speed > 0:
                 text += f" · {human_size(item.speed)}/s"
             if eta is not None:
-                text += f" · {_clock(eta)} left"
+                text += f" · {duration(eta)} left"
             if item.stopping:
                 text += " · stopping…"
         elif item.state == "queued":
@@ -510,7 +498,7 @@ class ModelManager(QWidget):
             self.installed.addTopLevelItem(item)
         if rows:
             self.installed_status.setText(
-                f"{_count(len(rows), 'model')}. Fit: at each model's context size, for this "
+                f"{plural(len(rows), 'model')}. Fit: at each model's context size, for this "
                 "computer's memory (hover for the numbers)."
             )
             first = self.installed.topLevelItem(0)
@@ -745,7 +733,7 @@ class ModelManager(QWidget):
                     item.setToolTip(0, "Gated: accept its terms on the Hub and set HF_TOKEN")
                 self.results.addTopLevelItem(item)
             self.search_status.setText(
-                f"{_count(len(results), 'repository', 'repositories')} with GGUF files "
+                f"{plural(len(results), 'repository', 'repositories')} with GGUF files "
                 f"match {query!r}."
                 if results
                 else f"No GGUF models on the Hub match {query!r}."

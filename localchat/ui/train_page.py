@@ -54,6 +54,7 @@ from localchat.core import paths
 from localchat.core.chat.store import ChatStore
 from localchat.core.models import adapters, library
 from localchat.core.trainer import chat_data
+from localchat.core.units import clock
 
 SIZES = ("tiny", "mini", "small", "base")
 """The from-scratch model sizes (``train scratch --preset``)."""
@@ -74,14 +75,6 @@ TRAIN_COLOR = "#2a82da"
 HELDOUT_COLOR = "#d4880f"
 STOPPED = 130
 """The trainer's exit status after Ctrl+C (its checkpoint saved)."""
-
-
-def clock(seconds: float) -> str:
-    """``m:ss``, or ``h:mm:ss`` from an hour."""
-    s = max(int(seconds), 0)
-    if s >= 3600:
-        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-    return f"{s // 60}:{s % 60:02d}"
 
 
 def safe_name(text: str, fallback: str) -> str:

@@ -354,19 +354,3 @@ def _quantization(meta: dict[str, Any], tensors: tuple[TensorInfo, ...]) -> str:
             pass
     matrices = Counter(t.type.name for t in tensors if len(t.shape) >= 2)
     return matrices.most_common(1)[0][0] if matrices else "unknown"
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError  # pragma: no cover
-
-
-def human_count(n: int) -> str:
-    """A parameter count the way model cards write it: 7.2B, 110M, 42K."""
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            return f"{n / div:.1f}{suffix}"
-    return str(n)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from localchat.core import hardware
-from localchat.core.engine.gguf_info import ModelInfo, human_size
+from localchat.core.engine.gguf_info import ModelInfo
+from localchat.core.units import human_size
 
 Verdict = Literal["fits", "tight", "too big", "unknown"]
 OVERHEAD = 320 * 2**20

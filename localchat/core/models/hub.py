@@ -32,9 +32,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from localchat.core import paths
-from localchat.core.engine.gguf_info import human_size
 from localchat.core.errors import LocalChatError
 from localchat.core.models.library import SPLIT
+from localchat.core.units import human_size
 
 CHUNK = 1 << 20
 DISK_MARGIN = 64 << 20
