@@ -25,15 +25,17 @@ from localchat.core import hardware, params, paths
 from localchat.core.engine.client import ChatStream, Engine
 from localchat.core.engine.gguf_info import read_model_info
 from localchat.core.engine.protocol import ChatResult, Message
-from localchat.core.errors import LocalChatError, SettingError
+from localchat.core.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    LocalChatError,
+    SettingError,
+)
 from localchat.core.models import adapters, catalog, fit, hub, library
 from localchat.core.params import effective_ctx
 from localchat.core.settings import AppSettings
 from localchat.core.units import clock, human_count, human_size
-
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 JSON_FIELDS = (
     "reply",

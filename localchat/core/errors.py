@@ -7,6 +7,14 @@ with a traceback. Anything else that escapes is a bug.
 
 from __future__ import annotations
 
+EXIT_ERROR = 1
+"""A command's exit status after an error it reported in one line."""
+EXIT_USAGE = 2
+"""After a mistake in the command line itself (argparse's status)."""
+EXIT_INTERRUPTED = 130
+"""After Ctrl+C (128 + SIGINT, as shells report it): what was done is kept
+(a reply so far, a training checkpoint); the Train window reads it as "stopped"."""
+
 
 class LocalChatError(Exception):
     """A problem the user can understand and fix; ``str(err)`` is one line."""
