@@ -28,6 +28,8 @@ def localchat_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "LOCALCHAT_HOME": str(home),
         "HF_HUB_CACHE": str(home / "hf-cache"),
         "LOCALCHAT_DEMO_MODEL": "",
+        # Nor the models a developer keeps in this checkout's models/ folder.
+        "LOCALCHAT_CHECKOUT_MODELS": "0",
     }
     old = {key: os.environ.get(key) for key in scratch}
     os.environ.update(scratch)

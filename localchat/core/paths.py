@@ -2,7 +2,8 @@
 
 All user data (models, chats, settings) lives under one folder: the
 ``LOCALCHAT_HOME`` environment variable when set, else the platform's user data
-folder as platformdirs reports it.
+folder as platformdirs reports it. Run from a source checkout, the app also
+lists the models in the repository's own ``models/`` folder.
 """
 
 from __future__ import annotations
@@ -33,6 +34,27 @@ def _sub(name: str) -> Path:
 def models_dir() -> Path:
     """Installed models: every ``*.gguf`` file here is a model."""
     return _sub("models")
+
+
+CHECKOUT_MODELS_ENV = "LOCALCHAT_CHECKOUT_MODELS"
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+"""The folder above the package: a source checkout's root, or site-packages."""
+
+
+def checkout_models_dir() -> Path | None:
+    """A source checkout's ``models/`` folder, whose ``*.gguf`` files are
+    listed beside the installed ones: for developers, who keep models with the
+    code. None for an installed copy (no LocalChat ``pyproject.toml`` above the
+    package), or with ``LOCALCHAT_CHECKOUT_MODELS=0`` (the tests set it)."""
+    if os.environ.get(CHECKOUT_MODELS_ENV, "").strip() == "0":
+        return None
+    folder = SOURCE_ROOT / "models"
+    project = SOURCE_ROOT / "pyproject.toml"
+    try:
+        ours = folder.is_dir() and 'name = "localchat"' in project.read_text("utf-8")
+    except OSError:
+        return None
+    return folder if ours else None
 
 
 def logs_dir() -> Path:

@@ -1,4 +1,5 @@
-"""The installed models: every ``.gguf`` file in the models folder.
+"""The installed models: every ``.gguf`` file in the models folder (and, run
+from a source checkout, in the repository's ``models/`` folder).
 
 Adding a model (an import now, a download later) writes a ``.part`` file and
 renames it into place only once it is whole and checked, so a ``.gguf`` in the
@@ -23,9 +24,18 @@ def installed() -> list[Path]:
     """Installed model files, newest first. Partial downloads are never
     listed; a split model is listed once, by its first part, when every part
     is there (llama.cpp loads the rest from the first)."""
-    folder = paths.models_dir()
-    found = [p for p in folder.glob("*.gguf") if p.is_file() and _complete(p)]
+    folders = [paths.models_dir()]
+    checkout = paths.checkout_models_dir()
+    if checkout is not None and checkout.resolve() != folders[0].resolve():
+        folders.append(checkout)
+    found = [p for folder in folders for p in folder.glob("*.gguf") if p.is_file() and _complete(p)]
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def in_checkout(path: Path) -> bool:
+    """Whether ``path`` is one of the source checkout's own models (``models/``)."""
+    checkout = paths.checkout_models_dir()
+    return checkout is not None and path.parent.resolve() == checkout.resolve()
 
 
 def demo() -> Path | None:
