@@ -69,7 +69,7 @@ import llama_cpp
 
 from localchat.core.engine.client import Engine
 from localchat.core.engine.protocol import Message
-from localchat.core.engine.worker import reusable_prefix
+from localchat.core.engine.worker.prompt_cache import reusable_prefix
 from localchat.core.params import GenerationSettings
 from localchat.testing.tiny_models import fixture_template, write_llama_gguf
 

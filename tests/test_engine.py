@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 from localchat.core.engine.client import Engine
 from localchat.core.engine.gguf_info import read_model_info
-from localchat.core.engine.protocol import Message
+from localchat.core.engine.protocol import FLAG_BYTES, Flag, Message, Unload
 from localchat.core.errors import EngineCrashed, EngineError, ModelFileError, ModelLoadError
 from localchat.core.params import GenerationSettings
 from localchat.testing.tiny_models import fixture_template, fixture_vocab, write_llama_gguf
@@ -185,8 +186,9 @@ def test_between_turns_the_start_of_the_next_prompt_is_evaluated_ahead(llama3_mo
 
 class _Pipe:
     """Stands in for the worker's pipe: takes what it sends, and can have a
-    request arrive at the n-th look (``flagged``: the parent has set byte 2,
-    as it does before sending; else the request is readable in the pipe)."""
+    request arrive at the n-th look (``flagged``: the parent has set the
+    request-waiting flag, as it does before sending; else the request is
+    readable in the pipe)."""
 
     def __init__(self, flag: Any) -> None:
         self.flag = flag
@@ -202,21 +204,33 @@ class _Pipe:
         if self.looks != self.arrives_at:
             return False
         if self.flagged:
-            self.flag[2] = 1
+            self.flag[Flag.REQUEST_WAITING] = 1
             return False
         return True
 
 
-def _in_process_worker(path: Path) -> tuple[Any, _Pipe]:
+def _in_process_worker(
+    path: Path, *, n_ctx_train: int = 4096, vocab_only: bool = False
+) -> tuple[Any, _Pipe]:
+    """A worker in this process, through its public seams, with the model loaded."""
     import multiprocessing
 
     from localchat.core.engine.protocol import Load
-    from localchat.core.engine.worker import Worker
+    from localchat.core.engine.worker.server import Worker
 
-    flag = multiprocessing.RawArray("b", 4)
+    flag = multiprocessing.RawArray("b", FLAG_BYTES)
     pipe = _Pipe(flag)
     w = Worker(pipe, flag)  # type: ignore[arg-type]
-    w._load(0, Load(str(path), n_ctx_train=4096, n_ctx=2048, gpu_layers=0, threads=1))
+    w.handle(
+        Load(
+            str(path),
+            n_ctx_train=n_ctx_train,
+            n_ctx=2048,
+            gpu_layers=0,
+            threads=1,
+            vocab_only=vocab_only,
+        )
+    )
     return w, pipe
 
 
@@ -231,40 +245,40 @@ def test_evaluating_ahead_gives_way_to_a_request_and_resumes_after(llama3_model:
     s = GREEDY.replace(max_tokens=160)
     first = (*user("Tell me a long story."),)
     w, pipe = _in_process_worker(llama3_model)
-    whole = w._chat(1, Chat(first, s, ())).reply
+    whole = w.handle(Chat(first, s, ()), 1).reply
     k = next(
         k for k in range(len(whole) * 4 // 5, len(whole) - 3) if whole.find(whole[k : k + 3]) == k
     )
-    cut = w._chat(2, Chat(first, s, (whole[k : k + 3],)))  # the stop string respells the reply
+    cut = w.handle(Chat(first, s, (whole[k : k + 3],)), 2)  # the stop string respells the reply
     assert cut.reply == whole[:k]
-    held = w._model().n_tokens
+    held = w.model.llm.n_tokens
 
     pipe.looks, pipe.arrives_at = 0, 3  # a request in the pipe after the first chunk
-    w._evaluate_ahead()
-    after_one = w._model().n_tokens
+    w.evaluate_ahead()
+    after_one = w.model.llm.n_tokens
     start = after_one - 64  # where the cache and the next prompt part (within the reply)
-    assert w._ahead is not None and start <= held
+    assert w.ahead.pending and start <= held
     pipe.looks, pipe.arrives_at, pipe.flagged = 0, 2, True  # flagged just as a chunk starts
-    w._evaluate_ahead()
-    assert w._ahead is not None and w._model().n_tokens == after_one  # nothing half-kept
-    w.flag[2] = 0  # the worker got that request
+    w.evaluate_ahead()
+    assert w.ahead.pending and w.model.llm.n_tokens == after_one  # nothing half-kept
+    w.flags.received()  # the worker got that request
     pipe.arrives_at = None
-    w._evaluate_ahead()
-    assert w._ahead is None and w._model().n_tokens > after_one
-    ahead = w._model().n_tokens - start
+    w.evaluate_ahead()
+    assert not w.ahead.pending and w.model.llm.n_tokens > after_one
+    ahead = w.model.llm.n_tokens - start
     then = (*first, {"role": "assistant", "content": cut.reply}, *user("More, please"))
-    r = w._chat(3, Chat(then, s, ()))
+    r = w.handle(Chat(then, s, ()), 3)
     assert r.ahead_tokens == ahead and r.evaluated_tokens == r.prompt_tokens - start
 
-    w._ahead = None  # as serve() does on receiving a chat
-    w.flag[0] = 1  # the user stops the next reply at once
-    assert w._chat(4, Chat(then, s, ())).finish_reason == "cancelled"
-    assert w._ahead is None
-    w._unload()
+    # handle() stops any work ahead on receiving a chat, as serve() does.
+    pipe.flag[Flag.CANCEL] = 1  # the user stops the next reply at once
+    assert w.handle(Chat(then, s, ()), 4).finish_reason == "cancelled"
+    assert not w.ahead.pending
+    w.handle(Unload())
 
     fresh, _ = _in_process_worker(llama3_model)
-    expected = fresh._chat(1, Chat(then, s, ()))
-    fresh._unload()
+    expected = fresh.handle(Chat(then, s, ()), 1)
+    fresh.handle(Unload())
     assert r.reply == expected.reply
 
 
@@ -280,13 +294,13 @@ def test_evaluating_ahead_leaves_a_cache_that_holds_the_next_prompts_start(tmp_p
     )
     w, _ = _in_process_worker(write_llama_gguf(tmp_path / "plain.gguf", chat_template=plain))
     first = (*user("Hello there"),)
-    r1 = w._chat(1, Chat(first, GREEDY, ()))
-    held = w._model().n_tokens
-    w._evaluate_ahead()
-    assert w._ahead is None and w._model().n_tokens == held
+    r1 = w.handle(Chat(first, GREEDY, ()), 1)
+    held = w.model.llm.n_tokens
+    w.evaluate_ahead()
+    assert not w.ahead.pending and w.model.llm.n_tokens == held
     then = (*first, {"role": "assistant", "content": r1.reply}, *user("And then?"))
-    r2 = w._chat(2, Chat(then, GREEDY, ()))
-    w._unload()
+    r2 = w.handle(Chat(then, GREEDY, ()), 2)
+    w.handle(Unload())
     # The first prompt stayed in the cache (the reply, re-spelled by a tokenizer
     # that has no control token to start from, is evaluated again).
     assert r2.evaluated_tokens <= r2.prompt_tokens - r1.prompt_tokens + 2
@@ -592,7 +606,7 @@ def test_gpu_offload_and_the_backend_are_reported(engine: Engine, tiny_model: Pa
 
 
 def test_the_backend_is_named_from_ggml_s_device_registry() -> None:
-    from localchat.core.engine.worker import compute_devices, describe_backend
+    from localchat.core.engine.worker.devices import compute_devices, describe_backend
 
     devices = compute_devices()  # this build's own: the CPU at least
     assert ("CPU", False) in {(backend, gpu) for backend, _, gpu in devices}
@@ -606,7 +620,7 @@ def test_the_backend_is_named_from_ggml_s_device_registry() -> None:
 
 
 def test_gpu_offload_failure_falls_back_to_the_cpu_and_says_so() -> None:
-    from localchat.core.engine.worker import load_with_gpu_fallback
+    from localchat.core.engine.worker.devices import load_with_gpu_fallback
 
     calls: list[int] = []
 
@@ -808,32 +822,27 @@ def test_old_replies_keep_their_own_tokens_when_the_last_one_cannot(llama3_model
     template trimmed it) is re-read; the older replies keep the tokens the
     model generated, which a fresh tokenizer would spell differently (" the" +
     "re" is " there" to it) and so lose the cache from the first of them on."""
-    import multiprocessing
-
-    from localchat.core.engine.protocol import Load
-    from localchat.core.engine.worker import Worker
-
-    flag = multiprocessing.RawArray("b", 4)
-    w = Worker(_Pipe(flag), flag)  # type: ignore[arg-type]
-    w._load(0, Load(str(llama3_model), n_ctx_train=4096, n_ctx=2048, gpu_layers=0, threads=1))
-    the, re_ = w._tokenize_prompt(" the")[-1], w._tokenize_prompt("re")[-1]
+    w, _ = _in_process_worker(llama3_model)
+    cache = w.cache
+    the, re_ = cache.tokenize_prompt(" the")[-1], cache.tokenize_prompt("re")[-1]
     a: Message = {"role": "user", "content": "Where?"}
     reply: Message = {"role": "assistant", "content": "there"}
-    first = w._render((a,))
-    w._remember(first, w._prompt_tokens(first)[0], "there", [the, re_])  # not how it tokenizes
-    assert w._tokenize_prompt(first + "there")[-1] != re_
+    first = w.model.render((a,))
+    # The reply's tokens, not how it tokenizes:
+    cache.remember(first, cache.prompt_tokens(first)[0], "there", [the, re_])
+    assert cache.tokenize_prompt(first + "there")[-1] != re_
     b: Message = {"role": "user", "content": "And then?"}
-    second = w._render((a, reply, b))
-    tokens2, _ = w._prompt_tokens(second)
-    w._remember(second, tokens2, "", [])  # its reply was cut by a stop string
-    third = w._render((a, reply, b, {"role": "assistant", "content": "later"}, a))
-    tokens3, _ = w._prompt_tokens(third)
+    second = w.model.render((a, reply, b))
+    tokens2, _ = cache.prompt_tokens(second)
+    cache.remember(second, tokens2, "", [])  # its reply was cut by a stop string
+    third = w.model.render((a, reply, b, {"role": "assistant", "content": "later"}, a))
+    tokens3, _ = cache.prompt_tokens(third)
     kept = next(
         (i for i, (x, y) in enumerate(zip(tokens2, tokens3, strict=False)) if x != y), len(tokens2)
     )
     assert kept >= len(tokens2) - 5  # all but the last header's few tokens
-    assert tokens3[len(w._prompt_tokens(first)[0]) :][:2] == [the, re_]
-    w._unload()
+    assert tokens3[len(cache.prompt_tokens(first)[0]) :][:2] == [the, re_]
+    w.handle(Unload())
 
 
 @pytest.mark.parametrize("model", ["tiny_model", "phi3_model", "llama3_model", "mistral_model"])
@@ -844,17 +853,8 @@ def test_a_prompt_tokenized_a_segment_at_a_time_gets_the_tokenizers_own_tokens(
     token to the next and remembered (so a long chat's old messages are not
     tokenized again for every prompt the overflow policy weighs). The tokens
     are the tokenizer's own for the whole text, awkward text included."""
-    import multiprocessing
-
-    from localchat.core.engine.protocol import Load
-    from localchat.core.engine.worker import Worker
-
     path = request.getfixturevalue(model)
-    flag = multiprocessing.RawArray("b", 4)
-    w = Worker(_Pipe(flag), flag)  # type: ignore[arg-type]
-    w._load(
-        0, Load(str(path), n_ctx_train=2048, n_ctx=2048, gpu_layers=0, threads=1, vocab_only=True)
-    )
+    w, _ = _in_process_worker(path, n_ctx_train=2048, vocab_only=True)
     messages: list[Message] = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "  leading spaces, a trailing newline\n"},
@@ -863,16 +863,92 @@ def test_a_prompt_tokenized_a_segment_at_a_time_gets_the_tokenizers_own_tokens(
         {"role": "assistant", "content": "\n\nblank lines first\n"},
         {"role": "user", "content": "last"},
     ]
-    llm = w._model()
-    text = w._render(tuple(messages))
-    first = w._control_pattern().search(text)
+    llm = w.model.llm
+    text = w.model.render(tuple(messages))
+    first = w.cache.control_pattern().search(text)
     assert first is not None
     rest = text[first.start() :]
     expected = llm.tokenize(rest.encode(), add_bos=False, special=True)
-    assert w._tail_tokens(rest) == expected
-    assert w._tail_tokens(rest) == expected  # from the remembered segments
-    assert w._tokenize_prompt(text)[-len(expected) :] == expected
-    w._unload()
+    assert w.cache.tail_tokens(rest) == expected
+    assert w.cache.tail_tokens(rest) == expected  # from the remembered segments
+    assert w.cache.tokenize_prompt(text)[-len(expected) :] == expected
+    w.handle(Unload())
+
+
+class _CharTokenizer:
+    """A tokenizer with no model, for the prompt cache: control tokens
+    ``<|s|>``, ``<|u|>``, ``<|a|>`` and ``<|e|>`` (ids 0 to 3), "th" (4), and
+    one token for each other character (256 + its code)."""
+
+    CONTROLS = ("<|s|>", "<|u|>", "<|a|>", "<|e|>")
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        ids: list[int] = []
+        for part in re.split(r"(<\|[suae]\|>)", text) if special else [text]:
+            if part in self.CONTROLS:
+                ids.append(self.CONTROLS.index(part))
+                continue
+            i = 0
+            while i < len(part):
+                if part.startswith("th", i):
+                    ids.append(4)
+                    i += 2
+                else:
+                    ids.append(256 + ord(part[i]))
+                    i += 1
+        return ids
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        if token < len(self.CONTROLS):
+            return self.CONTROLS[token].encode() if special else b""
+        return b"th" if token == 4 else chr(token - 256).encode()
+
+    def is_control(self, token: int) -> bool:
+        return token < len(self.CONTROLS)
+
+    def n_vocab(self) -> int:
+        return 256 + 128
+
+    def adds_bos(self) -> bool:
+        return False
+
+
+def test_the_prompt_cache_reuses_the_model_s_own_tokens_and_finds_a_dropped_run() -> None:
+    """The prompt cache needs a tokenizer and no model. A follow-up prompt
+    reuses the reply's tokens as generated (a fresh tokenizer spells "the" as
+    "th" + "e"); when the oldest exchange drops out, the cache finds the run
+    of tokens it was, for the KV cache to drop in place, and reuses the rest."""
+    from localchat.core.engine.worker.prompt_cache import PromptCache
+
+    def render(*turns: tuple[str, str]) -> str:
+        return "".join(f"<|{role}|>{text}<|e|>" for role, text in turns) + "<|a|>"
+
+    chars = _CharTokenizer()
+    cache = PromptCache(chars)
+    system, question = ("s", "rules"), ("u", "the moth")
+    first = render(system, question)
+    tokens, shift = cache.prompt_tokens(first)
+    assert shift is None and tokens == cache.tokenize_prompt(first)
+    reply = [256 + ord(c) for c in "the"]  # as a model may write it
+    cache.remember(first, tokens, "the", reply)
+
+    second = render(system, question, ("a", "the"), ("u", "more"))
+    tokens2, shift = cache.prompt_tokens(second)
+    assert shift is None and tokens2[: len(tokens) + 3] == tokens + reply
+    assert tokens2 == tokens + reply + chars.tokenize(
+        second[len(first) + 3 :], add_bos=False, special=True
+    )
+    assert cache.tokenize_prompt(second) != tokens2  # afresh, "th" is one token
+    ok = [256 + ord(c) for c in "ok"]
+    cache.remember(second, tokens2, "ok", ok)
+
+    third = render(system, ("u", "more"), ("a", "ok"), ("u", "again"))
+    tokens3, shift = cache.prompt_tokens(third)
+    i = len(chars.tokenize("<|s|>rules<|e|>", add_bos=False, special=True))
+    j = len(tokens) + len(reply) + 1  # the first exchange, up to the reply's end of turn
+    assert shift == (i, j)
+    rest = chars.tokenize("<|e|><|u|>again<|e|><|a|>", add_bos=False, special=True)
+    assert tokens3 == tokens2[:i] + tokens2[j:] + ok + rest
 
 
 def test_an_ascii_only_tiny_model_writes_printable_text(tmp_path: Path) -> None:

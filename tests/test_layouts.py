@@ -83,7 +83,7 @@ def test_a_crash_at_the_first_decode_turns_the_layout_off_and_is_remembered(
     # The crash the AMX layout causes on some Xeons, on any CPU: the worker
     # dies (SIGSEGV) at the first decode while `suspect` holds weights.
     monkeypatch.setenv(layouts.CRASH_ENV, suspect)
-    caplog.set_level(logging.WARNING, logger="localchat.core.engine.client")
+    caplog.set_level(logging.WARNING, logger="localchat.core.engine.loading")
     with Engine() as engine:
         loaded = engine.load(q4_0, GREEDY)
         assert suspect in loaded.layouts_off and suspect not in loaded.layouts_used

@@ -13,10 +13,7 @@ same model again.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import logging
 import re
-import signal
 import sys
 import threading
 import types
@@ -25,15 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from localchat.core import paths
-from localchat.core.engine import layouts
+from localchat.core.engine import layouts, loading
 from localchat.core.engine.entry import worker_main
-from localchat.core.engine.gguf_info import ModelInfo, read_model_info
 from localchat.core.engine.protocol import (
+    FLAG_BYTES,
     Chat,
     ChatResult,
     ContextReport,
     Envelope,
     Failed,
+    Flag,
     Info,
     Load,
     LoadedModel,
@@ -57,7 +55,6 @@ from localchat.core.engine.protocol import (
     Unload,
 )
 from localchat.core.errors import EngineCrashed, EngineError, ModelFileError, ModelLoadError
-from localchat.core.models import fingerprint
 from localchat.core.params import GenerationSettings
 
 if TYPE_CHECKING:
@@ -65,7 +62,6 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
 SHUTDOWN_GRACE_S = 2.0
-log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -74,12 +70,10 @@ class Engine:
     def __init__(self, *, log_path: Path | None = None) -> None:
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
-        # Flags shared with the worker: byte 0 set = stop the request in flight;
-        # byte 2 set = a request is being sent, until the worker has it (it
-        # preempts evaluating ahead between turns, even while a big request is
-        # still in the pipe). Bytes 1 and 3 stay 0: the abort callback is strlen.
-        # Made with the first worker, as multiprocessing is imported then: the
-        # window's start-up does not wait for it.
+        # Flags shared with the worker (see protocol.Flag; the byte after each
+        # stays 0: the abort callback is strlen). Made with the first worker,
+        # as multiprocessing is imported then: the window's start-up does not
+        # wait for it.
         self._flag: Any = None
         self._wait: Any = None  # multiprocessing.connection.wait, with the first worker
         self._lock = threading.RLock()
@@ -109,73 +103,19 @@ class Engine:
         ``layouts_off``: llama.cpp's weight layouts (extra buffer types, e.g.
         "AMX", "CPU_REPACK") to leave out; by default those this CPU and build
         are remembered to need off (see ``layouts.py``)."""
-        s = settings or GenerationSettings()
-        info = read_model_info(path)
-        if info.file_kind == "adapter":
-            raise ModelFileError(
-                f"{info.path.name} is a LoRA adapter, not a model: pass it with --lora"
-            )
-        if lora is not None:
-            _check_adapter(read_model_info(lora), info)
-        req = Load(
-            path=str(info.path.resolve()),
-            n_ctx_train=info.context_length,
-            n_ctx=s.ctx,
-            gpu_layers=s.gpu_layers,
-            threads=s.threads,
-            lora=str(Path(lora).expanduser().resolve()) if lora is not None else None,
-            lora_scale=s.lora_scale,
+        req = loading.load_request(
+            path,
+            settings or GenerationSettings(),
+            lora=lora,
             vocab_only=vocab_only,
             layouts_off=layouts_off,
-            layouts_reason="turned off on request" if layouts_off else "",
         )
         with self._lock:
             self._load_request = None
             self.loaded = None
-            req, result = self._load_falling_back(req)
+            req, result = loading.load_falling_back(req, self._try_load)
             self._load_request, self.loaded = req, result
             return result
-
-    def _load_falling_back(self, req: Load) -> tuple[Load, LoadedModel]:
-        """Send ``req``; when the worker dies at the model's first decode (or
-        while loading with some weight layouts off), load again with the
-        suspect layout off, and remember what worked (see ``layouts.py``)."""
-        fell_back = False
-        while True:
-            self._stage = None
-            try:
-                result = self._call(req)
-                break
-            except EngineCrashed:
-                stage = self._stage
-                if stage is None or not layouts.is_crash(self._exit_code):
-                    raise  # not a fault in the process (killed: out of memory, say)
-                off = layouts.next_off(stage.off, stage.used, stage.extras, decoded=stage.decoding)
-                if off is None:
-                    raise
-                when = "its first decode" if stage.decoding else "loading"
-                ended = _describe_exit(self._exit_code)
-                reason = f"it crashed at {when} on this CPU ({ended})"
-                log.warning(
-                    "%s crashed the worker (%s) at %s with weight layouts %s in use; "
-                    "loading again with %s off",
-                    Path(req.path).name,
-                    ended,
-                    when,
-                    ", ".join(stage.used) or "none",
-                    ", ".join(off),
-                )
-                req = dataclasses.replace(req, layouts_off=off, layouts_reason=reason)
-                fell_back = True
-        assert isinstance(result, LoadedModel)
-        if fell_back and self._stage is not None:
-            layouts.LayoutMemory().put(
-                self._stage.key,
-                req.layouts_off or (),
-                req.layouts_reason,
-                model=Path(req.path).name,
-            )
-        return req, result
 
     def unload(self) -> None:
         with self._lock:
@@ -265,7 +205,7 @@ class Engine:
         so far is kept; the stream ends with finish_reason "cancelled"."""
         flag = self._flag
         if flag is not None:  # else no worker yet, so nothing to stop
-            flag[0] = 1
+            flag[Flag.CANCEL] = 1
 
     def close(self) -> None:
         """Stop the worker process."""
@@ -280,7 +220,7 @@ class Engine:
             return
         try:
             self._next_id += 1
-            self._flag[2] = 1
+            self._flag[Flag.REQUEST_WAITING] = 1
             conn.send(Envelope(self._next_id, Shutdown()))
             proc.join(SHUTDOWN_GRACE_S)
         except (OSError, EOFError, BrokenPipeError):
@@ -310,7 +250,7 @@ class Engine:
         self._wait = wait  # bound here, not imported per message in _next
         mp = multiprocessing.get_context("spawn")
         if self._flag is None:
-            self._flag = mp.RawArray(ctypes.c_ubyte, 4)
+            self._flag = mp.RawArray(ctypes.c_ubyte, FLAG_BYTES)
         parent, child = mp.Pipe(duplex=True)
         log_file = self._engine_log()
         try:
@@ -342,14 +282,24 @@ class Engine:
             self._discard_worker()
             self._start()
         assert self._conn is not None
-        self._flag[0] = 0  # a cancel is for the request in flight, not the next one
-        self._flag[2] = 1  # requests are one at a time: the worker cleared it for the last
+        self._flag[Flag.CANCEL] = 0  # a cancel is for the request in flight, not the next one
+        # Requests are one at a time: the worker cleared it for the last.
+        self._flag[Flag.REQUEST_WAITING] = 1
         self._next_id += 1
         try:
             self._conn.send(Envelope(self._next_id, request))
         except (OSError, BrokenPipeError):
             self._crashed()
         return self._next_id
+
+    def _try_load(self, req: Load) -> loading.Attempt:
+        self._stage = None
+        try:
+            result = self._call(req)
+        except EngineCrashed as exc:
+            return loading.Attempt(None, self._stage, exc, self._exit_code)
+        assert isinstance(result, LoadedModel)
+        return loading.Attempt(result, self._stage)
 
     def _call(self, request: Request) -> Any:
         with self._lock:
@@ -413,7 +363,8 @@ class Engine:
         self._discard_worker()
         last = self._last_log_line()
         self._exit_code = code
-        detail = f"{_describe_exit(code)}, last words: {last}" if last else _describe_exit(code)
+        ended = layouts.describe_exit(code)
+        detail = f"{ended}, last words: {last}" if last else ended
         raise EngineCrashed(
             f"the model process crashed ({detail}); the next request starts a fresh one"
         )
@@ -521,34 +472,3 @@ class ChatStream:
         self._done = True
         if self._engine._active is self:
             self._engine._active = None
-
-
-def _check_adapter(adapter: ModelInfo, model: ModelInfo) -> None:
-    """A LoRA adapter must be one, and for the model's architecture."""
-    name = adapter.path.name
-    if adapter.file_kind != "adapter" or adapter.metadata.get("adapter.type") != "lora":
-        raise ModelFileError(f"{name} is not a LoRA adapter")
-    if adapter.architecture != model.architecture:
-        raise ModelLoadError(
-            f"{name} is an adapter for {adapter.architecture} models, not {model.architecture}"
-        )
-    expected = str(adapter.metadata.get("localchat.lora.base.sha256") or "")
-    if expected and fingerprint.sha256(model.path) != expected:
-        base = str(adapter.metadata.get("localchat.lora.base.file") or "another model")
-        same_name = base == model.path.name
-        raise ModelLoadError(
-            f"{name} was trained on {base}"
-            + (" (a different file of that name)" if same_name else "")
-            + f", not on {model.path.name}: it works only with the model it was trained on"
-        )
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "no exit status"
-    if code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit status {code}"

@@ -93,6 +93,18 @@ def is_crash(exit_code: int | None) -> bool:
     return exit_code in _WINDOWS_FAULTS
 
 
+def describe_exit(code: int | None) -> str:
+    """A worker's exit status in words: "SIGSEGV", "exit status 1"."""
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"
+
+
 def override_patterns(names: list[str]) -> list[str]:
     """Anchored patterns (std::regex's ECMAScript) matching exactly the
     tensor ``names``, one per kind of weight: llama.cpp tries every pattern on

@@ -8,13 +8,14 @@ worker reads at every token and llama.cpp reads, through its abort callback,
 during every decode; the parent clears it before sending the next request.
 Before sending one, the parent sets another byte (the worker clears it on
 receiving the request), which stops the worker's evaluation of the next
-prompt's start between turns.
+prompt's start between turns. :class:`Flag` names the bytes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, Literal, TypedDict
 
 from localchat.core.params import GenerationSettings
@@ -25,6 +26,28 @@ class Message(TypedDict):
 
     role: Literal["system", "user", "assistant"]
     content: str
+
+
+# -- shared memory ---------------------------------------------------------------
+
+
+class Flag(IntEnum):
+    """The bytes of shared memory (:data:`FLAG_BYTES` of them) the parent sets
+    and the worker reads, by index. llama.cpp's abort callback is libc's
+    ``strlen`` on a flag's byte, so the byte after each flag stays 0."""
+
+    CANCEL = 0
+    """Set: stop the request in flight. The parent sets it to cancel and
+    clears it before sending the next request."""
+    REQUEST_WAITING = 2
+    """Set: a request is being sent, until the worker has it (the parent sets
+    it before sending, the worker clears it on receiving). It preempts
+    evaluating ahead between turns, even while a big request is still in the
+    pipe."""
+
+
+FLAG_BYTES = 4
+"""The size of the shared memory: each flag and the 0 byte after it."""
 
 
 # -- requests ------------------------------------------------------------------

@@ -1,0 +1,72 @@
+"""What the model sees of a conversation: the chat's overflow policy applied,
+each candidate prompt counted with the very tokens that will be evaluated."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from localchat.core.chat.context import ContextOverflow, ContextPlan, plan
+from localchat.core.engine.protocol import ContextReport, Message, PlanContext
+from localchat.core.engine.worker.loader import Model
+from localchat.core.params import GenerationSettings
+
+Prompt = tuple[str, list[int], tuple[int, int] | None]
+"""A rendered prompt, its tokens, and the run of cached tokens it leaves out."""
+
+
+def window(
+    model: Model, messages: Sequence[Message], s: GenerationSettings
+) -> tuple[ContextPlan, int, Callable[[Sequence[Message]], Prompt]]:
+    """Apply the chat's overflow policy: what the model sees of
+    ``messages``, counted with the very tokens that will be evaluated, room
+    kept for the reply. Returns the plan, how many messages were put in
+    front (the settings' system prompt), and the memoized prompt builder."""
+    msgs = list(messages)
+    added = 0
+    if s.system_prompt and not any(m["role"] == "system" for m in msgs):
+        msgs.insert(0, {"role": "system", "content": s.system_prompt})
+        added = 1
+    n_ctx = model.llm.n_ctx()
+    reserve = min(s.max_tokens, n_ctx // 2)
+    cache = model.cache
+    # Each candidate is rendered and tokenized once, the chosen one included.
+    prompts: dict[tuple[tuple[str, str], ...], Prompt] = {}
+
+    def prompt(candidate: Sequence[Message]) -> Prompt:
+        key = tuple((m["role"], m["content"]) for m in candidate)
+        if key not in prompts:
+            rendered = model.render(tuple(candidate))
+            prompts[key] = (rendered, *cache.prompt_tokens(rendered))
+        return prompts[key]
+
+    chosen = plan(
+        msgs,
+        lambda m: len(prompt(m)[1]),
+        n_ctx=n_ctx,
+        reserve=reserve,
+        policy=s.overflow,  # type: ignore[arg-type]  # validated by its declaration
+        chunk=(n_ctx - reserve) // 4,
+        # The same every turn: spelled afresh, not with cached tokens.
+        measure=lambda m: len(cache.tokenize_prompt(model.render(tuple(m)))),
+    )
+    return chosen, added, prompt
+
+
+def plan_context(model: Model, req: PlanContext) -> ContextReport:
+    """What the model would see of the messages if they were sent now."""
+    try:
+        chosen, added, _ = window(model, req.messages, req.settings)
+    except ContextOverflow as exc:  # the "stop" policy: nothing dropped, the excess said
+        return ContextReport(
+            prompt_tokens=exc.n_ctx - exc.reserve + exc.excess,
+            n_ctx=exc.n_ctx,
+            reserve=exc.reserve,
+            excess=exc.excess,
+        )
+    return ContextReport(
+        prompt_tokens=chosen.prompt_tokens,
+        n_ctx=chosen.n_ctx,
+        reserve=chosen.reserve,
+        dropped=tuple(i - added for i in chosen.dropped),
+        cut=None if chosen.cut is None else chosen.cut - added,
+    )
