@@ -12,7 +12,7 @@ interpreter lock. Rounds alternate the reference and ours:
 
 - reference: a streaming GET through the same HTTP client huggingface-hub
   uses, each block written to a file (what any downloader has to do);
-- ours: ``hub.pull``, which also hashes every block (sha256) as it arrives,
+- ours: ``transfer.pull``, which also hashes every block (sha256) as it arrives,
   keeps a resumable ``.part`` with its sidecar, reports progress, fsyncs, and
   renames the verified file into place.
 
@@ -70,11 +70,11 @@ def plain_get(url: str, dest: Path) -> float:
 
 
 def ours(folder: Path) -> float:
-    from localchat.core.models import hub
+    from localchat.core.models import hub, transfer
 
     (model,) = hub.files(REPO)
     start = time.perf_counter()
-    hub.pull(model, dest=folder, on_progress=lambda _p: None)
+    transfer.pull(model, dest=folder, on_progress=lambda _p: None)
     return time.perf_counter() - start
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from localchat.cli.main import JSON_FIELDS
+from localchat.cli.chat import JSON_FIELDS
 from localchat.testing.tiny_models import write_llama_gguf
 
 FAST = ["--temperature", "0", "--max-tokens", "12"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from localchat.core.models import catalog, hub, library
+from localchat.core.models import catalog, hub, library, partials, transfer
 from localchat.core.models.downloads import Download, Downloads
 from localchat.core.settings import AppSettings
 from localchat.testing.hub_server import FakeHub, blob, sha256
@@ -74,7 +74,7 @@ def test_queued_models_download_one_at_a_time_and_install(fake_hub: FakeHub, fol
             running.discard(d.name)
         assert len(running) <= 1
     assert [seen.states(n) for n in data] == [["queued", "downloading", "done"]] * 3
-    with pytest.raises(hub.DownloadError, match="already installed"):
+    with pytest.raises(transfer.DownloadError, match="already installed"):
         queue.add(models[0])
 
 
@@ -181,7 +181,7 @@ def test_interrupted_ignores_sidecars_that_are_not_ours(folder: Path) -> None:
     (folder / "y.gguf.part.json").write_text(json.dumps({"repo_id": "a/b", "path": "../y.gguf"}))
     escape = {"repo_id": "a/b", "path": "../../y.gguf", "size": 3, "sha256": None}
     (folder / "y.gguf.part.json").write_text(json.dumps(escape))
-    assert hub.interrupted(folder) == []
+    assert partials.interrupted(folder) == []
     assert Downloads(folder=folder).items() == []
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from localchat.core.models import hub, library
+from localchat.core.models import hub, library, transfer
 from localchat.testing.hub_server import FakeHub, blob, sha256
 
 MB = 2**20
@@ -246,12 +246,12 @@ def test_not_enough_disk_space_is_said_before_starting(
     model = hub.choose(hub.files("org/M-GGUF"), filename="M-Q4_0.gguf", quant=None)
     real = shutil.disk_usage
     monkeypatch.setattr(
-        hub.shutil,
+        transfer.shutil,
         "disk_usage",
         lambda p: real(p)._replace(free=10 * MB),  # type: ignore[attr-defined]
     )
-    with pytest.raises(hub.DownloadError, match=r"not enough disk space for M-Q4_0\.gguf"):
-        hub.pull(model)
+    with pytest.raises(transfer.DownloadError, match=r"not enough disk space for M-Q4_0\.gguf"):
+        transfer.pull(model)
     assert fake_hub.served == []
 
 
@@ -261,7 +261,7 @@ def test_a_full_disk_mid_download_keeps_the_part(
     data = blob(3 * MB)
     fake_hub.add("org/M-GGUF", {"M-Q4_0.gguf": data})
     model = hub.choose(hub.files("org/M-GGUF"), filename="M-Q4_0.gguf", quant=None)
-    real_open = hub._open_part
+    real_open = transfer._open_part
 
     def filling(path: Path):  # a disk that fills up after 1 MB
         f = real_open(path)
@@ -275,12 +275,12 @@ def test_a_full_disk_mid_download_keeps_the_part(
         f.write = limited  # type: ignore[method-assign]
         return f
 
-    monkeypatch.setattr(hub, "_open_part", filling)
-    with pytest.raises(hub.DownloadError, match="the disk is full") as err:
-        hub.pull(model)
+    monkeypatch.setattr(transfer, "_open_part", filling)
+    with pytest.raises(transfer.DownloadError, match="the disk is full") as err:
+        transfer.pull(model)
     assert "\n" not in str(err.value)
-    monkeypatch.setattr(hub, "_open_part", real_open)
-    path = hub.pull(model)
+    monkeypatch.setattr(transfer, "_open_part", real_open)
+    path = transfer.pull(model)
     assert path.read_bytes() == data
 
 
@@ -290,16 +290,16 @@ def test_pause_keeps_and_cancel_deletes(fake_hub: FakeHub, home: Path) -> None:
     model = hub.choose(hub.files("org/M-GGUF"), filename="M-Q4_0.gguf", quant=None)
     partial = home / "models" / "M-Q4_0.gguf.part"
     for action, kept in (("pause", True), ("cancel", False)):
-        control = hub.Control()
+        control = transfer.Control()
 
         def stop_soon(
-            p: hub.Progress, control: hub.Control = control, action: str = action
+            p: transfer.Progress, control: transfer.Control = control, action: str = action
         ) -> None:
             if p.done > MB:
                 getattr(control, action)()
 
-        with pytest.raises(hub.DownloadStopped):
-            hub.pull(model, on_progress=stop_soon, control=control)
+        with pytest.raises(transfer.DownloadStopped):
+            transfer.pull(model, on_progress=stop_soon, control=control)
         assert partial.exists() == kept
     assert library.installed() == []
 
@@ -362,8 +362,8 @@ def test_bytes_reach_the_disk_while_downloading(
     # machine the whole file could be written before the flusher thread first
     # ran, and its requests (coalesced by design) would count once.
     fake_hub.bytes_per_s = 25 * MB
-    monkeypatch.setattr(hub._Sink, "FLUSH_EVERY", MB)
+    monkeypatch.setattr(transfer._Sink, "FLUSH_EVERY", MB)
     monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd))[1], raising=False)
-    path = hub.pull(model)
+    path = transfer.pull(model)
     assert sha256(path.read_bytes()) == sha256(data)
     assert len(syncs) >= 2

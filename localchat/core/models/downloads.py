@@ -1,12 +1,13 @@
 """A queue of model downloads: several waiting, one (or a few) at a time,
 each paused, resumed or cancelled on its own.
 
-Each download is a :func:`hub.pull` on a thread of its own, so everything
-``pull`` promises holds here too: a ``.part`` file that a later try continues
-with an HTTP Range request, the sha256 checked while the bytes arrive, and
-the atomic rename into the models folder. A pause keeps the ``.part``; a
-cancel deletes it. Downloads an earlier run left unfinished are found again
-on start (from the ``.part.json`` sidecars) and listed as paused.
+Each download is a :func:`~localchat.core.models.transfer.pull` on a thread
+of its own, so everything ``pull`` promises holds here too: a ``.part`` file
+that a later try continues with an HTTP Range request, the sha256 checked
+while the bytes arrive, and the atomic rename into the models folder. A pause
+keeps the ``.part``; a cancel deletes it. Downloads an earlier run left
+unfinished are found again on start (from their ``.part.json`` sidecars, see
+:mod:`~localchat.core.models.partials`) and listed as paused.
 
 Listeners get a copy of a download each time it changes (state, or progress
 at most ten times a second), on the download's own thread.
@@ -24,7 +25,7 @@ from typing import Any, Literal
 
 from localchat.core import paths
 from localchat.core.errors import LocalChatError
-from localchat.core.models import hub
+from localchat.core.models import hub, partials, transfer
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,11 @@ class Downloads:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._items: dict[str, Download] = {}
-        self._controls: dict[str, hub.Control] = {}
+        self._controls: dict[str, transfer.Control] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._closed = False
         if restore and self.folder.is_dir():
-            for model, done in hub.interrupted(self.folder):
+            for model, done in partials.interrupted(self.folder):
                 self._items[model.name] = Download(
                     model, "paused", done, message="interrupted; resume to continue"
                 )
@@ -135,12 +136,12 @@ class Downloads:
         (a paused or failed one continues where it stopped)."""
         with self._lock:
             if self._closed:
-                raise hub.DownloadError("the download queue is closed")
+                raise transfer.DownloadError("the download queue is closed")
             old = self._items.get(model.name)
             if old is not None and old.state in ACTIVE:
-                raise hub.DownloadError(f"{model.name} is already being downloaded")
+                raise transfer.DownloadError(f"{model.name} is already being downloaded")
             if (self.folder / model.name).exists():
-                raise hub.DownloadError(f"{model.name} is already installed")
+                raise transfer.DownloadError(f"{model.name} is already installed")
             done = old.done if old is not None and old.state == "paused" else 0
             item = Download(model, "queued", done, tag=tag if tag is not None else _tag(old))
             self._items.pop(model.name, None)
@@ -161,7 +162,7 @@ class Downloads:
         """Queue a paused or failed download again; it continues from its ``.part``."""
         item = self.get(name)
         if item is None:
-            raise hub.DownloadError(f"no download of {name}")
+            raise transfer.DownloadError(f"no download of {name}")
         if item.state in ACTIVE:
             return item
         return self.add(item.model, tag=item.tag)
@@ -203,7 +204,7 @@ class Downloads:
             elif mode == "pause" and item.state == "queued":
                 item = self._items[name] = dataclasses.replace(item, state="paused", message="")
             elif mode == "cancel" and item.state not in ("done", "cancelled"):
-                hub.discard(item.model, self.folder)
+                partials.discard(item.model, self.folder)
                 item = self._items[name] = dataclasses.replace(
                     item, state="cancelled", done=0, speed=0.0, message="cancelled; nothing kept"
                 )
@@ -220,7 +221,7 @@ class Downloads:
                     break
                 if item.state != "queued" or name in self._threads:
                     continue
-                control = hub.Control()
+                control = transfer.Control()
                 self._controls[name] = control
                 thread = threading.Thread(
                     target=self._run, args=(name, control), name=f"download {name}", daemon=True
@@ -228,16 +229,16 @@ class Downloads:
                 self._threads[name] = thread
                 thread.start()
 
-    def _run(self, name: str, control: hub.Control) -> None:
+    def _run(self, name: str, control: transfer.Control) -> None:
         item = self._update(name, state="downloading", message="", speed=0.0)
         try:
-            path = hub.pull(
+            path = transfer.pull(
                 item.model,
                 dest=self.folder,
                 control=control,
                 on_progress=lambda p: self._progress(name, p),
             )
-        except hub.DownloadStopped as exc:
+        except transfer.DownloadStopped as exc:
             if control.mode == "cancel":
                 self._update(name, state="cancelled", done=0, message=str(exc))
             else:
@@ -258,7 +259,7 @@ class Downloads:
                 self._idle.notify_all()
             self._schedule()
 
-    def _progress(self, name: str, p: hub.Progress) -> None:
+    def _progress(self, name: str, p: transfer.Progress) -> None:
         self._update(name, done=p.done, speed=p.speed)
 
     def _update(self, name: str, **changes: Any) -> Download:

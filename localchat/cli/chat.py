@@ -1,0 +1,153 @@
+"""``localchat chat``: a conversation with a model in the terminal: one
+prompt, a turn per line piped in, or interactive; ``--json`` prints one JSON
+object per turn."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import IO, Any
+
+from localchat.cli import output
+from localchat.cli.usage import UsageError, add_json
+from localchat.core import params
+from localchat.core.engine.client import ChatStream, Engine
+from localchat.core.engine.protocol import ChatResult, Message
+from localchat.core.errors import EXIT_INTERRUPTED, SettingError
+from localchat.core.models import library
+from localchat.core.settings import AppSettings
+
+JSON_FIELDS = (
+    "reply",
+    "prompt_tokens",
+    "evaluated_tokens",
+    "ahead_tokens",
+    "completion_tokens",
+    "ttft_ms",
+    "tokens_per_s",
+    "context_size",
+    "context_used",
+    "finish_reason",
+    "trimmed_messages",
+    "shifted_tokens",
+)
+"""The keys of a turn's JSON object, in order (then ``backend``)."""
+
+
+def add_parser(sub: Any) -> None:
+    chat = sub.add_parser(
+        "chat",
+        help="chat with a model in the terminal",
+        description="Chat with a model. With --prompt: one reply. With input piped in: each "
+        "line is a user turn of one conversation. Otherwise: an interactive chat.",
+    )
+    chat.add_argument("-m", "--model", help="a .gguf file or the name of an installed model")
+    chat.add_argument("--prompt", help="send this one message and print the reply")
+    add_json(chat, "one JSON object per turn")
+    chat.add_argument("--lora", metavar="PATH", help="apply this LoRA adapter (.gguf)")
+    params.add_cli_arguments(chat)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = library.resolve(args.model)
+    # The settings chosen for this model in the window (or recommended by the
+    # catalog) are the defaults here too; the flags go on top.
+    stored = AppSettings()
+    if stored.problem:
+        print(f"note: {stored.problem}", file=sys.stderr)
+    try:
+        settings = params.from_cli(args, stored.generation(str(model)))
+    except SettingError as exc:
+        raise UsageError(str(exc)) from None
+    with Engine() as engine:
+        loaded = engine.load(model, settings, lora=args.lora)
+        if loaded.notice:
+            print(f"note: {loaded.notice}", file=sys.stderr)
+        session = Session(engine, settings, as_json=args.json, out=sys.stdout)
+        if args.prompt is not None:
+            return session.turn(args.prompt)
+        if not sys.stdin.isatty():
+            for line in sys.stdin:
+                text = line.rstrip("\r\n")
+                if text.strip():
+                    code = session.turn(text)
+                    if code:
+                        return code
+            return 0
+        return _interactive(session, model.stem)
+
+
+class Session:
+    """One conversation: the messages so far and how replies are printed."""
+
+    def __init__(
+        self, engine: Engine, settings: params.GenerationSettings, *, as_json: bool, out: IO[str]
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.as_json = as_json
+        self.out = out
+        self.messages: list[Message] = []
+
+    def turn(self, text: str) -> int:
+        """Send one user message and print the reply; returns an exit status."""
+        self.messages.append({"role": "user", "content": text})
+        stream = self.engine.chat(self.messages, self.settings)
+        interrupted = self._print(stream)
+        result = stream.result
+        assert result is not None
+        self.messages.append({"role": "assistant", "content": result.reply})
+        if self.as_json:
+            backend = self.engine.loaded.backend if self.engine.loaded else "CPU"
+            output.json_line(_json(result, backend), self.out)
+        return EXIT_INTERRUPTED if interrupted else 0
+
+    def _print(self, stream: ChatStream) -> bool:
+        """Stream the reply; Ctrl+C stops the reply (keeping what came), not the program."""
+        interrupted = False
+
+        def on_sigint(_sig: int, _frame: object) -> None:
+            nonlocal interrupted
+            interrupted = True
+            stream.cancel()
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            for piece in stream:
+                if not self.as_json:
+                    self.out.write(piece)
+                    self.out.flush()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if not self.as_json:
+            self.out.write("\n")
+            self.out.flush()
+        return interrupted
+
+
+def _json(result: ChatResult, backend: str) -> dict[str, Any]:
+    data: dict[str, Any] = {name: getattr(result, name) for name in JSON_FIELDS}
+    data["backend"] = backend
+    data["ttft_ms"] = round(result.ttft_ms, 2)
+    data["tokens_per_s"] = round(result.tokens_per_s, 2)
+    return data
+
+
+def _interactive(session: Session, name: str) -> int:
+    info = session.engine.loaded
+    size = f", context {info.n_ctx} tokens, on {info.backend}" if info else ""
+    print(f"Chatting with {name}{size}. Ctrl+C stops a reply; Ctrl+D (or /exit) quits.")
+    while True:
+        try:
+            text = input(">>> ")
+        except EOFError:
+            print()
+            return 0
+        except KeyboardInterrupt:
+            print()
+            continue
+        if text.strip() in ("/exit", "/quit"):
+            return 0
+        if text.strip():
+            session.turn(text)
