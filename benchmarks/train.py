@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import sys
 import tempfile
@@ -81,7 +80,7 @@ def ours(
         stream,
         stream[: 8 * (cfg.n_ctx + 1)],
         checkpoint=folder / "bench.ckpt",
-        on_progress=lambda p: sink.write(json.dumps(p.to_dict()) + "\n"),
+        on_progress=lambda p: sink.write(p.to_json() + "\n"),
     )
     return steps * batch * cfg.n_ctx / (time.perf_counter() - start)
 

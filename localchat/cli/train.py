@@ -10,18 +10,16 @@ import argparse
 import importlib.util
 import json
 import math
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from localchat.cli import finetune
-from localchat.cli.progress import ProgressLine
+from localchat.cli import finetune, progress
 from localchat.core import paths
 from localchat.core.errors import LocalChatError
 from localchat.core.models import library
-from localchat.core.units import clock
+from localchat.core.trainer import options
+from localchat.core.trainer.progress import ScratchSummary
 
 
 class NeedsTorch(LocalChatError):
@@ -54,26 +52,7 @@ def add_arguments(sub: Any) -> None:
         "A checkpoint is kept next to the output (OUT.ckpt): run the same command again to "
         "go on from it, with more --steps if you like.",
     )
-    scratch.add_argument(
-        "--data", nargs="+", required=True, metavar="PATH", help="text files/folders"
-    )
-    scratch.add_argument("--out", required=True, metavar="MODEL.gguf", help="where to write it")
-    scratch.add_argument("--preset", default="mini", help="tiny, mini, small or base (mini)")
-    scratch.add_argument("--steps", type=int, default=1000, help="optimiser steps (1000)")
-    scratch.add_argument("--batch", type=int, default=16, help="windows per step (16)")
-    scratch.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (3e-3)")
-    scratch.add_argument("--vocab", type=int, default=2048, help="BPE vocabulary size (2048)")
-    scratch.add_argument(
-        "--tokenizer-from",
-        metavar="MODEL.gguf",
-        help="reuse this model's tokenizer (and chat template) instead of training one",
-    )
-    scratch.add_argument("--seed", type=int, default=0)
-    scratch.add_argument("--quantize", choices=("f32", "f16", "q8_0"), default="f32")
-    scratch.add_argument("--name", help="the model's name (default: the output's file name)")
-    scratch.add_argument("--license", default="", help="written into the model's metadata")
-    scratch.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    scratch.add_argument("--json", action="store_true", help="a JSON line per step on stdout")
+    options.add_cli_arguments(scratch, "scratch")
     scratch.set_defaults(description="")  # the export's default: what it was trained on
 
     demo = kinds.add_parser(
@@ -85,9 +64,7 @@ def add_arguments(sub: Any) -> None:
         "Takes about 15 minutes on two CPU cores.",
     )
     demo.add_argument("--out", default=str(paths.SHIPPED_DEMO_MODEL), metavar="MODEL.gguf")
-    demo.add_argument("--steps", type=int, default=1000, help="optimiser steps (1000)")
-    demo.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    demo.add_argument("--json", action="store_true", help="a JSON line per step on stdout")
+    options.add_cli_arguments(demo, "scratch", only=("steps", "restart", "json"))
 
     evaluate = sub.add_parser("eval", help="measure a model")
     measures = evaluate.add_subparsers(dest="measure", metavar="MEASURE", required=True)
@@ -134,27 +111,14 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".gguf":
         raise LocalChatError("--out must name a .gguf file")
-    if args.steps < 1 or args.batch < 1:
-        raise LocalChatError("--steps and --batch must be at least 1")
+    settings = options.scratch_settings(vars(args))
     out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = out.with_suffix(".ckpt")
     if args.restart:
         checkpoint.unlink(missing_ok=True)
     elif checkpoint.exists():
         print(f"going on from {checkpoint}", file=sys.stderr)
-    settings = tr.TrainSettings(
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
-        seed=args.seed,
-        warmup=min(100, max(args.steps // 20, 1)),
-        eval_every=max(args.steps // 10, 1),
-        checkpoint_every=max(args.steps // 10, 1),
-    )
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
-    bar = _Bar(sys.stderr, json_out=sys.stdout if args.json else None)
-    try:
+    with progress.training(args.json) as (stop, bar):
         run, corpus, _train_ids, heldout_ids = tr.scratch(
             args.data,
             preset_name=args.preset,
@@ -165,16 +129,8 @@ def run_train(args: argparse.Namespace) -> int:
             on_progress=bar.show,
             should_stop=stop.is_set,
         )
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        bar.close()
     if stop.is_set():
-        print(
-            f"stopped at step {run.step} of {settings.steps}; the checkpoint {checkpoint} "
-            "is saved: run the same command again to go on",
-            file=sys.stderr,
-        )
-        return 130
+        return progress.stopped(run.step, settings.steps, checkpoint)
     heldout = tr.heldout_loss(run.model, heldout_ids)
     name = args.name or out.stem
     path = tr.export(
@@ -185,7 +141,7 @@ def run_train(args: argparse.Namespace) -> int:
         license=args.license,
         description=args.description,
     )
-    summary = {
+    summary: ScratchSummary = {
         "model": str(path),
         "checkpoint": str(checkpoint),
         "steps": run.step,
@@ -196,7 +152,7 @@ def run_train(args: argparse.Namespace) -> int:
         "data": corpus.report.lines(),
     }
     if args.json:
-        print(json.dumps({"done": summary}, ensure_ascii=False))
+        progress.print_done(summary)
     else:
         for line in corpus.report.lines():
             print(line)
@@ -267,26 +223,3 @@ def _score_chats(engine: Any, model: Path, files: list[str], ctx: int) -> Any:
     if not examples:
         raise LocalChatError(f"no conversation fits in {ctx:,} tokens: raise --window")
     return engine.score([e.tokens for e in examples], [e.learn for e in examples])
-
-
-class _Bar(ProgressLine):
-    """A JSON line per step (``--json``), else the progress line on stderr."""
-
-    def __init__(self, out: IO[str], *, json_out: IO[str] | None) -> None:
-        super().__init__(out)
-        self.json_out = json_out
-
-    def show(self, p: Any) -> None:
-        if self.json_out is not None:
-            self.json_out.write(json.dumps(p.to_dict()) + "\n")
-            self.json_out.flush()
-            return
-        held = f"  held-out {p.heldout_loss:.3f}" if p.heldout_loss is not None else ""
-        if p.step == 0:
-            print(f"held-out loss before training: {p.heldout_loss:.3f}", file=self.out)
-            return
-        self.update(
-            f"step {p.step}/{p.steps}  loss {p.loss:.3f}{held}  lr {p.lr:.2e}  "
-            f"{p.tokens_per_s:,.0f} tok/s  ETA {clock(p.eta_s, hours=True)}",
-            p.step / p.steps,
-        )

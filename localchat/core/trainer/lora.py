@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,52 +33,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from localchat.core.errors import LocalChatError
 from localchat.core.trainer.gguf_export import add_kv
 from localchat.core.trainer.model import GPT, Attention, Block, FeedForward
+from localchat.core.trainer.settings import TARGETS, AdapterError, LoRASettings
 
-TARGETS: dict[str, str] = {
-    # our name (PEFT's q_proj... without the suffix) -> llama.cpp's tensor in each block
-    "q": "attn_q",
-    "k": "attn_k",
-    "v": "attn_v",
-    "o": "attn_output",
-    "gate": "ffn_gate",
-    "up": "ffn_up",
-    "down": "ffn_down",
-}
 _MODULES = {"q": "attn.q", "k": "attn.k", "v": "attn.v", "o": "attn.o"} | {
     name: f"ffn.{name}" for name in ("gate", "up", "down")
 }
 META = "localchat.lora."
-
-
-class AdapterError(LocalChatError):
-    """An adapter that cannot be made, read or applied."""
-
-
-@dataclass(frozen=True)
-class LoRASettings:
-    rank: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.05
-    targets: tuple[str, ...] = tuple(TARGETS)
-
-    def __post_init__(self) -> None:
-        if self.rank < 1:
-            raise AdapterError("the LoRA rank must be at least 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise AdapterError("the LoRA dropout must be from 0 up to (not including) 1")
-        unknown = [t for t in self.targets if t not in TARGETS]
-        if unknown or not self.targets:
-            raise AdapterError(
-                f"LoRA targets are some of {', '.join(TARGETS)}"
-                + (f" (not {', '.join(unknown)})" if unknown else "")
-            )
-
-    @property
-    def scale(self) -> float:
-        return self.alpha / self.rank
 
 
 class LoRALinear(nn.Module):
@@ -285,7 +247,3 @@ def apply_adapter(model: GPT, adapter: Adapter, scale: float = 1.0) -> dict[str,
             layer.lora_a.copy_(torch.from_numpy(a))
             layer.lora_b.copy_(torch.from_numpy(b))
     return layers
-
-
-def describe(paths: Sequence[str | os.PathLike[str]]) -> str:
-    return ", ".join(Path(p).name for p in paths)

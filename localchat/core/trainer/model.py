@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from localchat.core.trainer.gguf_export import LlamaShape
+from localchat.core.trainer.options import MODEL_PRESETS
 
 
 @dataclass(frozen=True)
@@ -93,20 +94,8 @@ class Config:
         return asdict(self)
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # name: shape (the vocabulary comes from the tokenizer)
-    "tiny": {"n_ctx": 128, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_ff": 192},
-    "mini": {"n_ctx": 256, "n_embd": 128, "n_layer": 4, "n_head": 4, "n_head_kv": 2, "n_ff": 384},
-    "small": {"n_ctx": 512, "n_embd": 256, "n_layer": 6, "n_head": 8, "n_head_kv": 4, "n_ff": 704},
-    "base": {
-        "n_ctx": 1024,
-        "n_embd": 512,
-        "n_layer": 8,
-        "n_head": 8,
-        "n_head_kv": 4,
-        "n_ff": 1408,
-    },
-}
+PRESETS = MODEL_PRESETS
+"""The model sizes of ``train scratch --preset`` (declared in :mod:`.options`)."""
 
 
 class RMSNorm(nn.Module):

@@ -1,4 +1,4 @@
-"""Training from scratch: the loop, its schedule, checkpoints and export.
+"""Training from scratch: its examples, held-out loss, checkpoints and export.
 
 - **Examples.** The training text, tokenized, is one stream of tokens
   (paragraphs separated by a blank line). Each step takes ``batch`` windows of
@@ -6,14 +6,15 @@
   position can start one) and learns to predict each next token.
 - **Optimiser.** AdamW (weight decay on the matrices only, not on norms),
   a linear warmup then a cosine decay to a tenth of the peak learning rate,
-  gradients clipped to a global norm.
+  gradients clipped to a global norm: the loop both trainers share
+  (:mod:`.loop`).
 - **Held-out loss.** Every ``eval_every`` steps (and at the end), the mean
   loss on non-overlapping windows of the held-out text; its exponential is the
   perplexity.
 - **Checkpoints** carry everything needed to go on or to export: the model's
   config and weights, the optimiser, the step, the tokenizer, the settings,
-  the loss history and the data report. Written to a temporary file and
-  renamed, so a kill never leaves half a checkpoint. The batches of step ``s``
+  the loss history and the data report (written by :mod:`.checkpoint`, so a
+  kill never leaves half a checkpoint). The batches of step ``s``
   come from a generator seeded with ``s``, so a resumed run draws exactly the
   batches the uninterrupted one would have.
 - **Progress**: a :class:`Progress` per step to a callback (the CLI prints it
@@ -22,92 +23,37 @@
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from localchat import __version__
-from localchat.core.errors import LocalChatError
+from localchat.core.trainer import checkpoint as ckpt
 from localchat.core.trainer import data as data_mod
+from localchat.core.trainer import loop
+from localchat.core.trainer.checkpoint import FORMAT
 from localchat.core.trainer.gguf_export import QTYPES, write_llama
+from localchat.core.trainer.loop import OnProgress
 from localchat.core.trainer.model import GPT, PRESETS, Config
+from localchat.core.trainer.progress import Progress
+from localchat.core.trainer.settings import TrainError, TrainSettings, schedule
 from localchat.core.trainer.tokenizer import AnyTokenizer, GGUFTokenizer, from_json, train_bpe
 
-FORMAT = 1
+__all__ = ["FORMAT", "OnProgress", "Progress", "TrainError", "TrainSettings", "schedule"]
 
 
-class TrainError(LocalChatError):
-    """Training cannot start or go on, and why."""
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    steps: int = 1000
-    batch: int = 16
-    lr: float = 3e-3
-    warmup: int = 50
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    eval_every: int = 100
-    eval_windows: int = 64
-    """At most this many held-out windows per evaluation."""
-    checkpoint_every: int = 200
-    seed: int = 0
-    threads: int = 0
-    """CPU threads for PyTorch (0: its default)."""
-
-    def lr_at(self, step: int) -> float:
-        return schedule(step, self.lr, self.warmup, self.steps)
-
-
-def schedule(step: int, lr: float, warmup: int, steps: int) -> float:
-    """Linear warmup to ``lr``, then cosine decay to ``lr / 10`` at the last step."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    span = max(steps - warmup, 1)
-    progress = min((step - warmup) / span, 1.0)
-    return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-@dataclass
-class Progress:
-    step: int
-    """Steps done."""
-    steps: int
-    loss: float
-    lr: float
-    tokens_per_s: float
-    eta_s: float
-    heldout_loss: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: a loss not measured (NaN) is None."""
-        return {
-            k: (None if math.isnan(v) else round(v, 6)) if isinstance(v, float) else v
-            for k, v in asdict(self).items()
-        }
-
-
-@dataclass
-class Run:
+@dataclass(kw_only=True)
+class Run(loop.Run):
     """What a checkpoint holds, live."""
 
     config: Config
     settings: TrainSettings
     tokenizer: AnyTokenizer
     model: GPT
-    optimizer: torch.optim.Optimizer
-    step: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    data_report: dict[str, Any] = field(default_factory=dict)
-    description: str = ""
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -135,7 +81,6 @@ def batch_at(tokens: np.ndarray, step: int, settings: TrainSettings, n_ctx: int)
     return torch.from_numpy(np.stack([tokens[s : s + n_ctx + 1] for s in starts]))
 
 
-@torch.no_grad()
 def heldout_loss(model: GPT, tokens: np.ndarray, windows: int | None = None) -> float:
     """Mean next-token loss over non-overlapping windows of ``tokens``."""
     n_ctx = model.cfg.n_ctx
@@ -144,15 +89,13 @@ def heldout_loss(model: GPT, tokens: np.ndarray, windows: int | None = None) -> 
         count = min(count, windows)
     if count == 0:
         raise TrainError("the held-out text is shorter than one context")
-    was_training = model.training
-    model.eval()
     total, n = 0.0, 0
-    for i in range(0, count, 16):
-        rows = [tokens[j * n_ctx : j * n_ctx + n_ctx + 1] for j in range(i, min(i + 16, count))]
-        batch = torch.from_numpy(np.stack(rows))
-        total += model.loss(batch).item() * len(rows)
-        n += len(rows)
-    model.train(was_training)
+    with loop.evaluating(model):
+        for i in range(0, count, 16):
+            rows = [tokens[j * n_ctx : j * n_ctx + n_ctx + 1] for j in range(i, min(i + 16, count))]
+            batch = torch.from_numpy(np.stack(rows))
+            total += model.loss(batch).item() * len(rows)
+            n += len(rows)
     return total / n
 
 
@@ -170,34 +113,25 @@ def new_run(
     torch.manual_seed(settings.seed)
     model = GPT(config)
     return Run(
-        config,
-        settings,
-        tokenizer,
-        model,
-        _optimizer(model, settings),
+        config=config,
+        settings=settings,
+        tokenizer=tokenizer,
+        model=model,
+        optimizer=_optimizer(model, settings),
         data_report=data_report or {},
         description=description,
     )
 
 
 def _optimizer(model: GPT, settings: TrainSettings) -> torch.optim.Optimizer:
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    other = [p for p in model.parameters() if p.ndim < 2]
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": settings.weight_decay},
-            {"params": other, "weight_decay": 0.0},
-        ],
-        lr=settings.lr,
-        betas=(0.9, 0.95),
+    return loop.adamw(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.95)
     )
 
 
 def save(run: Run, path: Path) -> None:
     """Write the checkpoint atomically."""
     state = {
-        "format": FORMAT,
-        "localchat": __version__,
         "config": run.config.to_dict(),
         "settings": asdict(run.settings),
         "tokenizer": run.tokenizer.json_text,
@@ -208,50 +142,33 @@ def save(run: Run, path: Path) -> None:
         "data_report": run.data_report,
         "description": run.description,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise TrainError(f"cannot write the checkpoint {path}: {exc.strerror or exc}") from None
+    ckpt.save(state, path, "scratch")
 
 
 def load(path: Path, *, settings: TrainSettings | None = None) -> Run:
     """A run from its checkpoint; ``settings`` may change how it goes on
     (more steps, another learning rate), not what the model is."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != FORMAT:
-            raise TrainError(f"{path} is a checkpoint of another format")
+    state = ckpt.load(path, "scratch")
+    with ckpt.reading(path):
         config = Config(**state["config"])
         saved = TrainSettings(**state["settings"])
         tokenizer = from_json(state["tokenizer"])
-    except TrainError:
-        raise
-    except FileNotFoundError:
-        raise TrainError(f"no checkpoint at {path}") from None
-    except Exception as exc:
-        raise TrainError(f"{path} is not a LocalChat checkpoint ({type(exc).__name__})") from None
     run_settings = settings or saved
     model = GPT(config)
     model.load_state_dict(state["model"])
     optimizer = _optimizer(model, run_settings)
     optimizer.load_state_dict(state["optimizer"])
     return Run(
-        config,
-        run_settings,
-        tokenizer,
-        model,
-        optimizer,
+        config=config,
+        settings=run_settings,
+        tokenizer=tokenizer,
+        model=model,
+        optimizer=optimizer,
         step=int(state["step"]),
         history=list(state["history"]),
         data_report=dict(state["data_report"]),
         description=str(state.get("description", "")),
     )
-
-
-OnProgress = Callable[[Progress], None]
 
 
 def train(
@@ -267,40 +184,24 @@ def train(
     s, n_ctx = run.settings, run.config.n_ctx
     check_length(train_tokens, n_ctx, "training")
     check_length(heldout_tokens, n_ctx, "held-out")
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    model = run.model
-    model.train()
-    start = time.perf_counter()
-    first = run.step
-    tokens_per_step = s.batch * n_ctx
-    while run.step < s.steps:
-        if should_stop is not None and should_stop():
-            break
-        lr = s.lr_at(run.step)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
-        batch = batch_at(train_tokens, run.step, s, n_ctx)
-        loss = model.loss(batch)
-        run.optimizer.zero_grad(set_to_none=True)
+
+    def step_loss(step: int) -> tuple[float, int]:
+        loss = run.model.loss(batch_at(train_tokens, step, s, n_ctx))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-        run.optimizer.step()
-        run.step += 1
-        elapsed = time.perf_counter() - start
-        speed = tokens_per_step * (run.step - first) / elapsed if elapsed > 0 else 0.0
-        eta = (s.steps - run.step) * elapsed / (run.step - first)
-        held = None
-        if run.step % s.eval_every == 0 or run.step == s.steps:
-            held = heldout_loss(model, heldout_tokens, s.eval_windows)
-        progress = Progress(run.step, s.steps, float(loss.item()), lr, speed, eta, held)
-        run.history.append(progress.to_dict())
-        if on_progress is not None:
-            on_progress(progress)
-        if checkpoint is not None and run.step % s.checkpoint_every == 0:
-            save(run, checkpoint)
-    if checkpoint is not None:
-        save(run, checkpoint)
+        return float(loss.item()), s.batch * n_ctx
+
+    run.model.train()
+    loop.run_steps(
+        run,
+        s,
+        s.steps,
+        run.model.parameters(),
+        step_loss=step_loss,
+        heldout=lambda: heldout_loss(run.model, heldout_tokens, s.eval_windows),
+        save=(lambda: save(run, checkpoint)) if checkpoint is not None else None,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
     return run
 
 
