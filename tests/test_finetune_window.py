@@ -13,11 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel
 
 from localchat.core.chat.store import ChatStore
+from localchat.core.errors import EXIT_INTERRUPTED
+from localchat.core.trainer import options
 from localchat.testing.tiny_models import write_llama_gguf
 from localchat.ui.main_window import ADAPTER_ROLE, CLOSED_ROLE, MainWindow
-from localchat.ui.train_page import FINETUNE_PRESETS, STOPPED, FinetunePage
+from localchat.ui.train.finetune_page import FinetunePage
+from localchat.ui.train.lora_form import LoraForm
+from localchat.ui.train.scratch_page import ScratchPage
 from tests.test_window import open_window, wait_ready
 
 TIMEOUT = 60_000
@@ -97,18 +102,52 @@ def open_finetune(qtbot, window: MainWindow) -> FinetunePage:
 # -- the Train window's Fine-tune page (a real fine-tune: needs PyTorch) -------------------------
 
 
-def test_the_windows_presets_are_the_trainers() -> None:
-    pytest.importorskip("torch")
-    from localchat.core.trainer import finetune
-
-    for name, (lora, run) in finetune.PRESETS.items():
-        assert FINETUNE_PRESETS[name] == {
-            "rank": lora.rank,
-            "alpha": lora.alpha,
-            "epochs": run["epochs"],
-            "lr": run["lr"],
+def test_the_form_offers_exactly_the_declared_presets(qtbot) -> None:
+    form = LoraForm()
+    qtbot.addWidget(form.advanced)
+    box = form.preset
+    assert [box.itemText(i) for i in range(box.count())] == list(options.LORA_PRESETS)
+    assert box.currentText() == options.DEFAULT_LORA_PRESET
+    for name, preset in options.LORA_PRESETS.items():
+        box.setCurrentText(name)
+        shown = {
+            "rank": form.rank.value(),
+            "alpha": form.alpha.value(),
+            "epochs": form.epochs.value(),
+            "lr": float(form.lr.text()),
         }
-    assert list(FINETUNE_PRESETS) == list(finetune.PRESETS)
+        assert shown == preset.values()
+        assert form.preset_note.text() == preset.description
+        # Nothing changed: the command line says the preset, nothing of what it sets.
+        values = {"base": "m.gguf", "data": ["x.txt"], "out": "a.gguf", **form.values()}
+        args = options.command_line("lora", values)
+        assert not {"--rank", "--alpha", "--epochs", "--lr"} & set(args)
+
+
+def test_the_fields_are_the_declared_options(qtbot) -> None:
+    form = LoraForm()
+    qtbot.addWidget(form.advanced)
+    assert list(form.fields) == ["rank", "alpha", "epochs", "steps", "lr", "ctx", "batch"]
+    labels = {label.buddy(): label.text() for label in form.advanced.findChildren(QLabel)}
+    for name, editor in form.fields.items():
+        spec = options.option("lora", name).spec
+        assert labels[editor] == spec.label + ":"
+        assert editor.toolTip().lower() == spec.help.lower()
+        if name != "lr":
+            assert editor.maximum() == spec.maximum
+            assert spec.minimum <= editor.minimum() < spec.minimum + 0.1
+    assert (form.ctx.value(), form.batch.value()) == (options.DEFAULT_CTX, options.DEFAULT_BATCH)
+    assert form.steps.specialValueText() == options.option("lora", "steps").spec.special[0]
+    form.steps.setValue(10)
+    assert not form.epochs.isEnabled()  # the steps make the epochs moot
+    form.rank.setValue(5)
+    assert form.alpha.value() == options.alpha_for(5)
+    scratch = ScratchPage()
+    qtbot.addWidget(scratch)
+    sizes = [scratch.preset.itemText(i) for i in range(scratch.preset.count())]
+    assert sizes == list(options.MODEL_PRESETS)
+    steps = options.option("scratch", "steps").spec
+    assert (scratch.steps.minimum(), scratch.steps.maximum()) == (steps.minimum, steps.maximum)
 
 
 def test_fine_tune_end_to_end_then_chat_with_it(qtbot, home: Path, parts, tmp_path) -> None:
@@ -119,19 +158,20 @@ def test_fine_tune_end_to_end_then_chat_with_it(qtbot, home: Path, parts, tmp_pa
     page = open_finetune(qtbot, window)
     assert page.base.currentData() == str(base)  # the model in use comes first
     assert page.name.text().startswith("tiny-chat-")
-    assert page.preset.currentText() == "balanced" and page.rank.value() == 16
+    form = page.form
+    assert form.preset.currentText() == "balanced" and form.rank.value() == 16
     page.add_data(chat_jsonl(tmp_path / "counting.jsonl"))
-    page.advanced_button.click()
-    assert page.advanced.isVisibleTo(page)
-    page.preset.setCurrentText("quick")
-    assert (page.rank.value(), page.alpha.value(), page.lr.text()) == (8, 16.0, "3e-4")
-    assert "Changed" not in page.preset_note.text()
-    page.rank.setValue(4)
-    assert page.alpha.value() == 8.0  # follows the rank
-    page.steps.setValue(30)
-    assert page.preset_note.text().endswith("Changed: rank 4, alpha 8, 30 steps.")
-    assert not page.epochs.isEnabled()  # steps instead
-    page.ctx.setValue(128)
+    form.advanced_button.click()
+    assert form.advanced.isVisibleTo(page)
+    form.preset.setCurrentText("quick")
+    assert (form.rank.value(), form.alpha.value(), form.lr.text()) == (8, 16.0, "3e-4")
+    assert "Changed" not in form.preset_note.text()
+    form.rank.setValue(4)
+    assert form.alpha.value() == 8.0  # follows the rank
+    form.steps.setValue(30)
+    assert form.preset_note.text().endswith("Changed: rank 4, alpha 8, 30 steps.")
+    assert not form.epochs.isEnabled()  # steps instead
+    form.ctx.setValue(128)
     page.name.setText("counting")
     with qtbot.waitSignal(page.adapter_trained, timeout=TRAINING) as trained:
         page.start_button.click()
@@ -192,20 +232,20 @@ def test_fine_tune_on_chats_stop_and_resume(qtbot, home: Path, parts) -> None:
     store.add_message(empty, "user", "Hello?")
     window = open_window(qtbot, parts)
     page = open_finetune(qtbot, window)
-    assert page.chats.count() == 31 and page.chat_count.text() == "0 of 31 chosen"
+    assert page.data.chats.count() == 31 and page.data.chat_count.text() == "0 of 31 chosen"
 
     page.tick_chats([empty])
     page.start_button.click()
     assert not page.running() and "no finished replies" in page.status.text()
 
-    page.advanced_button.click()
-    page.all_chats_button.click()
-    assert page.chat_count.text() == "31 of 31 chosen"
+    page.form.advanced_button.click()
+    page.data.all_chats_button.click()
+    assert page.data.chat_count.text() == "31 of 31 chosen"
     page.tick_chats([c.id for c in store.list_chats() if c.id != empty])
-    assert page.chat_count.text() == "30 of 31 chosen"
-    page.rank.setValue(4)
-    page.ctx.setValue(64)
-    page.steps.setValue(5000)
+    assert page.data.chat_count.text() == "30 of 31 chosen"
+    page.form.rank.setValue(4)
+    page.form.ctx.setValue(64)
+    page.form.steps.setValue(5000)
     page.name.setText("my chats")
     page.start_button.click()
     assert page.run.process is not None
@@ -232,7 +272,7 @@ def test_fine_tune_on_chats_stop_and_resume(qtbot, home: Path, parts) -> None:
     assert page.plot.heldout[0][0] == 0  # the curve goes on
     with qtbot.waitSignal(page.run.ended, timeout=TIMEOUT) as ended:
         page.stop_button.click()
-    assert ended.args[0] == STOPPED
+    assert ended.args[0] == EXIT_INTERRUPTED
 
     # Start over: a fresh run from step 1.
     page.fresh_button.click()
@@ -254,8 +294,8 @@ def test_bad_fine_tune_input_is_one_line(qtbot, home: Path, parts, tmp_path) -> 
     broken.write_text('{"messages": "no"}\nnot json\n', encoding="utf-8")
     page.add_data(broken)
     page.add_data(broken)  # listed once
-    assert page.files.count() == 1
-    page.steps.setValue(5)
+    assert page.data.files.count() == 1
+    page.form.steps.setValue(5)
     page.start_button.click()
     qtbot.waitUntil(lambda: not page.running(), timeout=TRAINING)
     text = page.status.text()

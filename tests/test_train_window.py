@@ -15,7 +15,7 @@ from localchat.core.engine.client import Engine
 from localchat.core.settings import AppSettings
 from localchat.testing.texts import grammar_text
 from localchat.ui.main_window import MainWindow
-from localchat.ui.train_page import ScratchPage
+from localchat.ui.train.scratch_page import ScratchPage
 
 TIMEOUT = 240_000
 
