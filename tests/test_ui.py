@@ -57,6 +57,123 @@ def test_a_failure_arrives_as_a_signal(qtbot, tiny_model: Path) -> None:
     assert "tokens over the 256-token context" in blocker.args[0]
 
 
+def test_only_the_latest_request_counts() -> None:
+    """Tickets: an answer to an older request is stale. One at a time, a request
+    made while another runs waits, a newer one replaces it, and it starts when
+    the running one ends; a start with nothing to do ends at once."""
+    from localchat.core.latest import Latest
+
+    started: list[int] = []
+
+    def start(ticket: int) -> bool:
+        started.append(ticket)
+        return True
+
+    latest = Latest()
+    first, second = latest.request(start), latest.request(start)
+    assert started == [first, second]  # both run: only the answers are judged
+    assert not latest.current(first) and latest.current(second)
+
+    serial = Latest(one_at_a_time=True)
+    started.clear()
+    running = serial.request(start)
+    waiting = serial.request(start)
+    newest = serial.request(start)
+    assert started == [running] and serial.waiting and serial.running
+    assert not serial.current(running) and not serial.current(waiting)
+    serial.ended(running)
+    assert started == [running, newest] and not serial.waiting  # the one that waited is gone
+    serial.ended(newest)
+    assert not serial.running
+    nothing = serial.request(lambda _ticket: False)
+    assert not serial.running and serial.current(nothing)
+    serial.drop()
+    assert not serial.current(nothing)
+
+
+def test_the_windows_state_is_plain_python() -> None:
+    """The state the widgets draw needs no Qt: it imports without PySide6, and
+    a change reaches whoever subscribed."""
+    import subprocess
+
+    probe = (
+        "import sys; from localchat.ui.state import ChatState, ModelState; "
+        "print('PySide6' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+    from localchat.ui.state import ChatState, ModelState, model_part
+
+    model, chat = ModelState(), ChatState()
+    heard: list[object] = []
+    model.chosen.connect(lambda _: heard.append((model.path, model.adapter)))
+    model.said.connect(lambda _: heard.append(model.tip))
+    chat.counted.connect(heard.append)
+    model.choose(Path("m.gguf"), None)
+    model.say("Loading…")
+    chat.set_context(None)
+    assert heard == [(Path("m.gguf"), None), "Loading…", None]
+    assert model.name() == "m"
+    model.loaded_with = model_part(GenerationSettings(ctx=1024))
+    assert not model.stale(GenerationSettings(ctx=1024, lora_scale=2.0))  # no adapter
+    assert model.stale(GenerationSettings(ctx=2048))
+
+
+def test_a_stale_jobs_answer_is_dropped_on_the_gui_thread(qtbot) -> None:
+    """LatestJobs: an older job that finishes after a newer one is not heard;
+    the answer that counts is delivered on the GUI thread."""
+    import threading
+
+    from PySide6.QtCore import QCoreApplication, QThread
+
+    from localchat.ui.bridge import LatestJobs
+
+    gate = threading.Event()
+    answers: list[tuple[str, bool]] = []
+
+    def slow(_emit) -> str:
+        gate.wait(10)
+        return "old"
+
+    jobs = LatestJobs()
+    jobs.done.connect(
+        lambda answer: answers.append(
+            (answer, QThread.currentThread() is QCoreApplication.instance().thread())
+        )
+    )
+    jobs.request(lambda: slow)
+    with qtbot.waitSignal(jobs.done, timeout=10_000):
+        jobs.request(lambda: lambda _emit: "new")
+    gate.set()
+    qtbot.waitUntil(lambda: not jobs.running, timeout=10_000)
+    qtbot.wait(50)
+    assert answers == [("new", True)]
+
+
+def test_a_reply_thread_only_emits(qtbot, tmp_path: Path) -> None:
+    """The reply job makes its chat on its own thread and says so by signal,
+    before its first piece: nothing of the window is written from there."""
+    from localchat.core.chat.store import ChatStore
+    from localchat.ui.replies import ReplyThread
+
+    events: list[object] = []
+
+    def talk(session, emit):
+        emit("piece")
+        return session.chat_id
+
+    with ChatStore(tmp_path / "chats.sqlite3") as store:
+        thread = ReplyThread(store, None, None, "m", talk)  # type: ignore[arg-type]
+        thread.chat_opened.connect(lambda chat: events.append(("chat", chat)))
+        thread.piece.connect(lambda piece: events.append(("piece", piece)))
+        with qtbot.waitSignal(thread.done, timeout=10_000) as blocker:
+            thread.start()
+        thread.wait()
+        chat = store.list_chats()[0].id
+    assert events == [("chat", chat), ("piece", "piece")] and blocker.args == [chat]
+
+
 def test_the_settings_form_is_built_from_the_declaration(qtbot) -> None:
     from PySide6.QtWidgets import QDoubleSpinBox, QPlainTextEdit, QSpinBox
 

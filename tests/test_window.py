@@ -210,7 +210,7 @@ def test_regenerate_edit_and_flip_between_versions(
 
     # Edit the question: the dialog is answered with a new text.
     monkeypatch.setattr(
-        "localchat.ui.main_window.QInputDialog.getMultiLineText",
+        "localchat.ui.replies.QInputDialog.getMultiLineText",
         lambda *a, **k: ("Hello again", True),
     )
     with _started(qtbot, window):
@@ -282,8 +282,8 @@ if __name__ == "__main__":
     count = [0]
 
     def piece(text):
-        if count[0] == 0:  # by now the reply's job has opened the chat
-            print("chat", window._reply_chat[0], flush=True)
+        if count[0] == 0:  # by now the reply's job has said which chat it opened
+            print("chat", window.replies.reply_chat, flush=True)
         count[0] += 1
         print("piece", json.dumps(text), flush=True)
 

@@ -64,8 +64,8 @@ def test_every_toolbar_action_and_shortcut_works_with_chats_listed(
             assert window.trainer is not None
             qtbot.waitUntil(window.trainer.isVisible)
             # Opened from the toolbar: the chats are offered, none ticked for the user.
-            assert window.trainer.finetune.chats.count() == window.chat_list.count()
-            assert window.trainer.finetune.chosen_chats() == []
+            assert window.trainer.finetune.data.chats.count() == window.chat_list.count()
+            assert window.trainer.finetune.data.chosen_chats() == []
         elif text == "Models…":
             assert window.manager is not None
             qtbot.waitUntil(window.manager.isVisible)
@@ -132,7 +132,7 @@ def test_every_toolbar_action_and_shortcut_works_with_chats_listed(
         guard.stop()
     # The chat menu's "Fine-tune on this chat…" (chats given) still ticks that chat.
     window.open_trainer(chats=[holiday])
-    assert window.trainer is not None and window.trainer.finetune.chosen_chats() == [holiday]
+    assert window.trainer is not None and window.trainer.finetune.data.chosen_chats() == [holiday]
     window.trainer.close()
 
 

@@ -50,6 +50,22 @@ _LONG_TOKEN = re.compile(rf"\S{{{LONG_TOKEN},}}")
 _AFTER_SEPARATOR = re.compile(r"(?<=[/\\._:;,=&?+-])")
 ZERO_WIDTH_SPACE = "\u200b"
 
+NO_MODEL = (
+    "<h3>No model yet</h3>"
+    "<p>Download one from the catalog in the model manager (a 7B model at Q4 "
+    "needs about 5 GB of disk and 6 GB of memory), or copy a .gguf file into "
+    "<b>{folder}</b> (<a href='{url}'>open the folder</a>).</p>"
+)
+"""What the view says while no model is installed (``folder``: the models folder)."""
+DEMO_ONLY = (
+    "<h3>Chatting with the tiny demo model</h3>"
+    "<p>LocalChat comes with a tiny model it trained itself on Python's "
+    "documentation, so it works offline from the start. It knows a little Python "
+    "and not much else. For real conversations, download a model from the catalog "
+    "(a 7B model at Q4 needs about 5 GB of disk and 6 GB of memory).</p>"
+)
+"""What the view says while the bundled demo model is the only one."""
+
 
 def breakable(text: str) -> str:
     """``text`` with a zero-width space wherever a long unbroken token (a path,

@@ -1,0 +1,161 @@
+"""The status bar's readings of the open chat: the context meter (what the
+next prompt costs, counted by the engine in the background, the latest count
+winning) and the speed of the chat's last reply."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QLabel, QProgressBar
+
+from localchat.core.chat.session import as_messages, sent_to_model
+from localchat.core.chat.store import ChatStore, StoredMessage
+from localchat.core.engine.client import Engine
+from localchat.core.engine.protocol import ContextReport, Message
+from localchat.core.params import GenerationSettings
+from localchat.ui.bridge import Emit, Job, LatestJobs
+from localchat.ui.state import ChatState, ModelState
+
+Counted = tuple[ContextReport, int | None, list[int]]
+"""A count, the chat it was made for, and the ids of the messages it counted."""
+
+
+class ContextCounter(QObject):
+    """Recounts what the next prompt costs (the chat so far and the draft) on a
+    job; one count at a time, the latest wins. The count lands in
+    ``ChatState.context``; a new model clears it, a loaded one recounts."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: ChatStore,
+        chat: ChatState,
+        model: ModelState,
+        draft: Callable[[], str],
+        values: Callable[[], GenerationSettings],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.engine, self.store, self.chat, self.model = engine, store, chat, model
+        self._draft, self._values = draft, values
+        self.closing = False
+        # The draft is recounted once it has not changed for a moment.
+        self.draft_timer = QTimer(self)
+        self.draft_timer.setSingleShot(True)
+        self.draft_timer.setInterval(400)
+        self.draft_timer.timeout.connect(self.update)
+        self.jobs = LatestJobs(self, one_at_a_time=True)
+        self.jobs.done.connect(self._counted)
+        model.chosen.connect(lambda _: chat.set_context(None))
+        model.ready.connect(lambda _: self.update())
+
+    def close(self) -> None:
+        """The window closes: no more counting (the store and engine go next)."""
+        self.closing = True
+        self.draft_timer.stop()
+
+    def _idle(self) -> bool:
+        return self.model.loaded is not None and not self.chat.replying and not self.closing
+
+    def update(self) -> None:
+        """Recount (now, or after the count in flight)."""
+        if self._idle():
+            self.jobs.request(self._job)
+
+    def _job(self) -> Job | None:
+        """The count, made when it starts: from the chat and draft as they are then."""
+        if not self._idle():
+            return None
+        chat_id = self.chat.id
+        sent = sent_to_model(self.store.thread(chat_id)) if chat_id is not None else []
+        messages: list[Message] = as_messages(sent)
+        draft = self._draft()
+        if draft:
+            messages.append({"role": "user", "content": draft})
+        if not messages:
+            self.chat.set_context(None)
+            return None
+        settings, ids, engine = self._values(), [m.id for m in sent], self.engine
+
+        def count(_emit: Emit) -> Counted:
+            return engine.plan(messages, settings), chat_id, ids
+
+        return count
+
+    def wait(self) -> None:
+        """Let a count in flight finish: one reaching the engine during a reply
+        would end it (a request stops the stream in progress). Milliseconds;
+        none starts while replying."""
+        self.jobs.wait()
+
+    def _counted(self, counted: Counted) -> None:
+        report, chat_id, ids = counted
+        if chat_id != self.chat.id:
+            return
+        self.chat.set_context(report, {ids[i] for i in report.dropped if i < len(ids)})
+
+
+class ContextMeter(QProgressBar):
+    """What the next prompt costs, from the engine (exact tokens, the chat's
+    overflow policy applied); drawn from ``ChatState.context``, hidden while
+    there is none."""
+
+    def __init__(self, chat: ChatState, counter: ContextCounter) -> None:
+        super().__init__()
+        self.setObjectName("context-meter")
+        self.setMaximumWidth(300)
+        self.setTextVisible(True)
+        self.hide()
+        chat.counted.connect(self.show_report)
+        counter.jobs.failed.connect(lambda _message: self.hide())
+
+    def show_report(self, report: ContextReport | None) -> None:
+        if report is None:
+            self.hide()
+            return
+        used = report.prompt_tokens + report.reserve
+        self.setRange(0, report.n_ctx)
+        self.setValue(min(used, report.n_ctx))
+        if report.excess:
+            self.setFormat(f"{report.excess:,} tokens over the context")
+        else:
+            self.setFormat(
+                f"context {report.prompt_tokens:,} + {report.reserve:,} reply / {report.n_ctx:,}"
+            )
+        lines = [
+            f"Next prompt: {report.prompt_tokens:,} tokens (what the model will read, "
+            "its chat template included)",
+            f"Kept for the reply: {report.reserve:,} tokens (max tokens, at most half)",
+            f"Free: {max(report.free, 0):,} of {report.n_ctx:,}",
+        ]
+        if report.dropped:
+            lines.append(f"Out of the model's view: {len(report.dropped)} older messages")
+        if report.excess:
+            lines.append(
+                f"{report.excess:,} tokens too many: with the 'stop' policy the chat cannot "
+                "be sent as it is"
+            )
+        self.setToolTip("\n".join(lines))
+        self.setProperty("over", bool(report.excess))
+        self.setStyleSheet("QProgressBar::chunk { background: #c0392b; }" if report.excess else "")
+        self.show()
+
+
+class SpeedLabel(QLabel):
+    """The speed of the chat's last reply (the context meter beside it counts
+    the next prompt)."""
+
+    def show_stats(self, thread: list[StoredMessage]) -> None:
+        replies = [m for m in thread if m.role == "assistant" and m.stats]
+        stats = replies[-1].stats if replies else None
+        if not stats or "tokens_per_s" not in stats:
+            self.setText("")
+            return
+        self.setText(
+            f"{stats['tokens_per_s']:.1f} tok/s · first token {stats['ttft_ms'] / 1000:.2f} s"
+        )
+        self.setToolTip(
+            f"The last reply: {stats['completion_tokens']:,} tokens; the context held "
+            f"{stats['context_used']:,} of {stats['context_size']:,} tokens at its end"
+        )

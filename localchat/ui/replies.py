@@ -1,0 +1,185 @@
+"""Writing replies: the composer, and the reply job that streams into the view.
+
+One reply at a time. It runs on a ``ReplyThread``, which only emits: the chat
+it writes to (made there when none is open), each piece, and its end; slots
+on the GUI thread show them. ``ChatState.replying`` is set from the start of a
+reply until its end has reached the GUI thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QInputDialog, QPlainTextEdit, QPushButton
+
+from localchat.core.chat.session import ChatSession
+from localchat.core.chat.store import ChatStore, StoredMessage
+from localchat.core.engine.client import Engine
+from localchat.core.params import GenerationSettings
+from localchat.ui.bridge import Emit, JobThread
+from localchat.ui.chat_view import ChatView
+from localchat.ui.context_meter import ContextCounter
+from localchat.ui.state import ChatState, ModelState
+
+Talk = Callable[[ChatSession, Emit], StoredMessage]
+
+
+class Composer(QPlainTextEdit):
+    """Enter sends, Shift+Enter starts a new line, Esc stops the reply."""
+
+    submitted = Signal(str)
+    stop_requested = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setPlaceholderText("Message (Enter to send, Shift+Enter for a new line)")
+        self.setFixedHeight(90)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            text = self.toPlainText().strip()
+            if text:
+                self.submitted.emit(text)
+            return
+        if key == Qt.Key.Key_Escape:
+            self.stop_requested.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class ReplyThread(JobThread):
+    """``talk`` with a session for ``chat_id`` (a new chat, made here, when it is
+    None); the chat is announced by ``chat_opened`` before the first piece."""
+
+    chat_opened = Signal(int)
+
+    def __init__(
+        self, store: ChatStore, engine: Engine, chat_id: int | None, model: str, talk: Talk
+    ) -> None:
+        super().__init__(self._write)
+        self._store, self._engine, self._chat_id = store, engine, chat_id
+        self._model, self._talk = model, talk
+
+    def _write(self, emit: Emit) -> StoredMessage:
+        chat = self._chat_id if self._chat_id is not None else self._store.create_chat()
+        self.chat_opened.emit(chat)
+        session = ChatSession(self._store, self._engine, chat, model=self._model)
+        return self._talk(session, emit)
+
+
+class Replies(QObject):
+    """Send, regenerate, edit and stop: each starts (or stops) the reply job."""
+
+    regenerating = Signal()
+    """Before a regenerated reply streams: the chat is shown afresh."""
+    ended = Signal(str)
+    """The reply is over and the view shows it: "" or why it failed."""
+    message = Signal(str, int)
+    """A line for the status bar, and how long it stays (ms)."""
+
+    def __init__(
+        self,
+        store: ChatStore,
+        engine: Engine,
+        chat: ChatState,
+        model: ModelState,
+        view: ChatView,
+        composer: Composer,
+        send_button: QPushButton,
+        counter: ContextCounter,
+        values: Callable[[], GenerationSettings],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.store, self.engine, self.chat, self.model = store, engine, chat, model
+        self.view, self.composer, self.counter, self._values = view, composer, counter, values
+        self.job: ReplyThread | None = None
+        self.reply_chat: int | None = None
+        """The chat the running (or last) reply writes to, once its job has said."""
+        composer.submitted.connect(self.send)
+        composer.stop_requested.connect(self.stop)
+        send_button.clicked.connect(self.send_or_stop)
+        chat.reply_changed.connect(lambda on: send_button.setText("Stop" if on else "Send"))
+
+    def busy(self) -> bool:
+        return self.chat.replying
+
+    def send(self, text: str) -> None:
+        if self.busy():
+            return
+        if self.model.loaded is None:
+            self.message.emit("Choose a model first (and wait until it is ready).", 5000)
+            return
+        self.composer.clear()
+        settings = self._values()
+        self._run(lambda session, emit: session.send(text, settings, emit), text)
+
+    def regenerate(self, reply_id: int) -> None:
+        if self.busy() or self.chat.id is None or self.model.loaded is None:
+            return
+        settings = self._values()
+        self._run(lambda session, emit: session.regenerate(reply_id, settings, emit), "")
+
+    def edit_message(self, message_id: int) -> None:
+        if self.busy() or self.chat.id is None or self.model.loaded is None:
+            return
+        old = self.store.message(message_id).content
+        parent = self.view.window()
+        text, ok = QInputDialog.getMultiLineText(parent, "Edit message", "Message:", old)
+        if ok and text.strip() and text != old:
+            self.resend_edited(message_id, text.strip())
+
+    def resend_edited(self, message_id: int, text: str) -> None:
+        settings = self._values()
+        self._run(lambda session, emit: session.edit(message_id, text, settings, emit), text)
+
+    def stop(self) -> None:
+        if self.busy():
+            self.engine.cancel()
+
+    def send_or_stop(self) -> None:
+        if self.busy():
+            self.stop()
+        else:
+            text = self.composer.toPlainText().strip()
+            if text:
+                self.send(text)
+
+    def _run(self, talk: Talk, user_text: str) -> None:
+        """Run ``talk`` on a ReplyThread with a session for the current chat (a
+        new one, created there, when none is open)."""
+        name = self.model.name()
+        self.reply_chat = None
+        if user_text == "":
+            self.regenerating.emit()  # the reply replaces the shown one
+            if self.view.widgets:
+                self.view.widgets[-1].hide()
+        self.view.begin_stream(user_text, name)
+        self.counter.wait()
+        self.chat.set_replying(True)
+        self.job = ReplyThread(self.store, self.engine, self.chat.id, name, talk)
+        self.job.chat_opened.connect(self._chat_opened)
+        self.job.piece.connect(self.view.append)
+        self.job.done.connect(self._done)
+        self.job.failed.connect(self._end)
+        self.job.start()
+
+    def _chat_opened(self, chat_id: int) -> None:
+        self.reply_chat = chat_id
+
+    def _done(self, _reply: StoredMessage) -> None:
+        self._end("")
+
+    def _end(self, failure: str) -> None:
+        self.chat.set_replying(False)
+        self.view.stop_stream()
+        self.ended.emit(failure)
+
+    def wait(self, msecs: int) -> None:
+        if self.job is not None:
+            self.job.wait(msecs)

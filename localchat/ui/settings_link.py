@@ -1,0 +1,76 @@
+"""Keeps the settings form, the saved settings and the model bar in step: a
+load shows its settings in the form; an edit is saved (for the model in use),
+the adapter's strength for the open chat too; and the model bar offers a
+reload while a setting that applies on loading differs from the loaded one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject
+
+from localchat.core.params import GenerationSettings
+from localchat.core.settings import AppSettings
+from localchat.ui.context_meter import ContextCounter
+from localchat.ui.memory_note import MemoryNote
+from localchat.ui.model_bar import ModelBar
+from localchat.ui.model_loading import ModelLoader
+from localchat.ui.settings_panel import SettingsPanel
+from localchat.ui.state import ChatState, ModelState
+
+
+class SettingsLink(QObject):
+    def __init__(
+        self,
+        settings: AppSettings,
+        model: ModelState,
+        chat: ChatState,
+        panel: Callable[[], SettingsPanel],
+        bar: ModelBar,
+        loader: ModelLoader,
+        memory: MemoryNote,
+        counter: ContextCounter,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.settings, self.model, self.chat, self._panel = settings, model, chat, panel
+        self.bar, self.loader, self.memory, self.counter = bar, loader, memory, counter
+        self._shown_scale = 1.0  # the Adapter strength the settings show
+        loader.shown.connect(self.show)
+        bar.scale.valueChanged.connect(self._scale_edited)
+        bar.reload_button.clicked.connect(self.reload)
+
+    def show(self, settings: GenerationSettings) -> None:
+        """A load begins: the form and the strength box show its settings."""
+        self.bar.reload_button.hide()
+        self._panel().set_values(settings)
+        self._shown_scale = settings.lora_scale
+        self.bar.set_scale(settings.lora_scale)
+
+    def changed(self, values: GenerationSettings) -> None:
+        """The user edited a setting in the form."""
+        model = str(self.model.path) if self.model.path else None
+        scale_edited = values.lora_scale != self._shown_scale
+        self._shown_scale = values.lora_scale
+        stored = self.settings.generation(model)
+        changed = {
+            k: v
+            for k, v in values.to_dict().items()
+            if getattr(stored, k) != v and (k != "lora_scale" or scale_edited)
+        }
+        if changed:
+            self.settings.set_generation(model, **changed)
+        if scale_edited:  # the chat's own strength (a chat's may differ from the model's)
+            self.bar.set_scale(values.lora_scale)
+            self.loader.remember()
+        self.bar.reload_button.setVisible(self.model.stale(values))
+        self.memory.show(values)
+        self.counter.update()
+
+    def _scale_edited(self, value: float) -> None:
+        self._panel().editors["lora_scale"].setValue(value)  # type: ignore[attr-defined]
+
+    def reload(self) -> None:
+        if self.model.path is not None and not self.chat.replying:
+            scale = self._panel().values().lora_scale
+            self.loader.load(self.model.path, self.model.adapter, scale)
