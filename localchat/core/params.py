@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from localchat.core.checks import check_scalar
 from localchat.core.errors import SettingError
 
 Group = Literal["sampling", "model", "prompt", "conversation"]
@@ -242,27 +242,15 @@ def _kind(f: dataclasses.Field[Any]) -> type:
 
 def _check(f: dataclasses.Field[Any], value: Any) -> Any:
     s: Spec = f.metadata["spec"]
-    kind = _kind(f)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise SettingError(f"{f.name} must be {_kind_word(kind)}, got {value!r}")
-    if kind is str:
-        if s.choices and value not in s.choices:
-            raise SettingError(f"{f.name} must be one of {', '.join(s.choices)}, got {value!r}")
-        return value
-    number = float(value)  # type: ignore[arg-type]  # int or float, checked above
-    if not math.isfinite(number):
-        raise SettingError(f"{f.name} must be a finite number, got {value!r}")
-    if s.minimum is not None and number < s.minimum:
-        raise SettingError(f"{f.name} must be at least {s.minimum:g}, got {value!r}")
-    if s.maximum is not None and number > s.maximum:
-        raise SettingError(f"{f.name} must be at most {s.maximum:g}, got {value!r}")
-    return value
-
-
-def _kind_word(kind: type) -> str:
-    return {float: "a number", int: "a whole number", str: "text"}[kind]
+    return check_scalar(
+        value,
+        _kind(f),
+        what=f.name,
+        error=SettingError,
+        minimum=s.minimum,
+        maximum=s.maximum,
+        choices=s.choices,
+    )
 
 
 # -- CLI ---------------------------------------------------------------------

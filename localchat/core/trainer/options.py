@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from localchat.core.checks import shown
 from localchat.core.trainer.settings import (
     COMMANDS,
     AdapterError,
@@ -34,7 +35,6 @@ from localchat.core.trainer.settings import (
     check_value,
     field_kind,
     settings_specs,
-    shown,
 )
 
 __all__ = [

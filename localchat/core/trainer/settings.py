@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from localchat.core.checks import check_scalar
 from localchat.core.errors import LocalChatError
 
 Command = Literal["scratch", "lora"]
@@ -334,16 +335,6 @@ def field_kind(f: dataclasses.Field[Any]) -> type:
     return {"float": float, "int": int, "str": str, "tuple[str, ...]": tuple}[str(f.type)]
 
 
-def shown(value: Any) -> str:
-    """A number as help texts and messages show it: 2e-4, 0.5, 512, 2147483647."""
-    if isinstance(value, float) and not value.is_integer():
-        if value and abs(value) < 0.01:
-            mantissa, exponent = f"{value:e}".split("e")
-            return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-        return f"{value:g}"
-    return str(int(value)) if isinstance(value, int | float) else str(value)
-
-
 def check_value(
     name: str, s: Spec, kind: type, value: Any, error: type[LocalChatError] = TrainError
 ) -> Any:
@@ -359,20 +350,12 @@ def check_value(
                 + (f" (not {', '.join(unknown)})" if unknown else "")
             )
         return items
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        word = {float: "a number", int: "a whole number", str: "text"}[kind]
-        raise error(f"{what} must be {word}, got {value!r}")
-    if kind is str:
-        if s.choices and value not in s.choices:
-            raise error(f"{what} must be one of {', '.join(s.choices)}, got {value!r}")
-        return value
-    number = float(value)  # type: ignore[arg-type]  # int or float, checked above
-    if not math.isfinite(number):
-        raise error(f"{what} must be a finite number, got {value!r}")
-    if s.minimum is not None and number < s.minimum:
-        raise error(f"{what} must be at least {shown(s.minimum)}, got {value!r}")
-    if s.maximum is not None and number > s.maximum:
-        raise error(f"{what} must be at most {shown(s.maximum)}, got {value!r}")
-    return value
+    return check_scalar(
+        value,
+        kind,
+        what=what,
+        error=error,
+        minimum=s.minimum,
+        maximum=s.maximum,
+        choices=s.choices,
+    )
