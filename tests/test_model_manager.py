@@ -183,6 +183,10 @@ def test_installed_models_use_delete_and_import(
     assert window.chat_id == chat_id  # the conversation stays
     assert window.model_box.currentData() == str(other)
 
+    window.loader.chat.set_replying(True)  # as while a reply streams from it
+    manager.delete(other)  # refused at once, on the GUI thread
+    assert "is in use" in manager.installed_status.text() and other.exists()
+    window.loader.chat.set_replying(False)
     manager.delete(other)  # the loaded one: the engine lets go first
     qtbot.waitUntil(lambda: not other.exists() and window.model_path is None, timeout=TIMEOUT)
     assert "deleted" in window.model_state.text()

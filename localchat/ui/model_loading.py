@@ -114,14 +114,17 @@ class ModelLoader(QObject):
         model.say(text, f"Adapter refused: {refused}" if refused else None)
         model.ready.emit(None)
 
-    def release(self, path: Path) -> None:
-        """Before a model is deleted (off the GUI thread): let the engine go of it."""
-        if self.model.path is not None and self.model.path == path:
-            if self.chat.replying or self.loading:
-                raise ModelFileError(
-                    f"{path.stem} is in use: wait for the reply (or stop it), then delete it"
-                )
-            self.engine.unload()
+    def release(self, path: Path) -> Callable[[], None]:
+        """Before a model is deleted, on the GUI thread (where this state is
+        written): refuses while a reply or a load uses it, else returns what
+        lets the engine go of it, to run off the GUI thread with the deletion."""
+        if self.model.path is None or self.model.path != path:
+            return lambda: None
+        if self.chat.replying or self.loading:
+            raise ModelFileError(
+                f"{path.stem} is in use: wait for the reply (or stop it), then delete it"
+            )
+        return self.engine.unload
 
     # -- each chat's adapter ------------------------------------------------------------
 

@@ -54,7 +54,7 @@ class ModelManager(QWidget):
         settings: AppSettings,
         downloads: Downloads,
         *,
-        release: Callable[[Path], None] | None = None,
+        release: Callable[[Path], Callable[[], None]] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent, Qt.WindowType.Window)

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from localchat.core import paths
 from localchat.core.engine.gguf_info import ModelInfo
+from localchat.core.errors import LocalChatError
 from localchat.core.models import library
 from localchat.core.units import human_count, human_size, plural
 from localchat.ui.model_manager_widgets import (
@@ -164,11 +165,15 @@ class InstalledTab(QWidget):
             self.delete(path)
 
     def delete(self, path: Path) -> None:
-        release = self.manager.release
+        try:  # asked here, on the GUI thread: is the model in use?
+            let_go = self.manager.release(path) if self.manager.release else None
+        except LocalChatError as exc:
+            self.status.setText(str(exc))
+            return
 
         def work() -> Path:
-            if release is not None:
-                release(path)
+            if let_go is not None:
+                let_go()
             return library.remove_model(str(path))
 
         self.manager.run(work, self._deleted)

@@ -41,7 +41,7 @@ class OtherWindows(QObject):
         store: ChatStore,
         settings: AppSettings,
         model: ModelState,
-        release: Callable[[Path], None],
+        release: Callable[[Path], Callable[[], None]],
         downloads: Downloads | None = None,
         parent: QObject | None = None,
     ) -> None:
