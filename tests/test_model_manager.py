@@ -4,14 +4,22 @@ Hub-protocol server: catalog, search, the download queue, installed models."""
 from __future__ import annotations
 
 import shutil
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QMessageBox
 
-from localchat.core.models import catalog
+from localchat.core.models import catalog, network
+from localchat.core.models.downloads import Downloads
+from localchat.core.settings import AppSettings
+from localchat.core.units import human_size
 from localchat.testing.hub_server import FakeHub, blob
 from localchat.ui.main_window import MainWindow
 from localchat.ui.model_manager import ModelManager
+from localchat.ui.model_manager_installed import DEMO, delete_question
 from tests.test_window import open_window
 
 TIMEOUT = 60_000
@@ -202,18 +210,154 @@ def test_installed_models_use_delete_and_import(
     assert "\n" not in manager.installed_status.text()
 
 
-def test_the_hub_unreachable_is_said_in_one_line(
-    qtbot, home: Path, parts, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("endpoint", ["http://no-such-host.invalid", "closed port"])
+def test_the_hub_unreachable_is_said_in_one_line_at_once(
+    qtbot, home: Path, parts, monkeypatch: pytest.MonkeyPatch, endpoint: str
 ) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    if endpoint == "closed port":
+        with socket.socket() as s:  # nothing listens there
+            s.bind(("127.0.0.1", 0))
+            endpoint = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    network.forget()
     window = open_window(qtbot, parts)
     manager = manager_of(qtbot, window)
     manager.tabs.setCurrentIndex(1)
     manager.catalog.setCurrentItem(manager.catalog.topLevelItem(0))
     files = manager.catalog_files
-    qtbot.waitUntil(lambda: "cannot reach" in files.status.text(), timeout=TIMEOUT)
-    assert "offline" in files.status.text() and not files.download.isEnabled()
+    qtbot.waitUntil(lambda: "cannot be reached" in files.status.text(), timeout=TIMEOUT)
+    assert "no network?" in files.status.text() and not files.download.isEnabled()
+    manager.tabs.setCurrentIndex(2)
+    search = manager.search_tab
+    manager.query.setText("llama")
+    started = time.monotonic()
+    manager.search()
+    assert not search.go.isEnabled() and search.cancel_button.isVisible()
+    qtbot.waitUntil(lambda: "cannot be reached" in manager.search_status.text(), timeout=TIMEOUT)
+    assert time.monotonic() - started < 2.0
+    assert "the Hugging Face Hub cannot be reached (no network?): " in search.status.text()
+    assert search.go.isEnabled() and not search.cancel_button.isVisible()  # try again at will
+    network.forget()
+
+
+def test_cancel_stops_waiting_for_a_slow_search(
+    qtbot, lone: ModelManager, fake_hub: FakeHub
+) -> None:
+    fake_hub.add("a/Llama-GGUF", {"Llama-Q4_0.gguf": blob(1000)})
+    fake_hub.api_delay = 2.0
+    manager, search = lone, lone.search_tab
     manager.tabs.setCurrentIndex(2)
     manager.query.setText("llama")
     manager.search()
-    qtbot.waitUntil(lambda: "cannot reach" in manager.search_status.text(), timeout=TIMEOUT)
+    assert search.searching() and search.cancel_button.isVisible()
+    qtbot.wait(200)
+    search.cancel_button.click()
+    assert not search.searching() and search.go.isEnabled()
+    assert not search.cancel_button.isVisible() and "cancelled" in search.status.text()
+    qtbot.waitUntil(lambda: not manager.busy(), timeout=TIMEOUT)  # the Hub answers late:
+    assert manager.results.topLevelItemCount() == 0  # the answer is dropped
+    assert "cancelled" in search.status.text()
+
+    fake_hub.api_delay = 0
+    search.go.click()  # and a new search works
+    qtbot.waitUntil(lambda: manager.results.topLevelItemCount() == 1, timeout=TIMEOUT)
+    assert search.go.isEnabled() and "1 repository" in search.status.text()
+
+
+# -- the Installed tab -------------------------------------------------------------------
+
+
+@pytest.fixture
+def lone(qtbot, home: Path) -> Iterator[ModelManager]:
+    """The model manager on its own (no main window, no engine)."""
+    downloads = Downloads(restore=False)
+    manager = ModelManager(AppSettings(home / "settings.json"), downloads)
+    qtbot.addWidget(manager)
+    manager.show()
+    qtbot.waitUntil(lambda: not manager.busy(), timeout=TIMEOUT)
+    yield manager
+    manager.wait()
+    downloads.close()
+
+
+def test_the_demo_model_is_listed_and_stays(
+    qtbot, home: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCALCHAT_DEMO_MODEL", str(tiny_model))
+    manager = ModelManager(AppSettings(home / "settings.json"), Downloads(restore=False))
+    qtbot.addWidget(manager)
+    qtbot.waitUntil(lambda: manager.installed.topLevelItemCount() == 1, timeout=TIMEOUT)
+    (row,) = rows(manager.installed)
+    assert row[0] == tiny_model.stem and row[6] == DEMO and row[2] == "F32"
+    manager.installed.setCurrentItem(manager.installed.topLevelItem(0))
+    tab = manager.installed_tab
+    assert manager.use_button.isEnabled() and not tab.delete_button.isEnabled()
+    assert "stays" in tab.delete_button.toolTip()
+    manager.wait()
+
+
+def test_a_model_another_program_adds_shows_up(
+    qtbot, home: Path, lone: ModelManager, tiny_model: Path
+) -> None:
+    folder = home / "models"
+    watcher = lone.installed_tab.watcher
+    assert watcher.directories() == [str(folder)] and lone.installed.topLevelItemCount() == 0
+    folder.rmdir()  # removed: made again, and watched again
+    qtbot.waitUntil(
+        lambda: folder.is_dir() and watcher.directories() == [str(folder)], timeout=TIMEOUT
+    )
+    with qtbot.waitSignal(lone.installed_changed, timeout=TIMEOUT):
+        shutil.copy(tiny_model, folder / "added.gguf.part")  # as `models import`: a .part
+        (folder / "added.gguf.part").rename(folder / "added.gguf")  # renamed when whole
+        qtbot.waitUntil(lambda: lone.installed.topLevelItemCount() == 1, timeout=TIMEOUT)
+    assert rows(lone.installed)[0][0] == "added"
+    with qtbot.waitSignal(lone.installed_changed, timeout=TIMEOUT):
+        (folder / "added.gguf").unlink()  # `localchat models rm`
+    qtbot.waitUntil(lambda: lone.installed.topLevelItemCount() == 0, timeout=TIMEOUT)
+    lone.hide()  # closed: not watched; opened again: read again
+    assert watcher.directories() == []
+    shutil.copy(tiny_model, folder / "later.gguf")
+    lone.show()
+    qtbot.waitUntil(lambda: lone.installed.topLevelItemCount() == 1, timeout=TIMEOUT)
+    assert watcher.directories() == [str(folder)]
+
+
+def test_deleting_a_link_removes_only_the_link(
+    qtbot, home: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = home / "models"
+    folder.mkdir()
+    original = tmp_path / "elsewhere" / "big.gguf"
+    original.parent.mkdir()
+    shutil.copy(tiny_model, original)
+    (folder / "linked.gguf").symlink_to(original)
+    shutil.copy(tiny_model, folder / "copied.gguf")
+    title, question = delete_question(folder / "linked.gguf")
+    assert title == "Remove link"
+    assert f"Remove the link to {original} from the models folder (the file itself stays)" in (
+        question
+    )
+    assert "B)" not in question  # no size: nothing is freed
+    title, question = delete_question(folder / "copied.gguf")
+    size = human_size(tiny_model.stat().st_size)
+    assert title == "Delete model" and f"Delete copied ({size}) from this computer?" in question
+
+    manager = ModelManager(AppSettings(home / "settings.json"), Downloads(restore=False))
+    qtbot.addWidget(manager)
+    qtbot.waitUntil(lambda: manager.installed.topLevelItemCount() == 2, timeout=TIMEOUT)
+    table = [r[0] for r in rows(manager.installed)]
+    assert rows(manager.installed)[table.index("linked")][6] == "models folder (link)"
+    asked: list[str] = []
+
+    def answer(_parent, title: str, text: str) -> QMessageBox.StandardButton:
+        asked.append(text)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    manager.installed.setCurrentItem(manager.installed.topLevelItem(table.index("linked")))
+    manager.installed_tab.delete_button.click()
+    assert asked and "the file itself stays" in asked[0]
+    qtbot.waitUntil(lambda: manager.installed.topLevelItemCount() == 1, timeout=TIMEOUT)
+    assert not (folder / "linked.gguf").is_symlink() and original.exists()
+    assert "the file itself stays" in manager.installed_status.text()
+    manager.wait()

@@ -13,7 +13,8 @@ Endpoints, as the Hub answers them:
 
 Faults to order: close the connection after N bytes of a file
 (:attr:`FakeHub.drop_after`), serve wrong bytes (``corrupt``), serve slowly
-(:attr:`FakeHub.bytes_per_s`), gate a repository behind a token. Every ranged
+(:attr:`FakeHub.bytes_per_s`), answer the API late (:attr:`FakeHub.api_delay`),
+gate a repository behind a token. Every ranged
 or full GET of a file is logged in :attr:`FakeHub.served` as (path, first byte,
 bytes sent), so a test can check that a resume fetched only what was missing.
 """
@@ -59,6 +60,8 @@ class FakeHub:
         """Close the connection after this many bytes of a file (each request)."""
         self.bytes_per_s: float = 0.0
         """Throttle file bodies (0: as fast as possible)."""
+        self.api_delay: float = 0.0
+        """Seconds to wait before answering a search, info or file-list request."""
         self.served: list[tuple[str, int, int]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -148,6 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
         segments = [unquote(s) for s in parts.path.split("/") if s]
         try:
             if segments[:2] == ["api", "models"]:
+                if self.hub.api_delay:
+                    time.sleep(self.hub.api_delay)
                 if len(segments) == 2:
                     return self._search(query)
                 repo_id = "/".join(segments[2:4])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from localchat.core import hardware
@@ -99,6 +100,14 @@ class ModelManager(QWidget):
         self._relay.changed.connect(self._download_changed)
         downloads.listen(self._relay.changed.emit)
         self.refresh_installed()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.installed_tab.watch(True)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self.installed_tab.watch(False)
 
     # -- background jobs ----------------------------------------------------------------
 

@@ -1,13 +1,18 @@
 """The model manager's Installed tab: the models on this computer (the models
-folder and the Hugging Face cache) with their facts and fit, to use in the
-chat, delete, or add by importing a GGUF file."""
+folder, the Hugging Face cache, the bundled demo) with their facts and fit,
+to use in the chat, delete, or add by importing a GGUF file.
+
+While the window is shown, the models folder is watched: a model another
+process adds or removes there (``localchat models import``, a file manager)
+shows up on its own, a moment after the folder changes."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import QFileSystemWatcher, QTimer, QUrl
 from PySide6.QtGui import QBrush, QColor, QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -41,6 +46,39 @@ if TYPE_CHECKING:
 Row = tuple[Path, str, ModelInfo | str]
 """A model file, where it is, and its header (or why it is unusable)."""
 
+FOLDER = "models folder"
+CHECKOUT = "this checkout's models/"
+HF_CACHE = "Hugging Face cache"
+DEMO = "demo (ships with LocalChat)"
+"""Where a model is: the Where column's words. Only the models folder's can be deleted."""
+SETTLE_MS = 400
+"""How long the models folder must stay unchanged before it is read again."""
+
+
+def delete_question(path: Path) -> tuple[str, str]:
+    """The title and the question before deleting ``path``: a link removes
+    only the link, so the file's size is said only for a file of its own."""
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        return (
+            "Remove link",
+            f"Remove the link to {target} from the models folder (the file itself stays)?\n\n"
+            "Chats made with it stay; to use it again, import it again.",
+        )
+    files = [p for p in library.parts_of(path) if p.exists()]
+    size = sum(p.stat().st_size for p in files)
+    if files and all(p.stat().st_nlink > 1 for p in files):
+        what = (
+            f"Remove {path.stem} from the models folder? It is a hard link: the same file "
+            "stays under its other name, so no disk space is freed."
+        )
+    else:
+        what = f"Delete {path.stem} ({human_size(size)}) from this computer?"
+    return (
+        "Delete model",
+        f"{what}\n\nChats made with it stay; to use it again, download or import it again.",
+    )
+
 
 class InstalledTab(QWidget):
     """The installed models, a row each: parameters, quantization, size,
@@ -50,6 +88,10 @@ class InstalledTab(QWidget):
         super().__init__()
         self.manager = manager
         self.rows: list[Row] = []
+        self._listed: set[Path] | None = None
+        """The models the last scan found (None before the first)."""
+        self._note = ""
+        """What was just done (deleted, imported), said before the count once the list is in."""
         self.tree = tree("Model", "Parameters", "Quant", "Size", "Context", "Fit", "Where")
         self.tree.itemSelectionChanged.connect(self._selected)
         self.tree.itemDoubleClicked.connect(lambda _i, _c: self._use())
@@ -82,29 +124,78 @@ class InstalledTab(QWidget):
         layout.addWidget(self.status)
         layout.addLayout(buttons)
         self._selected()
+        self.watcher = QFileSystemWatcher(self)
+        self.watcher.directoryChanged.connect(self._folder_changed)
+        self._settle = QTimer(self, singleShot=True, interval=SETTLE_MS)
+        self._settle.timeout.connect(lambda: self.refresh(announce=True))
+        self._watching = False
 
-    def refresh(self) -> None:
-        """Read the models' headers (and the Hugging Face cache) in the background."""
+    # -- the list -------------------------------------------------------------------
+
+    def refresh(self, *, announce: bool = False) -> None:
+        """Read the models' headers (and the Hugging Face cache) in the
+        background; ``announce``: say ``installed_changed`` when the models
+        found are not the ones listed (the folder changed behind our back)."""
 
         def scan() -> tuple[list[Row], Machine]:
             found = [
-                (p, "this checkout's models/" if library.in_checkout(p) else "models folder")
-                for p in library.installed()
+                (p, CHECKOUT if library.in_checkout(p) else FOLDER) for p in library.installed()
             ]
-            found += [(p, "Hugging Face cache") for p in library.hf_cache_models()]
+            found += [(p, HF_CACHE) for p in library.hf_cache_models()]
+            bundled = library.demo()
+            if bundled is not None:
+                found.append((bundled, DEMO))
             return [(p, where, library.describe(p)) for p, where in found], read_machine()
 
-        self.manager.run(scan, self._show)
+        self.manager.run(scan, lambda result: self._show(result, announce=announce))
 
-    def _show(self, result: tuple[list[Row], Machine]) -> None:
+    def watch(self, on: bool) -> None:
+        """Watch the models folder (while the window is shown), or stop; when
+        watching starts again, what changed meanwhile is read."""
+        if on and not self._watching:
+            self._watching = True
+            self._watch()
+            if self._listed is not None:
+                self.refresh(announce=True)
+        elif not on and self._watching:
+            self._watching = False
+            self._settle.stop()
+            if self.watcher.directories():
+                self.watcher.removePaths(self.watcher.directories())
+
+    def _watch(self) -> None:
+        """Watch the models folder (made again if it was removed)."""
+        folder = str(paths.models_dir())
+        if self._watching and folder not in self.watcher.directories():
+            self.watcher.addPath(folder)
+
+    def _folder_changed(self, _path: str) -> None:
+        self._watch()  # the models folder may have been made (or removed)
+        self._settle.start()  # read it again once it settles
+
+    def _show(self, result: tuple[list[Row], Machine], *, announce: bool = False) -> None:
         rows, machine = result
         self.manager.set_machine(machine)
+        listed = {path for path, _where, _info in rows}
+        same = listed == self._listed
+        if announce and self._listed is not None and not same:
+            self.manager.installed_changed.emit()
+        self._listed = listed
         self.rows = rows
+        current = self._current()
+        chosen = current[0] if current is not None else None
         self.tree.clear()
         for path, where, info in rows:
             item = QTreeWidgetItem([path.stem, "", "", "", "", "", where])
             item.setData(0, ROLE, str(path))
             item.setToolTip(0, str(path))
+            if where == DEMO:
+                item.setToolTip(
+                    6, "The tiny demo model that comes with LocalChat, to try it: it stays"
+                )
+            elif path.is_symlink():
+                item.setText(6, f"{where} (link)")
+                item.setToolTip(6, f"A link to {os.path.realpath(path)}")
             if isinstance(info, str):
                 item.setText(1, "unusable")
                 item.setToolTip(1, info)
@@ -116,31 +207,46 @@ class InstalledTab(QWidget):
                 item.setText(4, f"{info.context_length:,}")
                 badge(item, 5, self.manager.judge(info, str(path)))
             self.tree.addTopLevelItem(item)
-        if rows:
-            self.status.setText(
-                f"{plural(len(rows), 'model')}. Fit: at each model's context size, for this "
-                "computer's memory (hover for the numbers)."
-            )
-            first = self.tree.topLevelItem(0)
-            if first is not None:
-                self.tree.setCurrentItem(first)
-        else:
-            self.status.setText(
-                "No models yet: pick one in the Catalog tab (or search the Hub) and download "
-                "it, or import a .gguf file you already have."
-            )
+            if path == chosen:
+                self.tree.setCurrentItem(item)  # the selection stays where it was
+        first = self.tree.topLevelItem(0)
+        if self.tree.currentItem() is None and first is not None:
+            self.tree.setCurrentItem(first)
+        if not (announce and same):  # a rescan that found nothing new leaves the status
+            self.status.setText(self._note + self._summary(len(rows)))
+            self._note = ""
         self._selected()
 
+    @staticmethod
+    def _summary(count: int) -> str:
+        if count:
+            return (
+                f"{plural(count, 'model')}. Fit: at each model's context size, for this "
+                "computer's memory (hover for the numbers)."
+            )
+        return (
+            "No models yet: pick one in the Catalog tab (or search the Hub) and download "
+            "it, or import a .gguf file you already have."
+        )
+
     def _current(self) -> tuple[Path, str] | None:
+        """The selected model and where it is (:data:`FOLDER`, :data:`DEMO`...)."""
         item = self.tree.currentItem()
         if item is None:
             return None
-        return Path(item.data(0, ROLE)), item.text(6)
+        path = Path(item.data(0, ROLE))
+        where = next((w for p, w, _i in self.rows if p == path), item.text(6))
+        return path, where
 
     def _selected(self) -> None:
         current = self._current()
         self.use_button.setEnabled(current is not None)
-        self.delete_button.setEnabled(current is not None and current[1] == "models folder")
+        self.delete_button.setEnabled(current is not None and current[1] == FOLDER)
+        self.delete_button.setToolTip(
+            "The demo model comes with LocalChat and stays"
+            if current is not None and current[1] == DEMO
+            else ""
+        )
 
     def _use(self) -> None:
         current = self._current()
@@ -151,16 +257,11 @@ class InstalledTab(QWidget):
 
     def _delete(self) -> None:
         current = self._current()
-        if current is None or current[1] != "models folder":
+        if current is None or current[1] != FOLDER:
             return
         path = current[0]
-        size = sum(p.stat().st_size for p in library.parts_of(path) if p.exists())
-        answer = QMessageBox.question(
-            self,
-            "Delete model",
-            f"Delete {path.stem} ({human_size(size)}) from this computer?\n\n"
-            "Chats made with it stay; to use it again, download or import it again.",
-        )
+        title, question = delete_question(path)
+        answer = QMessageBox.question(self, title, question)
         if answer == QMessageBox.StandardButton.Yes:
             self.delete(path)
 
@@ -171,15 +272,22 @@ class InstalledTab(QWidget):
             self.status.setText(str(exc))
             return
 
+        link = path.is_symlink()
+
         def work() -> Path:
             if let_go is not None:
                 let_go()
             return library.remove_model(str(path))
 
-        self.manager.run(work, self._deleted)
+        self.manager.run(work, lambda gone: self._deleted(gone, link=link))
 
-    def _deleted(self, path: Path) -> None:
-        self.status.setText(f"Deleted {path.stem}.")
+    def _deleted(self, path: Path, *, link: bool = False) -> None:
+        self._note = (
+            f"Removed the link {path.stem} (the file itself stays). "
+            if link
+            else f"Deleted {path.stem}. "
+        )
+        self.status.setText(self._note)
         self.manager.installed_changed.emit()
         self.refresh()
 
@@ -199,6 +307,7 @@ class InstalledTab(QWidget):
         job.finished.connect(lambda: self.import_button.setEnabled(True))
 
     def _imported(self, path: Path) -> None:
-        self.status.setText(f"Imported {path.stem}.")
+        self._note = f"Imported {path.stem}. "
+        self.status.setText(self._note)
         self.manager.installed_changed.emit()
         self.refresh()

@@ -1,8 +1,12 @@
 """The model manager's Search tab: GGUF repositories on the Hugging Face Hub
-that match some words, and the selected one's files, to download."""
+that match some words, and the selected one's files, to download.
+
+A search runs on a thread of its own; Cancel (or a newer search) stops
+waiting for it: its answer, whenever it comes, is dropped."""
 
 from __future__ import annotations
 
+from html import escape
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
@@ -32,6 +36,8 @@ class SearchTab(QWidget):
     def __init__(self, manager: ModelManager) -> None:
         super().__init__()
         self.manager = manager
+        self._ticket = 0
+        """The search whose answer counts (each search takes the next)."""
         self.query = QLineEdit(placeholderText="Search GGUF models on the Hugging Face Hub")
         self.query.returnPressed.connect(self.search)
         self.sort = QComboBox()
@@ -39,8 +45,12 @@ class SearchTab(QWidget):
             self.sort.addItem(label, key)
         self.sort.addItem("Recently updated", "recent")
         self.sort.currentIndexChanged.connect(lambda _i: self.search())
-        go = QPushButton("Search")
-        go.clicked.connect(self.search)
+        self.go = QPushButton("Search")
+        self.go.clicked.connect(self.search)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop waiting for the Hub")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.hide()
         self.results = tree("Repository", "Downloads", "Likes", "Updated")
         self.results.itemSelectionChanged.connect(self._result_selected)
         self.status = QLabel()
@@ -50,7 +60,8 @@ class SearchTab(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.query, 1)
         row.addWidget(self.sort)
-        row.addWidget(go)
+        row.addWidget(self.go)
+        row.addWidget(self.cancel_button)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.results)
         split.addWidget(self.files)
@@ -64,11 +75,15 @@ class SearchTab(QWidget):
         if not query:
             return
         sort = self.sort.currentData()
+        self._ticket += 1
+        ticket = self._ticket
+        self._searching(True)
         self.status.setText(f"Searching the Hub for {query!r}…")
 
         def found(results: list[hub.RepoSummary]) -> None:
-            if self.query.text().strip() != query:
-                return  # an older search
+            if ticket != self._ticket:
+                return  # cancelled, or an older search
+            self._searching(False)
             self.results.clear()
             for r in results:
                 name = r.repo_id + ("  (gated)" if r.gated else "")
@@ -87,9 +102,28 @@ class SearchTab(QWidget):
             )
 
         def failed(message: str) -> None:
-            self.status.setText(f"<span style='color:#c0392b'>{message}</span>")
+            if ticket != self._ticket:
+                return
+            self._searching(False)
+            self.status.setText(f"<span style='color:#c0392b'>{escape(message)}</span>")
 
         self.manager.run(lambda: hub.search(query, sort=sort, limit=50), found, failed)
+
+    def cancel(self) -> None:
+        """Stop waiting for the search in flight (its answer is dropped)."""
+        if not self.searching():
+            return
+        self._ticket += 1
+        self._searching(False)
+        self.status.setText("Search cancelled.")
+
+    def searching(self) -> bool:
+        """Whether a search is in flight (and not cancelled)."""
+        return not self.go.isEnabled()
+
+    def _searching(self, running: bool) -> None:
+        self.go.setEnabled(not running)
+        self.cancel_button.setVisible(running)
 
     def _result_selected(self) -> None:
         item = self.results.currentItem()

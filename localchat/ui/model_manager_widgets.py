@@ -4,6 +4,7 @@ list of a Hub repository's files (the Catalog and Search tabs each show one)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from html import escape
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
@@ -99,7 +100,7 @@ class RepoFiles(QWidget):
         self.tree.clear()
         self.models = []
         self.download.setEnabled(False)
-        self.status.setText(f"<span style='color:#c0392b'>{message}</span>")
+        self.status.setText(f"<span style='color:#c0392b'>{escape(message)}</span>")
 
     def show_models(
         self, repo_id: str, models: list[hub.RemoteModel], *, recommended: str | None = None

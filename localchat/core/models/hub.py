@@ -5,7 +5,10 @@ Metadata and addresses come from huggingface-hub (``HfApi``), so
 every Hub tool, and TLS stays verified. What is listed here (a
 :class:`RemoteModel`: its files, sizes and sha256) is what
 :mod:`localchat.core.models.transfer` downloads; errors from either become one
-line with :func:`hub_error`.
+line with :func:`hub_error`. Before the Hub is asked, :func:`check_reachable`
+makes sure its host can be reached at all (:mod:`.network`): offline, a
+search fails in a second or two with one line, instead of after
+huggingface-hub's retries.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from localchat.core.errors import LocalChatError
+from localchat.core.models import network
 from localchat.core.models.library import SPLIT
 
 QUANT = re.compile(
@@ -29,6 +33,9 @@ QUANT = re.compile(
 )
 Sort = Literal["downloads", "likes", "recent"]
 SORTS: dict[str, str] = {"downloads": "downloads", "likes": "likes", "recent": "last_modified"}
+
+
+UNREACHABLE = "the Hugging Face Hub cannot be reached (no network?)"
 
 
 class HubError(LocalChatError):
@@ -91,7 +98,22 @@ class RepoSummary:
 def _api() -> Any:
     from huggingface_hub import HfApi  # imported on use: it is slow to import
 
+    check_reachable()
     return HfApi(endpoint=endpoint())
+
+
+def check_reachable() -> None:
+    """Raise a one-line :class:`HubError` at once (within
+    :data:`.network.TIMEOUT`) when the Hub's host cannot be reached; also
+    keeps huggingface-hub's retry warnings off the terminal."""
+    from huggingface_hub import constants
+
+    network.quiet_retries()
+    if constants.is_offline_mode():
+        return  # huggingface-hub says so itself, without the network
+    reason = network.problem(endpoint())
+    if reason is not None:
+        raise HubError(f"{UNREACHABLE}: {reason}")
 
 
 def endpoint() -> str:
@@ -128,7 +150,7 @@ def hub_error(exc: BaseException, repo_id: str, filename: str | None = None) -> 
     if isinstance(exc, errors.OfflineModeIsEnabled):
         return HubError("HF_HUB_OFFLINE is set: the Hub is not asked (unset it to download)")
     if isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout):
-        return HubError(f"cannot reach {endpoint()}: are you offline? ({_reason(exc)})")
+        return HubError(f"{UNREACHABLE}: {endpoint()}: {_reason(exc)}")
     if isinstance(exc, httpx2.TimeoutException):
         return HubError(f"{endpoint()} did not answer in time; try again")
     if isinstance(exc, errors.HfHubHTTPError):

@@ -5,6 +5,8 @@ transfer is ours; it goes through huggingface-hub's HTTP session and headers,
 so ``HF_ENDPOINT``, ``HF_TOKEN`` and proxy settings apply and TLS stays
 verified. Each file of a model is fetched in three steps:
 
+0. (once per pull) the Hub's host must be reachable
+   (:func:`~.hub.check_reachable`): offline is one line at once;
 1. request: a GET from the first missing byte (an HTTP Range request when a
    ``.part`` of the same file is there, see :mod:`.partials`), with the user's
    token, following the Hub's redirects to its storage; an HTTP error becomes
@@ -43,6 +45,7 @@ from localchat.core.models.hub import (
     RemoteFile,
     RemoteModel,
     check_path,
+    check_reachable,
     endpoint,
     hub_error,
 )
@@ -118,6 +121,8 @@ def pull(
     files = [partials.part_path(folder, p) for p in model.parts]
     have = [partials.resumable(f, model, p) for f, p in zip(files, model.parts, strict=True)]
     _check_space(folder, model, sum(have))
+    if any(already < part.size for already, part in zip(have, model.parts, strict=True)):
+        check_reachable()  # offline: one line at once; the .part files stay as they are
     meter = _Meter(model.name, model.size, sum(have), on_progress)
     control = control or Control()
     offset = 0
