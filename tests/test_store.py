@@ -216,3 +216,73 @@ def test_per_chat_settings_are_kept(tmp_path: Path) -> None:
         s.set_chat_settings(chat, {"temperature": 0.3, "system_prompt": "Be brief."})
     with ChatStore(tmp_path / "db") as s:
         assert s.chat_settings(chat) == {"temperature": 0.3, "system_prompt": "Be brief."}
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_chats(tmp_path: Path) -> None:
+    from localchat.core.chat.store import MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0])
+    db.execute("INSERT INTO chats (title, created_at, updated_at) VALUES ('old', 1, 1)")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with ChatStore(path) as s:
+        [old] = s.list_chats()
+        assert old.title == "old" and s.draft(old.id) == ""
+        version = s._db.execute("PRAGMA user_version").fetchone()[0]
+        assert version == SCHEMA_VERSION == 2
+
+
+def test_a_deleted_chat_waits_in_the_trash_and_comes_back_whole(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    with ChatStore(path) as s:
+        chat = s.create_chat("Trip")
+        question = s.add_message(chat, "user", "Where to?")
+        s.begin_reply(chat, model="m").finish("done")
+        s.edit_message(question, "Where to go?")  # a second version
+        s.set_chat_settings(chat, {"lora_scale": 0.5})
+        s.set_draft(chat, "and when?")
+        before = s.thread(chat)
+        s.delete_chat(chat)
+        assert s.list_chats() == [] and s.search("Trip") == []
+        with pytest.raises(StoreError):
+            s.chat(chat)
+        s.restore_chat(chat)
+        assert [c.id for c in s.list_chats()] == [chat]
+        assert s.thread(chat) == before and len(s.message(question).sibling_ids) == 2
+        assert s.chat_settings(chat) == {"lora_scale": 0.5} and s.draft(chat) == "and when?"
+        s.delete_chat(chat)
+        other = s.create_chat("Other")
+        s.delete_chat(other)
+        s.purge_deleted(other)  # the undo window is over: for good
+        assert s._db.execute("SELECT COUNT(*) FROM chats").fetchone()[0] == 1
+    with ChatStore(path) as s:  # the next start empties the trash
+        assert s._db.execute("SELECT COUNT(*) FROM chats").fetchone()[0] == 0
+        assert s._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+
+
+def test_only_a_chat_with_nothing_in_it_is_discarded(store: ChatStore) -> None:
+    empty, titled, drafted, talked = (store.create_chat(t) for t in ("", "Named", "", ""))
+    store.set_draft(drafted, "half a thought")
+    store.add_message(talked, "user", "hi")
+    assert [store.discard_if_empty(c) for c in (empty, titled, drafted, talked)] == [
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert {c.id for c in store.list_chats()} == {titled, drafted, talked}
+
+
+def test_drafts_and_the_last_replys_model(store: ChatStore) -> None:
+    chat = store.create_chat()
+    assert store.draft(chat) == "" and store.last_model(chat) is None
+    before = store.chat(chat).updated_at
+    store.set_draft(chat, "unsent")
+    assert store.draft(chat) == "unsent" and store.chat(chat).updated_at == before
+    store.add_message(chat, "user", "q")
+    store.begin_reply(chat, model="first").finish("done")
+    store.begin_reply(chat, model="second + style").finish("done")
+    assert store.last_model(chat) == "second + style"

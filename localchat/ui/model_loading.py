@@ -4,6 +4,8 @@ A load runs on a job, one at a time: while one runs, the last one asked for
 follows it, and the answer of one that was followed is dropped (``LatestJobs``).
 The answer lands in ``ModelState`` on the GUI thread. A chat remembers its
 adapter (and its strength) in the store; opening the chat asks for them again.
+A chat without an adapter asks for the model its last reply was written with,
+when that one is installed (else the current model stays, and a line says so).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from localchat.core.engine.gguf_info import ModelInfo, read_model_info
 from localchat.core.engine.protocol import LoadedModel
 from localchat.core.errors import LocalChatError, ModelFileError
 from localchat.core.models import library
-from localchat.core.models.matching import chat_adapter
+from localchat.core.models.matching import chat_adapter, model_named
 from localchat.core.params import GenerationSettings
 from localchat.core.settings import AppSettings
 from localchat.ui.bridge import Background, Emit, LatestJobs
@@ -69,8 +71,12 @@ class ModelLoader(QObject):
         values: Callable[[], GenerationSettings],
         background: Background,
         parent: QObject | None = None,
+        models: Callable[[], list[Path]] | None = None,
     ) -> None:
+        """``models``: the models that can be loaded (by default the installed
+        ones, the bundled demo and the one in use)."""
         super().__init__(parent)
+        self._models = models or self._listed
         self.engine, self.store, self.settings = engine, store, settings
         self.model, self.chat, self._values, self._background = model, chat, values, background
         self.jobs = LatestJobs(self, one_at_a_time=True)
@@ -156,10 +162,33 @@ class ModelLoader(QObject):
                     base = default
                 else:
                     scale = chosen.get("lora_scale")
+            else:
+                base = self._chat_model(self.chat.id, default)
         if self._is_current(base, adapter, scale):
             self.kept.emit()
             return
         self.load(base, adapter, scale)
+
+    def _listed(self) -> list[Path]:
+        return [*library.installed(), *filter(None, (library.demo(), self.model.path))]
+
+    def _chat_model(self, chat_id: int, default: Path) -> Path:
+        """The model the chat's last reply was written with, if installed; else
+        ``default`` (and a line in the status bar when that is another model)."""
+        name = self.store.last_model(chat_id)
+        if not name or name == "no model":
+            return default
+        found = model_named(name, self._models())
+        if found is not None:
+            return found
+        if model_named(name, [default]) is None:
+            gone = name.split(" + ", 1)[0]
+            self.message.emit(
+                f"This chat was written with {gone}, which is not installed: "
+                f"{default.stem} goes on with it",
+                10000,
+            )
+        return default
 
     def _is_current(self, base: Path, adapter: Path | None, scale: Any) -> bool:
         model = self.model

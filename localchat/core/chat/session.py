@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
+from localchat.core.chat.chat_titles import plain_title
 from localchat.core.chat.store import ChatStore, StoredMessage
 from localchat.core.engine.client import Engine
 from localchat.core.engine.protocol import Message
@@ -22,7 +23,6 @@ from localchat.core.errors import LocalChatError
 from localchat.core.params import GenerationSettings
 
 OnPiece = Callable[[str], None]
-TITLE_WORDS = 8
 
 
 class ChatSession:
@@ -39,7 +39,7 @@ class ChatSession:
         """Add the user's message and generate the reply; returns the reply."""
         message_id = self.store.add_message(self.chat_id, "user", text)
         if not self.store.chat(self.chat_id).title:
-            self.store.rename_chat(self.chat_id, _title(text))
+            self.store.rename_chat(self.chat_id, plain_title(text))
         return self._reply(message_id, settings, on_piece)
 
     def regenerate(
@@ -103,9 +103,3 @@ def sent_to_model(path: Sequence[StoredMessage]) -> list[StoredMessage]:
 
 def as_messages(stored: Sequence[StoredMessage]) -> list[Message]:
     return [{"role": m.role, "content": m.content} for m in stored]
-
-
-def _title(text: str) -> str:
-    words = text.split()
-    title = " ".join(words[:TITLE_WORDS])
-    return title + ("..." if len(words) > TITLE_WORDS else "")

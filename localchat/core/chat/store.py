@@ -15,6 +15,9 @@
   database from a newer LocalChat is refused, never altered.
 - Each reply records the model and the generation settings that made it, by
   value: chats outlive the models they were made with.
+- A deleted chat goes to the trash first (``deleted_at``), whole, so that it
+  can be restored; the trash is emptied when the store is next opened (or by
+  :meth:`ChatStore.purge_deleted`). Each chat keeps the user's unsent draft.
 
 One :class:`ChatStore` may be used from several threads (a lock serialises
 them); the window does its writes off the GUI thread.
@@ -33,7 +36,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from localchat.core import paths
+from localchat.core.chat import chat_export
+from localchat.core.chat.chat_writer import ReplyWriter
 from localchat.core.errors import LocalChatError
+
+__all__ = ["SCHEMA_VERSION", "ChatInfo", "ChatStore", "ReplyWriter", "StoreError", "StoredMessage"]
 
 Role = Literal["system", "user", "assistant"]
 Status = Literal["done", "streaming", "interrupted", "cancelled", "failed"]
@@ -66,7 +73,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_by_parent ON messages(parent_id, id);
     CREATE INDEX chats_by_update ON chats(updated_at DESC);
     """,
+    # 2: the trash (deleted, restorable until purged), and each chat's unsent draft
+    """
+    ALTER TABLE chats ADD COLUMN deleted_at REAL;
+    ALTER TABLE chats ADD COLUMN draft TEXT NOT NULL DEFAULT '';
+    """,
 )
+_LIVE = "deleted_at IS NULL"
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -119,6 +132,7 @@ class ChatStore:
             self._migrate()
             with self._tx() as db:
                 db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+            self.purge_deleted()  # the last run's undo window is over
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the chat database {self.path}: {exc}") from None
 
@@ -178,7 +192,8 @@ class ChatStore:
     def chat(self, chat_id: int) -> ChatInfo:
         with self._lock:
             row = self._db.execute(
-                "SELECT id, title, created_at, updated_at FROM chats WHERE id = ?", (chat_id,)
+                f"SELECT id, title, created_at, updated_at FROM chats WHERE id = ? AND {_LIVE}",
+                (chat_id,),
             ).fetchone()
         if row is None:
             raise StoreError(f"no chat {chat_id}")
@@ -188,7 +203,7 @@ class ChatStore:
         """All chats, the most recently active first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, title, created_at, updated_at FROM chats "
+                f"SELECT id, title, created_at, updated_at FROM chats WHERE {_LIVE} "
                 "ORDER BY updated_at DESC, id DESC"
             ).fetchall()
         return [ChatInfo(**dict(r)) for r in rows]
@@ -198,8 +213,57 @@ class ChatStore:
             db.execute("UPDATE chats SET title = ? WHERE id = ?", (title, chat_id))
 
     def delete_chat(self, chat_id: int) -> None:
+        """Move a chat to the trash: gone from every list, kept whole (messages,
+        versions, settings, draft) until :meth:`restore_chat` or a purge."""
         with self._tx() as db:
-            db.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+            db.execute(
+                f"UPDATE chats SET deleted_at = ? WHERE id = ? AND {_LIVE}", (time.time(), chat_id)
+            )
+
+    def restore_chat(self, chat_id: int) -> None:
+        """Take a chat back out of the trash, as it was."""
+        with self._tx() as db:
+            db.execute("UPDATE chats SET deleted_at = NULL WHERE id = ?", (chat_id,))
+
+    def purge_deleted(self, chat_id: int | None = None) -> None:
+        """Delete for good the chats in the trash (only ``chat_id`` when given)."""
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM chats WHERE deleted_at IS NOT NULL AND (?1 IS NULL OR id = ?1)",
+                (chat_id,),
+            )
+
+    def discard_if_empty(self, chat_id: int) -> bool:
+        """Delete a chat for good if the user put nothing in it (no message, no
+        draft, no title); True when it was."""
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM chats WHERE id = ? AND title = '' AND draft = '' AND NOT EXISTS "
+                "(SELECT 1 FROM messages WHERE chat_id = chats.id)",
+                (chat_id,),
+            )
+            return cur.rowcount > 0
+
+    def draft(self, chat_id: int) -> str:
+        """The chat's unsent message ("" when none)."""
+        with self._lock:
+            row = self._db.execute("SELECT draft FROM chats WHERE id = ?", (chat_id,)).fetchone()
+        return str(row[0]) if row else ""
+
+    def set_draft(self, chat_id: int, text: str) -> None:
+        """Keep the unsent message (the chat's activity time stays)."""
+        with self._tx() as db:
+            db.execute("UPDATE chats SET draft = ? WHERE id = ?", (text, chat_id))
+
+    def last_model(self, chat_id: int) -> str | None:
+        """The model that wrote the chat's newest reply, as recorded (None: no reply)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT model FROM messages WHERE chat_id = ? AND role = 'assistant' "
+                "AND model IS NOT NULL ORDER BY id DESC LIMIT 1",
+                (chat_id,),
+            ).fetchone()
+        return str(row[0]) if row else None
 
     def search(self, query: str) -> list[ChatInfo]:
         """Chats whose title or any message contains ``query`` (case-insensitive),
@@ -207,9 +271,9 @@ class ChatStore:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, title, created_at, updated_at FROM chats WHERE title LIKE ?1 "
-                "ESCAPE '\\' OR id IN (SELECT chat_id FROM messages WHERE content LIKE ?1 "
-                "ESCAPE '\\') ORDER BY updated_at DESC, id DESC",
+                f"SELECT id, title, created_at, updated_at FROM chats WHERE {_LIVE} AND "
+                "(title LIKE ?1 ESCAPE '\\' OR id IN (SELECT chat_id FROM messages WHERE "
+                "content LIKE ?1 ESCAPE '\\')) ORDER BY updated_at DESC, id DESC",
                 (pattern,),
             ).fetchall()
         return [ChatInfo(**dict(r)) for r in rows]
@@ -386,68 +450,7 @@ class ChatStore:
     # -- export ------------------------------------------------------------------------
 
     def export_json(self, chat_id: int) -> dict[str, Any]:
-        info = self.chat(chat_id)
-        return {
-            "title": info.title,
-            "created_at": info.created_at,
-            "messages": [
-                {
-                    "role": m.role,
-                    "content": m.content,
-                    "model": m.model,
-                    "settings": m.settings,
-                    "stats": m.stats,
-                    "status": m.status,
-                    "created_at": m.created_at,
-                }
-                for m in self.thread(chat_id)
-            ],
-        }
+        return chat_export.as_json(self, chat_id)
 
     def export_markdown(self, chat_id: int) -> str:
-        info = self.chat(chat_id)
-        parts = [f"# {info.title or 'Chat'}\n"]
-        names = {"system": "System", "user": "You", "assistant": "Assistant"}
-        for m in self.thread(chat_id):
-            heading = names[m.role]
-            if m.role == "assistant" and m.model:
-                heading += f" ({m.model})"
-            parts.append(f"## {heading}\n\n{m.content}\n")
-        return "\n".join(parts)
-
-
-class ReplyWriter:
-    """Streams a reply into the store in small transactions.
-
-    Text is appended to the row every :attr:`FLUSH_PIECES` pieces or
-    :attr:`FLUSH_SECONDS` seconds, whichever comes first, so a kill loses at
-    most that much; :meth:`finish` writes the rest and the outcome."""
-
-    FLUSH_PIECES = 8
-    FLUSH_SECONDS = 0.05
-
-    def __init__(self, store: ChatStore, message_id: int) -> None:
-        self.store = store
-        self.message_id = message_id
-        self._buffer: list[str] = []
-        self._last_flush = time.monotonic()
-        self.finished = False
-
-    def append(self, text: str) -> None:
-        self._buffer.append(text)
-        if (
-            len(self._buffer) >= self.FLUSH_PIECES
-            or time.monotonic() - self._last_flush >= self.FLUSH_SECONDS
-        ):
-            self.flush()
-
-    def flush(self) -> None:
-        if self._buffer:
-            text, self._buffer = "".join(self._buffer), []
-            self.store._append(self.message_id, text)
-        self._last_flush = time.monotonic()
-
-    def finish(self, status: Status = "done", stats: dict[str, Any] | None = None) -> None:
-        text, self._buffer = "".join(self._buffer), []
-        self.store._finish(self.message_id, text, status, stats)
-        self.finished = True
+        return chat_export.as_markdown(self, chat_id)

@@ -89,3 +89,11 @@ def chat_adapter(chosen: dict[str, Any], bases: dict[str, str]) -> tuple[Path | 
         gone = f"The adapter {adapter.stem} is gone ({adapter}): chatting without it"
         return None, base, gone
     return adapter, base, ""
+
+
+def model_named(name: str, models: list[Path]) -> Path | None:
+    """The model among ``models`` that a chat records as ``name`` (a reply
+    records the model's file name without ``.gguf``, and `` + adapter`` when
+    one was on), or None when none of them is it."""
+    stem = name.split(" + ", 1)[0].strip()
+    return next((path for path in models if path.stem == stem), None) if stem else None
