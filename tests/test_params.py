@@ -92,3 +92,19 @@ def test_llama_arguments_are_derived_and_explicit() -> None:
 def test_settings_are_immutable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         GenerationSettings().temperature = 1.0  # type: ignore[misc]
+
+
+def test_choices_have_words_for_the_form_and_keep_their_values() -> None:
+    """The form words each overflow choice; the stored values and the CLI's stay."""
+    spec = params.spec("overflow")
+    assert spec.choices == ("rolling", "keep-start", "stop")
+    assert set(spec.choice_labels) == set(spec.choices)
+    assert params.choice_label("overflow", "rolling") == "Forget the oldest messages"
+    assert params.choice_label("overflow", "stop") == "Stop and say so"
+    for name, s in params.specs():  # words only for declared choices
+        assert set(s.choice_labels) <= set(s.choices), name
+    assert params.choice_label("overflow", "unknown") == "unknown"
+    parser = argparse.ArgumentParser()
+    params.add_cli_arguments(parser)
+    args = parser.parse_args(["--overflow", "keep-start"])
+    assert params.from_cli(args).overflow == "keep-start"

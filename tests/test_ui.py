@@ -205,6 +205,50 @@ def test_the_settings_form_is_built_from_the_declaration(qtbot) -> None:
     assert len(seen) == count and panel.values() == GenerationSettings()
 
 
+def test_the_form_words_choices_names_its_model_and_fits_the_model(qtbot) -> None:
+    """Overflow choices in words (values stored); a heading names the model; the
+    context size capped at the model's; GPU layers shown as none without a GPU."""
+    from localchat.ui.settings_panel import WIDTH, SettingsPanel
+
+    panel = SettingsPanel(GenerationSettings(overflow="keep-start", ctx=8192, gpu_layers=20))
+    qtbot.addWidget(panel)
+    combo = panel.editors["overflow"]
+    assert combo.currentText() == "Keep the first exchange, forget the next oldest"
+    assert [combo.itemText(i) for i in range(combo.count())] == [
+        "Forget the oldest messages",
+        "Keep the first exchange, forget the next oldest",
+        "Stop and say so",
+    ]
+    seen: list[GenerationSettings] = []
+    panel.changed.connect(seen.append)
+    combo.setCurrentIndex(2)
+    assert seen[-1].overflow == "stop" and panel.values().overflow == "stop"
+    assert panel.heading.text() == "Settings for new chats"
+    panel.set_heading("mistral-7b")
+    assert panel.heading.text() == "Settings for mistral-7b"
+
+    count = len(seen)
+    ctx = panel.editors["ctx"]
+    panel.limit("ctx", 4096)  # the model's: shown capped, not an edit
+    assert ctx.maximum() == 4096 and panel.values().ctx == 4096 and len(seen) == count
+    panel.limit("ctx", None)
+    assert ctx.maximum() == params_max("ctx")
+
+    gpu = panel.editors["gpu_layers"]
+    panel.set_unavailable("gpu_layers", "none (no GPU)", "No GPU was found")
+    assert not gpu.isEnabled() and gpu.text() == "none (no GPU)"
+    assert gpu.toolTip() == "No GPU was found" and panel.values().gpu_layers == 20
+    panel.set_unavailable("gpu_layers", None)
+    assert gpu.isEnabled() and gpu.text() == "20" and len(seen) == count
+    assert panel.sizeHint().width() == WIDTH
+
+
+def params_max(name: str) -> float | None:
+    from localchat.core import params
+
+    return params.spec(name).maximum
+
+
 def test_markdown_is_split_into_prose_and_fenced_code() -> None:
     from localchat.ui.code_block import Segment, split_markdown
 

@@ -53,6 +53,9 @@ class Spec:
     """How far one click of a spin box moves (1 for whole numbers by default)."""
     choices: tuple[str, ...] = ()
     """For a text setting: the values it may take (none: any text)."""
+    choice_labels: Mapping[str, str] = field(default_factory=dict)
+    """How the settings form words each choice (the stored value and the CLI's
+    stay the value itself), e.g. ``{"stop": "Stop and say so"}``."""
 
 
 def _setting(default: Any, **spec: Any) -> Any:
@@ -189,6 +192,11 @@ class GenerationSettings:
         "too long it is. Messages stay in the chat either way.",
         group="conversation",
         choices=("rolling", "keep-start", "stop"),
+        choice_labels={
+            "rolling": "Forget the oldest messages",
+            "keep-start": "Keep the first exchange, forget the next oldest",
+            "stop": "Stop and say so",
+        },
     )
 
     def __post_init__(self) -> None:
@@ -230,6 +238,11 @@ def specs() -> Iterator[tuple[str, Spec]]:
 
 def spec(name: str) -> Spec:
     return dict(specs())[name]
+
+
+def choice_label(name: str, value: str) -> str:
+    """How the settings form words a choice (the value itself when it has no words)."""
+    return spec(name).choice_labels.get(value, value)
 
 
 def default(name: str) -> Any:

@@ -1,13 +1,15 @@
 """The status bar's readings of the open chat: the context meter (what the
 next prompt costs, counted by the engine in the background, the latest count
-winning) and the speed of the chat's last reply."""
+winning, shown in words beside a thin bar) and the speed of the chat's last
+reply."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, QTimer
-from PySide6.QtWidgets import QLabel, QProgressBar
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
 from localchat.core.chat.session import as_messages, sent_to_model
 from localchat.core.chat.store import ChatStore, StoredMessage
@@ -96,49 +98,80 @@ class ContextCounter(QObject):
         self.chat.set_context(report, {ids[i] for i in report.dropped if i < len(ids)})
 
 
-class ContextMeter(QProgressBar):
+class ContextMeter(QWidget):
     """What the next prompt costs, from the engine (exact tokens, the chat's
-    overflow policy applied); drawn from ``ChatState.context``, hidden while
-    there is none."""
+    overflow policy applied), in words beside a thin bar: "263 of 4,096 tokens
+    used · 1,024 kept for the reply"; its tooltip says what is out of the
+    model's view. Drawn from ``ChatState.context``, hidden while there is none."""
 
     def __init__(self, chat: ChatState, counter: ContextCounter) -> None:
         super().__init__()
         self.setObjectName("context-meter")
-        self.setMaximumWidth(300)
-        self.setTextVisible(True)
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(False)  # the words are beside it, never on the fill
+        self.bar.setFixedSize(90, 8)
+        self.label = QLabel()
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.bar, 0, Qt.AlignmentFlag.AlignVCenter)
+        layout.addWidget(self.label)
         self.hide()
         chat.counted.connect(self.show_report)
         counter.jobs.failed.connect(lambda _message: self.hide())
+
+    def text(self) -> str:
+        return self.label.text()
+
+    def maximum(self) -> int:
+        return self.bar.maximum()
+
+    def value(self) -> int:
+        return self.bar.value()
 
     def show_report(self, report: ContextReport | None) -> None:
         if report is None:
             self.hide()
             return
         used = report.prompt_tokens + report.reserve
-        self.setRange(0, report.n_ctx)
-        self.setValue(min(used, report.n_ctx))
+        self.bar.setRange(0, report.n_ctx)
+        self.bar.setValue(min(used, report.n_ctx))
         if report.excess:
-            self.setFormat(f"{report.excess:,} tokens over the context")
+            text = f"{report.excess:,} tokens over the {report.n_ctx:,}-token context"
         else:
-            self.setFormat(
-                f"context {report.prompt_tokens:,} + {report.reserve:,} reply / {report.n_ctx:,}"
+            text = (
+                f"{report.prompt_tokens:,} of {report.n_ctx:,} tokens used · "
+                f"{report.reserve:,} kept for the reply"
             )
+        self.label.setText(text)
         lines = [
             f"Next prompt: {report.prompt_tokens:,} tokens (what the model will read, "
             "its chat template included)",
-            f"Kept for the reply: {report.reserve:,} tokens (max tokens, at most half)",
+            f"Kept for the reply: {report.reserve:,} tokens (max tokens, at most a quarter "
+            "of the context)",
             f"Free: {max(report.free, 0):,} of {report.n_ctx:,}",
         ]
         if report.dropped:
-            lines.append(f"Out of the model's view: {len(report.dropped)} older messages")
+            lines.append(
+                f"Out of the model's view: {len(report.dropped)} older messages. They stay "
+                "in the chat (dimmed), but the model no longer sees them; the setting "
+                "'When the chat is too long' chooses which go."
+            )
+        else:
+            lines.append("The whole chat is in the model's view.")
         if report.excess:
             lines.append(
-                f"{report.excess:,} tokens too many: with the 'stop' policy the chat cannot "
+                f"{report.excess:,} tokens too many: with 'Stop and say so' the chat cannot "
                 "be sent as it is"
             )
         self.setToolTip("\n".join(lines))
         self.setProperty("over", bool(report.excess))
-        self.setStyleSheet("QProgressBar::chunk { background: #c0392b; }" if report.excess else "")
+        # Red where it is over: a red that reads on the light and the dark theme.
+        dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        red = "#ff7b6b" if dark else "#c0392b"
+        self.label.setStyleSheet(f"color: {red}" if report.excess else "")
+        self.bar.setStyleSheet(
+            f"QProgressBar::chunk {{ background: {red}; }}" if report.excess else ""
+        )
         self.show()
 
 
@@ -150,7 +183,8 @@ class SpeedLabel(QLabel):
         replies = [m for m in thread if m.role == "assistant" and m.stats]
         stats = replies[-1].stats if replies else None
         if not stats or "tokens_per_s" not in stats:
-            self.setText("")
+            self.clear()  # no reply yet (a new or emptied chat): no figures
+            self.setToolTip("")
             return
         self.setText(
             f"{stats['tokens_per_s']:.1f} tok/s · first token {stats['ttft_ms'] / 1000:.2f} s"

@@ -1,6 +1,7 @@
 """The model bar above the conversation: the model picker (each model with
 the adapters that fit it listed under it), the adapter's strength, what the
-model is doing, and the button that reloads it to apply new settings. It
+model is doing (one state: loading it, writing a reply at so many tokens a
+second, or ready), and the button that reloads it to apply new settings. It
 draws ``ModelState``; the survey of the listed models runs on a job."""
 
 from __future__ import annotations
@@ -81,7 +82,13 @@ class ModelBar(QWidget):
         super().__init__(parent)
         self.model = model
         self.box = ModelPicker()
-        self.box.setMinimumWidth(180)
+        # Wide enough for a model's name (the closed picker elides the rest).
+        self.box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.box.setMinimumContentsLength(26)
+        self.writing: str | None = None
+        """While a reply is written: what the status says instead of the model's state."""
         self.scale = QDoubleSpinBox()
         self.scale.setPrefix("strength ")
         scale_spec = params.spec("lora_scale")
@@ -231,6 +238,26 @@ class ModelBar(QWidget):
         self.scale.setVisible(self.model.adapter is not None)
         self.sync()
 
+    def show_writing(self, rate: float | None, tokens: int = 0) -> None:
+        """A reply is being written: the status says so, with its speed so far
+        (None: before its second token)."""
+        speed = f" · {rate:.1f} tok/s" if rate is not None else "…"
+        self.writing = f"Writing a reply{speed}"
+        tip = f"{tokens:,} tokens written so far" if tokens else "Reading the prompt"
+        self.status.setText(self.writing)
+        self.status.setToolTip(f"{tip}. Esc or Stop ends the reply; what is written stays.")
+
+    def show_ready(self) -> None:
+        """The reply is over: the model's own state again."""
+        self.writing = None
+        self._said()
+
     def _said(self) -> None:
-        self.status.setText(self.model.status)
-        self.status.setToolTip(self.model.tip)
+        if self.writing is not None:
+            return  # the model's state shows again when the reply ends
+        text, model = self.model.status, self.model.path
+        if text.startswith("Loading") and model is not None:
+            name = "the demo model" if library.is_demo(model) else model.stem
+            text = f"Loading {name}{text.removeprefix('Loading')}"
+        self.status.setText(text)
+        self.status.setToolTip(self.model.tip if self.model.tip != self.model.status else text)

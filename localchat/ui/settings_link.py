@@ -1,7 +1,10 @@
 """Keeps the settings form, the saved settings and the model bar in step: a
 load shows its settings in the form; an edit is saved (for the model in use),
 the adapter's strength for the open chat too; and the model bar offers a
-reload while a setting that applies on loading differs from the loaded one."""
+reload while a setting that applies on loading differs from the loaded one.
+A loaded model also fits the form to itself: the heading names it, the
+context size is capped at what it was trained for, and GPU layers say "none"
+where nothing can be offloaded."""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject
 
-from localchat.core.params import GenerationSettings
+from localchat.core.engine.protocol import LoadedModel
+from localchat.core.models import library
+from localchat.core.params import CTX_MULTIPLE, GenerationSettings
 from localchat.core.settings import AppSettings
 from localchat.ui.context_meter import ContextCounter
 from localchat.ui.memory_note import MemoryNote
@@ -17,6 +22,17 @@ from localchat.ui.model_bar import ModelBar
 from localchat.ui.model_loading import ModelLoader
 from localchat.ui.settings_panel import SettingsPanel
 from localchat.ui.state import ChatState, ModelState
+
+
+def gpu_unavailable(loaded: LoadedModel, asked: int) -> str | None:
+    """Why GPU layers cannot apply with this engine (None: they can): a build
+    of llama.cpp without GPU offload, or one that found no GPU (a fallback
+    after a GPU failure says so in its notice: there is a GPU then)."""
+    if not loaded.gpu_offload_supported:
+        return "This build of llama.cpp runs on the CPU only: it cannot offload layers to a GPU."
+    if asked != 0 and loaded.gpu_layers == 0 and not loaded.notice:
+        return "No GPU was found: the model runs on the CPU."
+    return None
 
 
 class SettingsLink(QObject):
@@ -39,10 +55,40 @@ class SettingsLink(QObject):
         loader.shown.connect(self.show)
         bar.scale.valueChanged.connect(self._scale_edited)
         bar.reload_button.clicked.connect(self.reload)
+        model.chosen.connect(lambda _: self._name())
+        model.ready.connect(lambda _: self._fit())
+
+    def _name(self) -> None:
+        model, name = self.model, None
+        if model.path is not None:
+            name = "the demo model" if library.is_demo(model.path) else model.path.stem
+            if model.adapter is not None:
+                name += f" + {model.adapter.stem}"
+        self._panel().set_heading(name)
+
+    def _fit(self) -> None:
+        """A model is loaded: fit the form to it (not an edit: nothing is saved)."""
+        loaded, panel = self.model.loaded, self._panel()
+        if loaded is None:
+            return
+        self._name()
+        if loaded.n_ctx_train > 0:
+            top = max(CTX_MULTIPLE, loaded.n_ctx_train // CTX_MULTIPLE * CTX_MULTIPLE)
+            panel.limit("ctx", top)
+            # Asked for more, the model runs at ``top``: the same load, not a stale one.
+            if self.model.loaded_with.get("ctx", 0) > top:
+                self.model.loaded_with["ctx"] = top
+        asked = int(self.model.loaded_with.get("gpu_layers", -1))
+        why = gpu_unavailable(loaded, asked)
+        panel.set_unavailable("gpu_layers", "none (no GPU)" if why else None, why or "")
+        values = panel.values()
+        self.bar.reload_button.setVisible(self.model.stale(values))
+        self.memory.show(values)
 
     def show(self, settings: GenerationSettings) -> None:
         """A load begins: the form and the strength box show its settings."""
         self.bar.reload_button.hide()
+        self._panel().limit("ctx", None)  # the next model's own cap comes when it is loaded
         self._panel().set_values(settings)
         self._shown_scale = settings.lora_scale
         self.bar.set_scale(settings.lora_scale)

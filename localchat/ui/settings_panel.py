@@ -3,8 +3,9 @@
 Nothing here names a setting: each field of ``GenerationSettings`` becomes a
 labelled widget (a spin box for numbers, with the declared range, step, help
 as tooltip and the special value, e.g. "random" for seed -1, shown as text; a
-text box for text), grouped by the declaration's group. Adding a setting to
-the declaration adds it here.
+text box for text, a combo box worded by the declaration for a choice),
+grouped by the declaration's group, under a heading naming the model they are
+for. Adding a setting to the declaration adds it here.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSize, Signal
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -33,15 +36,28 @@ from localchat.ui import theme
 
 GROUP_TITLES = {
     "sampling": "Sampling",
-    "model": "Model (applied when the model is next loaded)",
+    "model": "Model (applies on reload)",
     "prompt": "Prompt",
     "conversation": "Conversation",
 }
 INT_LIMIT = 2**31 - 1  # QSpinBox holds a C int
+WIDTH = 320
+"""The width the panel asks for (the dock can be dragged wider or narrower)."""
 
 
-class SettingsPanel(QWidget):
-    """Emits :attr:`changed` with the new settings whenever the user edits one."""
+class SpinBox(QSpinBox):
+    """A whole-number field that can show words instead of its value while it
+    does not apply (``shown_as``, e.g. "none (no GPU)"), the value kept."""
+
+    shown_as: str | None = None
+
+    def textFromValue(self, value: int) -> str:
+        return self.shown_as if self.shown_as is not None else super().textFromValue(value)
+
+
+class SettingsPanel(QScrollArea):
+    """Emits :attr:`changed` with the new settings whenever the user edits one.
+    Scrolls when the window is shorter than the form."""
 
     changed = Signal(object)  # GenerationSettings
 
@@ -50,13 +66,28 @@ class SettingsPanel(QWidget):
         self.editors: dict[str, QWidget] = {}
         self.notes: dict[str, QLabel] = {}
         self._loading = False
-        layout = QVBoxLayout(self)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setMinimumWidth(240)
+        form_widget = QWidget()
+        self.setWidget(form_widget)
+        layout = QVBoxLayout(form_widget)
+        self.heading = QLabel("Settings for new chats")
+        self.heading.setObjectName("settings-heading")
+        self.heading.setWordWrap(True)
+        font = self.heading.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        self.heading.setFont(font)
+        layout.addWidget(self.heading)
         groups: dict[str, QFormLayout] = {}
         for name, spec in params.specs():
             form = groups.get(spec.group)
             if form is None:
                 box = QGroupBox(GROUP_TITLES.get(spec.group, spec.group.title()))
                 form = groups[spec.group] = QFormLayout(box)
+                # Labels above their fields when narrow, so nothing is cut.
+                form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
                 layout.addWidget(box)
             editor = self._editor(name, spec)
             editor.setObjectName(name)
@@ -83,8 +114,14 @@ class SettingsPanel(QWidget):
         kind = type(params.default(name))
         if spec.choices:
             combo = QComboBox()
-            combo.addItems(list(spec.choices))
-            combo.currentTextChanged.connect(self._emit)
+            # Narrow enough for the dock; the open list shows the words whole.
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(14)
+            for value in spec.choices:  # the words shown, the value stored
+                combo.addItem(params.choice_label(name, value), value)
+            combo.currentIndexChanged.connect(self._emit)
             return combo
         if kind is str:
             text = QPlainTextEdit()
@@ -98,7 +135,7 @@ class SettingsPanel(QWidget):
             box.setDecimals(2)
             box.setSingleStep(spec.step or 0.01)
         else:
-            box = QSpinBox()
+            box = SpinBox()
             box.setSingleStep(int(spec.step or 1))
         low = spec.minimum if spec.minimum is not None else -INT_LIMIT
         high = spec.maximum if spec.maximum is not None else INT_LIMIT
@@ -114,7 +151,7 @@ class SettingsPanel(QWidget):
         data: dict[str, Any] = {}
         for name, editor in self.editors.items():
             if isinstance(editor, QComboBox):
-                data[name] = editor.currentText()
+                data[name] = editor.currentData()
             elif isinstance(editor, QPlainTextEdit):
                 data[name] = editor.toPlainText()
             elif isinstance(editor, QDoubleSpinBox):
@@ -131,7 +168,7 @@ class SettingsPanel(QWidget):
                 editor = self.editors[f.name]
                 value = getattr(settings, f.name)
                 if isinstance(editor, QComboBox):
-                    editor.setCurrentText(value)
+                    editor.setCurrentIndex(editor.findData(value))
                 elif isinstance(editor, QPlainTextEdit):
                     if editor.toPlainText() != value:
                         editor.setPlainText(value)
@@ -139,6 +176,44 @@ class SettingsPanel(QWidget):
                     editor.setValue(value)
         finally:
             self._loading = False
+
+    def sizeHint(self) -> QSize:
+        return QSize(WIDTH, super().sizeHint().height())
+
+    def set_heading(self, model: str | None) -> None:
+        """Name the model these settings are for (None: no model yet)."""
+        self.heading.setText(f"Settings for {model}" if model else "Settings for new chats")
+        self.heading.setToolTip(
+            "Each model keeps its own settings: these apply to this model, in every chat"
+            if model
+            else ""
+        )
+
+    def limit(self, name: str, maximum: int | None) -> None:
+        """Cap a number's field (None: back to the declared maximum); a value
+        above the cap is shown as the cap. Not an edit: nothing is emitted."""
+        editor = self.editors[name]
+        assert isinstance(editor, QSpinBox)
+        declared = params.spec(name).maximum
+        top = maximum if maximum is not None else declared
+        self._loading = True
+        try:
+            editor.setMaximum(int(min(top if top is not None else INT_LIMIT, INT_LIMIT)))
+        finally:
+            self._loading = False
+
+    def set_unavailable(self, name: str, shown_as: str | None, why: str = "") -> None:
+        """Disable a number's field, showing ``shown_as`` in it and ``why`` as its
+        tooltip, e.g. GPU layers without a GPU (None: enabled again). The value
+        stays what it was, so nothing changes when it applies again."""
+        editor = self.editors[name]
+        assert isinstance(editor, SpinBox)
+        editor.shown_as = shown_as
+        special = params.spec(name).special.get(params.spec(name).minimum, "")
+        # Redraws the text too (the words, or the value again).
+        editor.setSpecialValueText(shown_as if shown_as is not None else special)
+        editor.setEnabled(shown_as is None)
+        editor.setToolTip(why or params.spec(name).help)
 
     def set_note(self, name: str, text: str, *, warn: bool = False) -> None:
         """A line under a setting's field (e.g. what a value costs); empty hides it."""

@@ -1,5 +1,6 @@
 """The main window's actions: each with its shortcut (they work anywhere in
-the window), and the toolbar that shows Models, Train and Settings."""
+the window) and a name the menus find it by (``ACTION_NAMES``), and the
+toolbar that shows Models, Train and Settings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from collections.abc import Callable
 
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QPushButton
+
+ACTION_NAMES = ("new-chat", "search", "stop", "models", "settings", "train")
+"""The object names of the actions made here, for the menu bar (``menus.py``)."""
 
 
 def add_actions(
@@ -21,11 +25,13 @@ def add_actions(
     new_button: QPushButton,
 ) -> None:
     def action(
+        name: str,
         text: str,
         keys: QKeySequence | QKeySequence.StandardKey | str,
         slot: Callable[[], object],
     ) -> QAction:
         a = QAction(text, window)
+        a.setObjectName(name)
         a.setShortcut(QKeySequence(keys))
 
         # ``triggered`` carries ``checked``, and PySide passes it to a slot
@@ -38,17 +44,18 @@ def add_actions(
         window.addAction(a)
         return a
 
-    action("New chat", QKeySequence.StandardKey.New, new_chat)
-    action("Search", QKeySequence.StandardKey.Find, search)
-    action("Stop", "Esc", stop)
-    models = action("Models…", "Ctrl+Shift+M", open_models)
+    action("new-chat", "New chat", QKeySequence.StandardKey.New, new_chat)
+    action("search", "Search", QKeySequence.StandardKey.Find, search)
+    action("stop", "Stop", "Esc", stop)
+    models = action("models", "Models…", "Ctrl+Shift+M", open_models)
     models.setToolTip("Installed models, the catalog, Hub search and downloads (Ctrl+Shift+M)")
     settings = settings_dock.toggleViewAction()
+    settings.setObjectName("settings")
     settings.setShortcut(QKeySequence("Ctrl+,"))
     window.addAction(settings)
     toolbar = window.addToolBar("Main")
     toolbar.setObjectName("main-toolbar")
-    train = action("Train…", "Ctrl+Shift+T", open_trainer)
+    train = action("train", "Train…", "Ctrl+Shift+T", open_trainer)
     train.setToolTip(
         "Fine-tune a model on your text or your chats, or train a small GPT from scratch "
         "(Ctrl+Shift+T)"
