@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from localchat.core.chat.context import CUT_NOTICE, ContextOverflow, Policy, plan
+from localchat.core.chat.context import (
+    CUT_NOTICE,
+    ContextOverflow,
+    Policy,
+    plan,
+    reply_reserve,
+)
 from localchat.core.engine.client import Engine
 from localchat.core.engine.protocol import Message
 from localchat.core.params import GenerationSettings
@@ -225,3 +231,45 @@ def test_a_long_chat_of_broken_text_never_reads_its_whole_prompt_again(
                 assert r.evaluated_tokens <= 2 * max(evaluated[1:3]), (turn, evaluated)
             messages.append({"role": "assistant", "content": reply})
     assert out_of_view  # the window did fill
+
+
+def test_the_reply_reserve_leaves_a_small_context_room_for_the_chat() -> None:
+    """The reserve is the max reply tokens, at most a quarter of the context:
+    4096 keeps the default 1024, the demo's 256 keeps 64 (not 128)."""
+    default = GenerationSettings().max_tokens
+    assert reply_reserve(default, 4096) == default == 1024
+    assert reply_reserve(default, 256) == 64
+    assert reply_reserve(32, 256) == 32
+    assert reply_reserve(default, 2) == 1
+
+
+DEMO = Path(__file__).resolve().parents[1] / "localchat" / "assets" / "localchat-demo.gguf"
+
+
+@pytest.mark.skipif(not DEMO.is_file(), reason="the demo model is not in this checkout")
+def test_the_demos_first_exchange_stays_in_view_at_turn_two() -> None:
+    """With the demo's 256-token context and the default settings, a second
+    short question after a reply of a hundred-odd tokens (the demo's answers
+    run long at its default temperature) still shows the model the first
+    exchange: with half the context held for the reply, it dropped out."""
+    answer = (
+        "Return a new path by joining one or more path components. The result "
+        "is the concatenation of path and the other members, with exactly one "
+        "directory separator following each non-empty part except the last. "
+        "If a component is an absolute path, all previous components are thrown "
+        "away and joining continues from the absolute path component. On Windows, "
+        "the drive is not reset when a rooted path component is encountered, "
+        "and a drive letter starts the path anew."
+    )
+    msgs: list[Message] = [
+        {"role": "user", "content": "What does the function os.path.join do?"},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "What does the module pathlib do?"},
+    ]
+    s = GenerationSettings()
+    with Engine() as engine:
+        engine.load(DEMO, s)
+        report = engine.plan(msgs, s)
+        assert report.n_ctx == 256 and report.reserve == 64
+        assert report.prompt_tokens > 256 - 128  # it would not have fitted before
+        assert report.dropped == () and report.excess == 0

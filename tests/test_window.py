@@ -66,7 +66,7 @@ def test_send_streams_a_reply_and_keeps_the_chat(qtbot, home: Path, parts, tiny_
     assert window.composer.toPlainText() == ""
     store = parts[0]
     chats = store.list_chats()
-    assert [c.title for c in chats] == ["Write **bold** and `code`"]
+    assert [c.title for c in chats] == ["Write bold and code"]  # plain: no Markdown marks
     thread = store.thread(chats[0].id)
     assert [m.role for m in thread] == ["user", "assistant"]
     assert thread[1].status == "done" and thread[1].model == "tiny-chat"
@@ -74,7 +74,7 @@ def test_send_streams_a_reply_and_keeps_the_chat(qtbot, home: Path, parts, tiny_
     assert window.view.widgets[1].markdown() == thread[1].content
     assert "tok/s" in window.speed.text() and "first token" in window.speed.text()
     qtbot.waitUntil(lambda: window.context is not None, timeout=TIMEOUT)
-    assert window.meter.text().startswith("context ") and not window.meter.isHidden()
+    assert "tokens used" in window.meter.text() and not window.meter.isHidden()
     assert window.chat_list.count() == 1
 
 
@@ -208,13 +208,12 @@ def test_regenerate_edit_and_flip_between_versions(
     qtbot.waitUntil(lambda: window.view.widgets[-1].markdown() == first.content, timeout=TIMEOUT)
     assert window.view.widgets[-1].position.text() == "1/2"
 
-    # Edit the question: the dialog is answered with a new text.
-    monkeypatch.setattr(
-        "localchat.ui.replies.QInputDialog.getMultiLineText",
-        lambda *a, **k: ("Hello again", True),
-    )
+    # Edit the question in place: a new text, saved and sent.
+    question = window.view.widgets[0]
     with _started(qtbot, window):
-        qtbot.mouseClick(window.view.widgets[0].action, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(question.action, Qt.MouseButton.LeftButton)  # edits in place
+        question.edit_box.setPlainText("Hello again")
+        qtbot.mouseClick(question.save_button, Qt.MouseButton.LeftButton)
     with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
         pass
     thread = store.thread(chat)
@@ -395,9 +394,8 @@ def test_context_meter_memory_note_and_messages_out_of_view(
     qtbot.waitUntil(lambda: window.context is not None, timeout=TIMEOUT)
     draft_cost = window.context.prompt_tokens
     assert not window.meter.isHidden() and window.meter.maximum() == 512
-    assert window.meter.text().endswith("reply / 512") and "Kept for the reply: 20" in (
-        window.meter.toolTip()
-    )
+    assert "of 512 tokens used" in window.meter.text()
+    assert "Kept for the reply: 20" in window.meter.toolTip()
     window.composer.setPlainText("a longer draft " * 10)
     qtbot.waitUntil(lambda: window.context.prompt_tokens > draft_cost, timeout=TIMEOUT)
 

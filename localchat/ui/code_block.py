@@ -27,12 +27,13 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from localchat.ui import theme
+from localchat.ui.icons import icon
+from localchat.ui.message_parts import ActionButton
 
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)[^\n]*$")
 
@@ -212,8 +213,9 @@ class CodeBlock(QFrame):
         head = QHBoxLayout()
         self.language = QLabel()
         theme.secondary(self.language)
-        self.copy = QPushButton("Copy code")
-        self.copy.setFlat(True)
+        self.copy = ActionButton(icon("copy"), "Copy code", "Copy the code")
+        self.copy.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.copy.setFixedWidth(self.copy.sizeHint().width() + 8)
         self.copy.clicked.connect(self._copy)
         head.addWidget(self.language)
         head.addStretch(1)

@@ -6,8 +6,9 @@ meter and the last reply's speed in the status bar.
 What the widgets show lives in ``ModelState`` and ``ChatState`` (``state.py``,
 no Qt), which they subscribe to. The work runs in ``ModelLoader``,
 ``ContextCounter`` and ``Replies``, each on jobs that report by signal to the
-GUI thread. Chats are in the store, settings in ``AppSettings``, and every
-engine or database write runs on a ``JobThread``. What the window remembers
+GUI thread. Chats are in the store (each with its unsent draft, ``Drafts``),
+settings in ``AppSettings``, and every engine or database write runs on a
+``JobThread``. What the window remembers
 between runs (geometry, last chat, last model) goes through ``AppSettings``.
 """
 
@@ -36,10 +37,12 @@ from localchat.core.errors import LocalChatError
 from localchat.core.models import library
 from localchat.core.params import GenerationSettings
 from localchat.core.settings import AppSettings
+from localchat.ui import menus, window_size, window_state
 from localchat.ui.bridge import Background
 from localchat.ui.chat_list import ChatList
 from localchat.ui.chat_view import DEMO_ONLY, NO_MODEL, ChatView
 from localchat.ui.context_meter import ContextCounter, ContextMeter, SpeedLabel
+from localchat.ui.drafts import Drafts
 from localchat.ui.memory_note import MemoryNote
 from localchat.ui.model_bar import ADAPTER_ROLE, CLOSED_ROLE, DEMO_LABEL, DEMO_TIP, ModelBar
 from localchat.ui.model_loading import ModelLoader
@@ -166,7 +169,9 @@ class MainWindow(QMainWindow):
         self.replies.ended.connect(self._reply_ended)
         self.replies.message.connect(self._say)
         self.view.empty_action.clicked.connect(self.open_models)
-        self.view.edit_requested.connect(self.replies.edit_message)
+        self.view.edited.connect(self.replies.edit_message)  # edited in place
+        self.view.example_chosen.connect(self._use_example)
+        self.model.chosen.connect(lambda _: self.view.set_model(self.model.path))
         self.view.regenerate_requested.connect(self.replies.regenerate)
         self.view.show_sibling.connect(self.show_sibling)
 
@@ -192,6 +197,7 @@ class MainWindow(QMainWindow):
         )
         # Downloads in progress, while the model manager is closed; a click opens it.
         self.download_state = self.windows.download_state
+        self.statusBar().addPermanentWidget(self.chats.undo_button)  # after a Delete
         self.statusBar().addPermanentWidget(self.download_state)
         self.speed = SpeedLabel()
         self.statusBar().addPermanentWidget(self.speed)
@@ -199,6 +205,11 @@ class MainWindow(QMainWindow):
         self.meter = ContextMeter(self.chat, self.counter)
         self.statusBar().addPermanentWidget(self.meter)
         self.composer.textChanged.connect(self.counter.draft_timer.start)
+        self.drafts = Drafts(store, settings, self.composer, self.background, self)
+        self.drafts.discarded.connect(lambda _chat: self.chats.refresh())
+        menus.install(self)  # File, View, Help
+        window_state.follow(self)  # "Writing a reply · N tok/s"; no stale figures
+        window_size.fit(self)  # minimum sizes at which nothing is cut
         if settings.problem:
             self.statusBar().showMessage(settings.problem)
 
@@ -207,6 +218,11 @@ class MainWindow(QMainWindow):
         self._restore()
 
     # -- setup ------------------------------------------------------------------------
+
+    def _use_example(self, text: str) -> None:
+        """An example prompt of the empty chat, put in the composer to send or change."""
+        self.composer.setPlainText(text)
+        self.composer.setFocus()
 
     def _restore(self) -> None:
         geometry = self.settings.ui("geometry")
@@ -262,6 +278,7 @@ class MainWindow(QMainWindow):
         self.replies.wait(5000)
         for jobs in (self.loader.jobs, self.model_bar.surveys, self.counter.jobs):
             jobs.wait(5000)
+        self.drafts.close()
         self.background.wait(5000)
         self.windows.close()  # downloads pause, a training run stops (its checkpoint kept)
         super().closeEvent(event)
@@ -343,6 +360,7 @@ class MainWindow(QMainWindow):
         self._list_model(base)
         self.model_bar.describe()  # the new adapter under its model
         if self.chat.id is not None and self.store.thread(self.chat.id):
+            self.drafts.show(None)
             self.chat.id = None  # the first message makes the new chat
             self.view.clear()
             self.speed.show_stats([])
@@ -381,6 +399,7 @@ class MainWindow(QMainWindow):
             self.store.chat(chat_id)
         except LocalChatError:
             return
+        self.drafts.show(chat_id)  # the chat left keeps its draft (or goes, if empty)
         self.chat.id = chat_id
         self.settings.set_ui("last_chat", chat_id)
         self.show_chat()
@@ -407,6 +426,7 @@ class MainWindow(QMainWindow):
 
     def _chat_deleting(self, chat_id: int) -> None:
         if chat_id == self.chat.id:
+            self.drafts.show(None)
             self.chat.id = None
             self.view.clear()
 
@@ -426,6 +446,7 @@ class MainWindow(QMainWindow):
         reply_chat = self.replies.reply_chat
         if self.chat.id is None and reply_chat is not None:  # the reply opened a new chat
             self.chat.id = reply_chat
+            self.drafts.adopt(reply_chat)
             self.settings.set_ui("last_chat", reply_chat)
             self.loader.remember()
         if self.chat.id is not None:  # shows the chat, and with it this reply's stats

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import QInputDialog, QPlainTextEdit, QPushButton
+from PySide6.QtWidgets import QPlainTextEdit, QPushButton
 
 from localchat.core.chat.session import ChatSession
 from localchat.core.chat.store import ChatStore, StoredMessage
@@ -125,14 +125,13 @@ class Replies(QObject):
         settings = self._values()
         self._run(lambda session, emit: session.regenerate(reply_id, settings, emit), "")
 
-    def edit_message(self, message_id: int) -> None:
+    def edit_message(self, message_id: int, text: str) -> None:
+        """A message edited in place in the view: sent again as a new version."""
         if self.busy() or self.chat.id is None or self.model.loaded is None:
             return
-        old = self.store.message(message_id).content
-        parent = self.view.window()
-        text, ok = QInputDialog.getMultiLineText(parent, "Edit message", "Message:", old)
-        if ok and text.strip() and text != old:
-            self.resend_edited(message_id, text.strip())
+        text = text.strip()
+        if text and text != self.store.message(message_id).content:
+            self.resend_edited(message_id, text)
 
     def resend_edited(self, message_id: int, text: str) -> None:
         settings = self._values()

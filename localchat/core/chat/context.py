@@ -3,7 +3,8 @@
 Counting is exact: ``count(messages)`` renders the messages with the model's
 own chat template and tokenizes the result (``Engine.render``), so what is
 planned here is what llama.cpp will evaluate. Room for the reply
-(``reserve``, the max tokens setting) is kept free.
+(``reserve``: the max tokens setting, at most a quarter of the context, see
+:func:`reply_reserve`) is kept free.
 
 Policies, chosen per chat:
 
@@ -41,6 +42,19 @@ from localchat.core.errors import LocalChatError
 Policy = Literal["rolling", "keep-start", "stop"]
 POLICIES: tuple[Policy, ...] = ("rolling", "keep-start", "stop")
 """Declared with the other settings as ``GenerationSettings.overflow``."""
+RESERVE_SHARE = 4
+"""The reply's reserve is at most 1/RESERVE_SHARE of the context."""
+
+
+def reply_reserve(max_tokens: int, n_ctx: int) -> int:
+    """Tokens kept free for the reply when choosing what the model sees: the
+    max reply tokens, but at most a quarter of the context, so a small context
+    keeps room for the conversation (the demo's 256 keeps 64, not 128, and its
+    first exchange stays in view at turn two). A reply may still grow past the
+    reserve into whatever room the prompt leaves."""
+    return max(1, min(max_tokens, n_ctx // RESERVE_SHARE))
+
+
 CUT_NOTICE = "\n\n[… the rest of this message was cut: it does not fit in the context]"
 
 Counter = Callable[[Sequence[Message]], int]

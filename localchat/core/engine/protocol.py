@@ -289,7 +289,7 @@ class ContextReport:
     """Exact tokens of the prompt the model would see (template included)."""
     n_ctx: int
     reserve: int
-    """Kept free for the reply (the max tokens setting, at most half the context)."""
+    """Kept free for the reply (the max tokens setting, at most a quarter of the context)."""
     dropped: tuple[int, ...] = ()
     """Indexes of the messages the overflow policy leaves out of view."""
     cut: int | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from localchat.core.chat.context import ContextOverflow, ContextPlan, plan
+from localchat.core.chat.context import ContextOverflow, ContextPlan, plan, reply_reserve
 from localchat.core.engine.protocol import ContextReport, Message, PlanContext
 from localchat.core.engine.worker.loader import Model
 from localchat.core.params import GenerationSettings
@@ -27,7 +27,7 @@ def window(
         msgs.insert(0, {"role": "system", "content": s.system_prompt})
         added = 1
     n_ctx = model.llm.n_ctx()
-    reserve = min(s.max_tokens, n_ctx // 2)
+    reserve = reply_reserve(s.max_tokens, n_ctx)
     cache = model.cache
     # Each candidate is rendered and tokenized once, the chosen one included.
     prompts: dict[tuple[tuple[str, str], ...], Prompt] = {}
