@@ -310,6 +310,22 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
         chat_data.read_jsonl(empty)
     with pytest.raises(lora_mod.AdapterError, match="targets"):
         lora_mod.LoRASettings(targets=("q", "lm_head"))
+    # Too little left: the error names what gave nothing before (chats without a reply).
+    one = tmp_path / "one.jsonl"
+    one.write_text(bad.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    base = write_llama_gguf(tmp_path / "base.gguf", **SHAPE)
+    tokenizer = GGUFTokenizer(base)
+    try:
+        template = ft.template_for(tokenizer.keys)
+        note = "chat 'Trip to Rome' gave nothing to learn: its replies failed or were stopped"
+        with pytest.raises(DataError) as info:
+            ft.prepare([one], tokenizer, template, 64, notes=[note])
+    finally:
+        tokenizer.close()
+    assert str(info.value) == (
+        "the chat data is a single conversation once deduplicated; it needs at least two (one "
+        f"is held out to measure the result); {note}"
+    )
 
 
 def test_a_run_that_will_not_fit_is_refused_before_it_starts(

@@ -115,6 +115,11 @@ def test_my_chats_as_training_data(home: Path, tmp_path: Path) -> None:
             store.add_message(chat, "assistant", CODE, parent_id=user)
         empty = store.create_chat("nothing answered")
         store.add_message(empty, "user", "hello?")
+        rome = store.create_chat("Trip to Rome")
+        store.add_message(rome, "user", "Plan a trip to Rome")
+        store.add_message(rome, "assistant", "Day one:", status="failed")
+        store.add_message(rome, "user", "Again, please")
+        store.add_message(rome, "assistant", "Day", status="cancelled")
     base = write_llama_gguf(tmp_path / "base.gguf", **SHAPE)
     out = tmp_path / "mine.gguf"
     proc = cli(
@@ -123,8 +128,27 @@ def test_my_chats_as_training_data(home: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.splitlines()[-1])["done"]["data"]["chats"]
-    assert report["conversations"] == 6  # the unanswered chat is left out
+    assert report["conversations"] == 6  # the unanswered chats are left out, and named
     assert report["train"] + report["heldout"] == 6
+    said = [json.loads(line)["info"] for line in proc.stdout.splitlines() if '"info"' in line]
+    assert (
+        "chat 'nothing answered' gave nothing to learn: it has no replies; chat 'Trip to Rome' "
+        "gave nothing to learn: its replies failed or were stopped (only finished replies are "
+        "learned)"
+    ) in said
+
+    # Too little left: the error names the chat that gave nothing, and why.
+    one_line_error(
+        cli("train", "lora", "--base", str(base), "--chats", str(chat), str(rome), "--out",
+            str(out), *QUICK),
+        "a single conversation once deduplicated; it needs at least two (one is held out to "
+        "measure the result); chat 'Trip to Rome' gave nothing to learn: its replies failed or "
+        "were stopped (only finished replies are learned)",
+    )  # fmt: skip
+    one_line_error(
+        cli("train", "lora", "--base", str(base), "--chats", str(rome), "--out", str(out)),
+        "those chats have no finished replies to learn from: chat 'Trip to Rome' gave nothing",
+    )
 
     missing = cli("train", "lora", "--base", str(base), "--chats", "99", "--out", str(out))
     one_line_error(missing, "no chat 99 in the chat store")

@@ -237,6 +237,7 @@ def test_fine_tune_on_chats_stop_and_resume(qtbot, home: Path, parts) -> None:
     page.tick_chats([empty])
     page.start_button.click()
     assert not page.running() and "no finished replies" in page.status.text()
+    assert "chat 'Nothing answered' gave nothing to learn: it has no replies" in page.status.text()
 
     page.form.advanced_button.click()
     page.data.all_chats_button.click()
@@ -372,6 +373,7 @@ def test_adapters_sit_under_their_model_and_each_chat_keeps_its_choice(
     # A new chat goes on with the adapter chosen when it is made.
     window.select_chat(first)
     choose_row(qtbot, window, adapter_row(window, style))
+    store.add_message(first, "user", "Hello")  # New chat reuses an empty open chat
     window.new_chat()
     qtbot.waitUntil(lambda: window.chat_id not in (None, first), timeout=TIMEOUT)
     new = window.chat_id
@@ -379,7 +381,8 @@ def test_adapters_sit_under_their_model_and_each_chat_keeps_its_choice(
     qtbot.waitUntil(lambda: store.chat_settings(new).get("adapter") == str(style), timeout=TIMEOUT)
     assert window.loaded is not None and window.loaded.lora is not None
 
-    # The next start: the last chat, with its adapter.
+    # The next start: the last chat, with its adapter (a chat with nothing in it goes).
+    store.add_message(new, "user", "Hello")
     window.close()
     again = open_window(qtbot, parts)
     qtbot.waitUntil(

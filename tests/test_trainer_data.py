@@ -250,3 +250,58 @@ def test_both_trainers_take_a_file_without_blank_lines(home: Path, tmp_path: Pat
                str(tmp_path / "a.gguf"), "--ctx", "128", "--rank", "8")  # fmt: skip
     assert lora.returncode == 0, lora.stderr
     assert "held-out sequences" in lora.stdout and (tmp_path / "a.gguf").exists()
+
+
+def test_chats_that_give_nothing_are_named_with_the_reason(tmp_path: Path) -> None:
+    from localchat.core.chat.store import ChatStore
+    from localchat.core.trainer import chat_data
+
+    with ChatStore(tmp_path / "chats.sqlite3") as store:
+        good = store.create_chat("Counting")
+        store.add_message(good, "user", "What comes after 1?")
+        store.add_message(good, "assistant", "After 1 comes 2.")
+        rome = store.create_chat("Trip to Rome")
+        store.add_message(rome, "user", "Plan a trip to Rome")
+        store.add_message(rome, "assistant", "Day one", status="failed")
+        store.add_message(rome, "user", "Try again")
+        store.add_message(rome, "assistant", "Day", status="cancelled")
+        blank = store.create_chat("")
+        unanswered = store.create_chat("Hello")
+        store.add_message(unanswered, "user", "Hello?")
+        silent = store.create_chat("Silence")
+        store.add_message(silent, "user", "Say nothing")
+        store.add_message(silent, "assistant", "  \n")
+        mixed = store.create_chat("Mixed")
+        store.add_message(mixed, "user", "Hm?")
+        store.add_message(mixed, "assistant", "", status="done")
+        store.add_message(mixed, "assistant", "Half", status="interrupted")
+
+        found = chat_data.read_store(store, [good, rome])
+        assert len(found.conversations) == 1 and found.distinct == 1
+        assert found.skipped == [chat_data.Skipped(rome, "Trip to Rome", "unfinished")]
+        assert found.note == (
+            "chat 'Trip to Rome' gave nothing to learn: its replies failed or were stopped "
+            "(only finished replies are learned)"
+        )
+        everything = chat_data.read_store(store)
+        assert chat_data.from_store(store) == everything.conversations
+        reasons = {s.chat_id: s.reason for s in everything.skipped}
+        assert reasons == {
+            rome: "unfinished",
+            blank: "no-messages",
+            unanswered: "no-replies",
+            silent: "empty",
+            mixed: "empty-or-unfinished",
+        }
+        note = everything.note
+        assert "\n" not in note
+        assert "chat 'New chat' gave nothing to learn: it has no messages" in note
+        assert "chat 'Hello' gave nothing to learn: it has no replies" in note
+        assert "chat 'Silence' gave nothing to learn: its replies are empty" in note
+        assert "chat 'Mixed' gave nothing to learn: its replies are empty, failed or were" in note
+
+    several = [chat_data.Skipped(i, f"chat {i}", "no-replies") for i in range(5)]
+    assert chat_data.skipped_line(several) == (
+        "chats 'chat 0', 'chat 1', 'chat 2' and 2 more gave nothing to learn: they have no replies"
+    )
+    assert chat_data.skipped_line([]) == ""

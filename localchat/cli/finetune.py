@@ -33,8 +33,9 @@ def add_arguments(kinds: Any) -> None:
     options.add_cli_arguments(lora, "lora")
 
 
-def _chats(ids: list[str], folder: Path) -> Path:
-    """The chosen chats from the store, as chat JSONL in ``folder``."""
+def _chats(ids: list[str], folder: Path) -> tuple[Path, str]:
+    """The chosen chats from the store, as chat JSONL in ``folder``, and which
+    of them gave nothing to learn and why, in one line ('' when all gave)."""
     from localchat.core.chat.store import ChatStore
     from localchat.core.trainer import chat_data
 
@@ -49,10 +50,11 @@ def _chats(ids: list[str], folder: Path) -> Path:
         missing = [i for i in chosen or [] if i not in known]
         if missing:
             raise LocalChatError(f"no chat {missing[0]} in the chat store")
-        conversations = chat_data.from_store(store, chosen)
-    if not conversations:
-        raise LocalChatError("those chats have no finished replies to learn from")
-    return chat_data.write_jsonl(conversations, folder / "my-chats.jsonl")
+        found = chat_data.read_store(store, chosen)
+    if not found.conversations:
+        why = f": {found.note}" if found.note else ""
+        raise LocalChatError(f"those chats have no finished replies to learn from{why}")
+    return chat_data.write_jsonl(found.conversations, folder / "my-chats.jsonl"), found.note
 
 
 def run_lora(args: argparse.Namespace, trainer_check: Any) -> int:
@@ -71,14 +73,19 @@ def run_lora(args: argparse.Namespace, trainer_check: Any) -> int:
     checkpoint = out.with_suffix(".ckpt")
     with tempfile.TemporaryDirectory(prefix="localchat-lora-") as tmp:
         paths: list[str | Path] = list(args.data)
+        notes: list[str] = []
         if args.chats:
-            paths.append(_chats(args.chats, Path(tmp)))
+            exported, note = _chats(args.chats, Path(tmp))
+            paths.append(exported)
+            notes += [note] if note else []
         tokenizer = GGUFTokenizer(base_path)  # the data first: its mistakes show at once
         try:
             template = ft.template_for(tokenizer.keys)
-            dataset = ft.prepare(paths, tokenizer, template, settings.ctx)
+            dataset = ft.prepare(paths, tokenizer, template, settings.ctx, notes=notes)
         finally:
             tokenizer.close()
+    for line in notes:  # with too little data left, the error names them instead
+        _say(args, line)
     free = _free(need.device)
     note = f"; {free / ft.GB:.1f} GB free" if free else ""
     _say(args, f"fine-tuning {base_path.name} on {need.device}: about {need.describe()}{note}")

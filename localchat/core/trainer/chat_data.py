@@ -7,7 +7,9 @@ their tokens with the part the model learns marked.
   ``system``, ``user`` and ``assistant``; each conversation needs at least one
   assistant message. A file with malformed lines is refused, naming them.
 - **My chats**: conversations from the chat store (the branch shown in the
-  window), finished assistant replies only, as the same JSONL.
+  window), finished assistant replies only, as the same JSONL; a chat that
+  gives nothing (no messages, no replies, only failed, stopped or empty
+  ones) is named with the reason, in one line.
 - **Masks**: a conversation is rendered with the base model's own chat
   template, the text the model sees when it chats, and only the assistant
   turns (with the template's end-of-turn token, so the model learns to stop)
@@ -119,21 +121,117 @@ def write_jsonl(conversations: Iterable[Sequence[Message]], path: str | os.PathL
     return path
 
 
-def from_store(store: ChatStore, chat_ids: Sequence[int] | None = None) -> list[Conversation]:
+UNFINISHED = ("failed", "cancelled", "interrupted", "streaming")
+"""The statuses of a reply that did not finish: never learned."""
+
+WHY: dict[str, tuple[str, str]] = {
+    "no-messages": ("it has no messages", "they have no messages"),
+    "no-replies": ("it has no replies", "they have no replies"),
+    "unfinished": (
+        "its replies failed or were stopped (only finished replies are learned)",
+        "their replies failed or were stopped (only finished replies are learned)",
+    ),
+    "empty": ("its replies are empty", "their replies are empty"),
+    "empty-or-unfinished": (
+        "its replies are empty, failed or were stopped (only finished replies are learned)",
+        "their replies are empty, failed or were stopped (only finished replies are learned)",
+    ),
+}
+"""Why a chat gave nothing to learn, by key: (one chat, several chats)."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A chat that gave no training conversation, and why (a key of :data:`WHY`)."""
+
+    chat_id: int
+    title: str
+    reason: str
+
+
+@dataclass
+class StoreChats:
+    """The chats read from the store: the conversations they give, and the
+    chats that gave nothing (:attr:`note` says which and why, in one line)."""
+
+    conversations: list[Conversation]
+    skipped: list[Skipped]
+
+    @property
+    def distinct(self) -> int:
+        """How many different conversations (a copy counts once)."""
+        return len({json.dumps(c, sort_keys=True) for c in self.conversations})
+
+    @property
+    def note(self) -> str:
+        return skipped_line(self.skipped)
+
+
+def _why_empty(messages: Sequence[Any]) -> str:
+    """Why a chat's shown branch (``StoredMessage`` list) gives nothing to learn."""
+    if not messages:
+        return "no-messages"
+    replies = [m for m in messages if m.role == "assistant"]
+    if not replies:
+        return "no-replies"
+    unfinished = any(m.status in UNFINISHED for m in replies)
+    empty = any(m.status not in UNFINISHED and not m.content.strip() for m in replies)
+    if unfinished and empty:
+        return "empty-or-unfinished"
+    return "unfinished" if unfinished else "empty"
+
+
+def read_store(store: ChatStore, chat_ids: Sequence[int] | None = None) -> StoreChats:
     """The chats (all when ``chat_ids`` is None) as conversations: the branch
-    each chat shows, its finished messages only; chats with no finished
-    assistant reply are left out."""
-    ids = [c.id for c in store.list_chats()] if chat_ids is None else list(chat_ids)
+    each chat shows, its finished messages only; a chat with no finished
+    assistant reply gives none, and is listed in :attr:`StoreChats.skipped`
+    with the reason."""
+    titles = {c.id: c.title for c in store.list_chats()}
+    ids = list(titles) if chat_ids is None else list(chat_ids)
     found: list[Conversation] = []
+    skipped: list[Skipped] = []
     for chat_id in ids:
+        thread = store.thread(chat_id)
         messages = [
             Message(role=m.role, content=m.content)
-            for m in store.thread(chat_id)
+            for m in thread
             if m.status == "done" and m.content.strip()
         ]
         if any(m["role"] == "assistant" for m in messages):
             found.append(tuple(messages))
-    return found
+        else:
+            skipped.append(Skipped(chat_id, titles.get(chat_id, ""), _why_empty(thread)))
+    return StoreChats(found, skipped)
+
+
+def from_store(store: ChatStore, chat_ids: Sequence[int] | None = None) -> list[Conversation]:
+    """:func:`read_store`'s conversations."""
+    return read_store(store, chat_ids).conversations
+
+
+def _name(title: str) -> str:
+    title = " ".join(title.split()) or "New chat"
+    return f"'{title[:40].rstrip()}…'" if len(title) > 41 else f"'{title}'"
+
+
+def skipped_line(skipped: Sequence[Skipped], most: int = 3) -> str:
+    """Which chats gave nothing to learn and why, in one line ('' for none):
+    "chat 'Trip to Rome' gave nothing to learn: its replies failed or were
+    stopped (only finished replies are learned)"; several reasons are joined
+    with "; ", and past ``most`` names a reason says how many more."""
+    parts: list[str] = []
+    for reason in WHY:
+        chats = [s for s in skipped if s.reason == reason]
+        if not chats:
+            continue
+        names = [_name(s.title) for s in chats[:most]]
+        if len(chats) > most:
+            names.append(f"{len(chats) - most} more")
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        one, many = WHY[reason]
+        chat = "chat" if len(chats) == 1 else "chats"
+        parts.append(f"{chat} {listed} gave nothing to learn: {one if len(chats) == 1 else many}")
+    return "; ".join(parts)
 
 
 def template_for(keys: dict[str, Any]) -> ChatTemplate:

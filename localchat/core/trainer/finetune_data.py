@@ -73,8 +73,14 @@ def prepare(
     ctx: int,
     *,
     heldout: float = 0.1,
+    notes: Sequence[str] = (),
 ) -> Dataset:
-    """Read, clean, deduplicate, split and tokenize the data (see the module)."""
+    """Read, clean, deduplicate, split and tokenize the data (see the module).
+
+    ``notes``: what gave nothing to learn before the data got here (chats
+    without a finished reply, :func:`chat_data.skipped_line`), added to the
+    error when too little is left."""
+    why = "".join(f"; {n}" for n in notes if n)
     text_paths, chat_files = _split_paths(paths)
     report: dict[str, Any] = {}
     train: list[Example] = []
@@ -100,7 +106,7 @@ def prepare(
         if len(unique) < 2:
             raise data_mod.DataError(
                 "the chat data is a single conversation once deduplicated; it needs at least "
-                "two (one is held out to measure the result)"
+                f"two (one is held out to measure the result){why}"
             )
         truncated = 0
         chat_train: list[Example] = []
@@ -116,7 +122,8 @@ def prepare(
             chat_held.append(chat_train.pop())
         if not chat_train:
             raise data_mod.DataError(
-                f"no conversation has an assistant reply within the first {ctx} tokens: raise --ctx"
+                f"no conversation has an assistant reply within the first {ctx} tokens: "
+                f"raise --ctx{why}"
             )
         report["chats"] = {
             "files": len(chat_files),
@@ -129,7 +136,7 @@ def prepare(
         train += chat_train
         held += chat_held
     if not train or not held:
-        raise data_mod.DataError("the data is too small to hold some of it out: give more")
+        raise data_mod.DataError(f"the data is too small to hold some of it out: give more{why}")
     report["train_examples"], report["heldout_examples"] = len(train), len(held)
     report["train_tokens"] = sum(len(e) for e in train)
     report["learned_tokens"] = sum(e.learned for e in train)

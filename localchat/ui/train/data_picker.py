@@ -1,5 +1,6 @@
 """What a fine-tune learns from: text files, folders and chat JSONL in one
-list, your own chats ticked in another (written out as chat JSONL for the run)."""
+list, your own chats ticked in another (written out as chat JSONL for the run,
+with the chats that gave nothing named)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -22,17 +23,25 @@ from PySide6.QtWidgets import (
 
 from localchat.core.chat.store import ChatStore
 from localchat.core.trainer import chat_data
-from localchat.ui.train.widgets import caption, note
+from localchat.core.trainer.data import TEXT_SUFFIXES
+from localchat.core.units import plural
+from localchat.ui.train.widgets import caption, files_summary, note
+
+DATA_SUFFIXES = {*TEXT_SUFFIXES, ".jsonl"}
 
 
 class DataPicker(QGroupBox):
     """The "Training data" box: files and folders (added, removed), and the
-    chats of ``store`` with a tick each (All, None, how many are chosen)."""
+    chats of ``store`` with a tick each (All, None, how many are chosen).
+    :attr:`changed` says the files or the ticks changed."""
+
+    changed = Signal()
 
     def __init__(self, store: ChatStore | None = None, parent: QWidget | None = None) -> None:
         super().__init__("Training data", parent)
         self.store = store
         self._chats_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._ticked: list[int] = []
         self.files = QListWidget()
         self.files.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.files.setToolTip(
@@ -73,12 +82,23 @@ class DataPicker(QGroupBox):
         data.setColumnStretch(0, 1)
         data.setRowStretch(1, 2)
         data.setRowStretch(3, 3)
+        model = self.files.model()
+        for changed in (model.rowsInserted, model.rowsRemoved, model.modelReset):
+            changed.connect(self.changed)
 
     # -- files and folders ------------------------------------------------------------------
 
     def paths(self) -> list[str]:
         """The files and folders listed, in order."""
         return [self.files.item(i).text() for i in range(self.files.count())]
+
+    def summary(self) -> str:
+        """What is chosen, for the page's hint ('' for nothing): "2 files, 12.0 KB
+        and 3 chats"."""
+        parts = [files_summary(self.paths(), DATA_SUFFIXES)] if self.files.count() else []
+        if chats := len(self.chosen_chats()):
+            parts.append(plural(chats, "chat"))
+        return " and ".join(parts)
 
     def add_data(self, path: str | os.PathLike[str]) -> None:
         text = str(path)
@@ -144,22 +164,27 @@ class DataPicker(QGroupBox):
         self._chats_ticked()
 
     def _chats_ticked(self, _item: object = None) -> None:
-        n = len(self.chosen_chats())
+        chosen = self.chosen_chats()
         if not self.chats.count():
             self.chat_count.setText("no chats yet")
         else:
-            self.chat_count.setText(f"{n} of {self.chats.count()} chosen")
+            self.chat_count.setText(f"{len(chosen)} of {self.chats.count()} chosen")
+        if chosen != self._ticked:  # not for a re-listing that kept the ticks
+            self._ticked = chosen
+            self.changed.emit()
 
-    def export_chats(self, chat_ids: list[int]) -> Path | None:
+    def export_chats(self, chat_ids: list[int]) -> tuple[Path | None, chat_data.StoreChats]:
         """The chats as chat JSONL, in a folder of the run's own (kept until
-        :meth:`forget_export`); None when they hold no finished reply."""
+        :meth:`forget_export`), or None when they hold no finished reply; and
+        what they gave (which gave nothing, and why)."""
         assert self.store is not None
-        conversations = chat_data.from_store(self.store, chat_ids)
-        if not conversations:
-            return None
+        found = chat_data.read_store(self.store, chat_ids)
+        if not found.conversations:
+            return None, found
         if self._chats_dir is None:
             self._chats_dir = tempfile.TemporaryDirectory(prefix="localchat-chats-")
-        return chat_data.write_jsonl(conversations, Path(self._chats_dir.name) / "my-chats.jsonl")
+        path = Path(self._chats_dir.name) / "my-chats.jsonl"
+        return chat_data.write_jsonl(found.conversations, path), found
 
     def forget_export(self) -> None:
         """The run is over: its copy of the chats goes."""

@@ -56,6 +56,7 @@ class FinetunePage(RunPage):
         super().__init__(parent)
         self.trained_adapter: tuple[str, str] | None = None  # (base, adapter) of the last run
         self._auto_name = ""
+        self._skipped = ""  # the run's chats that gave nothing to learn, and why
 
         intro = QLabel(
             "Teach a model you have your style or your subject: LoRA trains a small "
@@ -74,6 +75,7 @@ class FinetunePage(RunPage):
 
         # The data: files and folders, and chats from the sidebar.
         self.data = DataPicker(store)
+        self.data.changed.connect(self.show_hint)
         # How: a preset, the details one click away.
         self.form = LoraForm(self)
 
@@ -144,8 +146,8 @@ class FinetunePage(RunPage):
         right.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(left_widget, 0)
         layout.addWidget(right_widget, 1)
-        self.status.setText("Choose a base model and some data, then Start.")
         self.refresh()
+        self.show_hint()
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -170,6 +172,14 @@ class FinetunePage(RunPage):
     def add_data(self, path: str | Path) -> None:
         """A file or folder to learn from (listed once)."""
         self.data.add_data(path)
+
+    def hint(self) -> str:
+        if not self.base.currentData():
+            return "No model to fine-tune: download one in Models… first."
+        chosen = self.data.summary()
+        if not chosen:
+            return "Choose some data (files, a folder or your chats), then Start."
+        return f"{chosen[:1].upper()}{chosen[1:]}: press Start."
 
     def _base_changed(self, _index: int = -1) -> None:
         base = self.base.currentData()
@@ -230,13 +240,26 @@ class FinetunePage(RunPage):
         if not data and not chats:
             self.status.setText("Add files or a folder, or tick some of your chats, to learn from.")
             return None
+        self._skipped = ""
         if chats:
-            exported = self.data.export_chats(chats)
+            exported, found = self.data.export_chats(chats)
+            note = found.note
             if exported is None:
+                why = f" ({note})" if note else ""
                 self.status.setText(
-                    "Those chats have no finished replies to learn from: tick others, or add files."
+                    f"Those chats have no finished replies to learn from{why}: tick others, "
+                    "or add files."
                 )
                 return None
+            if not data and found.distinct < 2:  # the run would refuse it: say so now
+                self.data.forget_export()
+                why = f"; {note}" if note else ""
+                self.status.setText(
+                    "Too little to learn from: the chats give a single conversation, and a "
+                    f"fine-tune needs at least two (one is held out to measure the result){why}."
+                )
+                return None
+            self._skipped = note
             data.append(str(exported))
         try:
             settings = self.form.values()
@@ -253,6 +276,8 @@ class FinetunePage(RunPage):
             return None
         self.result_frame.hide()
         self.details.setText("")
+        if self._skipped:  # said with the trainer's lines: what the run learns from
+            self._info(self._skipped)
         self.fresh_button.hide()
         return args
 
@@ -260,7 +285,14 @@ class FinetunePage(RunPage):
         # What the trainer says before it starts (memory, data, resuming): kept in
         # view under the progress line.
         lines = [ln for ln in self.details.text().split("\n") if ln]
-        self.details.setText("\n".join([*lines, line[:1].upper() + line[1:]][-3:]))
+        self.details.setText("\n".join([*lines, line[:1].upper() + line[1:]][-4:]))
+
+    def failure_text(self, message: str) -> str:
+        # The trainer reads the chats as a file: a data error names the chats
+        # that gave nothing here (what it said is about too little data).
+        if self._skipped and ("conversation" in message or "data" in message):
+            return f"{message}; {self._skipped}"
+        return message
 
     def finished_ok(self, result: dict[str, Any]) -> None:
         adapter, base = str(result["adapter"]), str(result["base"])

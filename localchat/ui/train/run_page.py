@@ -75,6 +75,20 @@ class RunPage(QWidget):
     def after_run(self) -> None:
         """Called when a run ends, however it ended."""
 
+    def hint(self) -> str:
+        """What to do next, from what is chosen now (the status line between runs)."""
+        return ""
+
+    def failure_text(self, message: str) -> str:
+        """A failed run's one-line message, as the page shows it."""
+        return message
+
+    def show_hint(self) -> None:
+        """The inputs changed: the status line says what to do next (not during a run)."""
+        text = self.hint()
+        if text and not self.running():
+            self.status.setText(text)
+
     # -- the run ----------------------------------------------------------------------------
 
     def running(self) -> bool:
@@ -145,7 +159,9 @@ class RunPage(QWidget):
                 f"Stopped at step {step:,} — Start again to resume (the checkpoint is kept)."
             )
         else:
-            message = message or f"Training stopped unexpectedly (exit status {code})."
+            message = self.failure_text(
+                message or f"Training stopped unexpectedly (exit status {code})."
+            )
             self.status.setText(message[:1].upper() + message[1:])
         self.after_run()
         self.running_toggled.emit()

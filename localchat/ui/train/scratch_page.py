@@ -22,9 +22,10 @@ from PySide6.QtWidgets import (
 from localchat.core import paths
 from localchat.core.errors import LocalChatError
 from localchat.core.trainer import options
+from localchat.core.trainer.data import TEXT_SUFFIXES
 from localchat.ui.train.fields import choice_box, int_box
 from localchat.ui.train.run_page import RunPage
-from localchat.ui.train.widgets import safe_name
+from localchat.ui.train.widgets import files_summary, safe_name
 
 STARTING_SIZE, STARTING_STEPS = "tiny", 500
 """What the page starts with: a run of minutes (the command's own defaults,
@@ -53,6 +54,9 @@ class ScratchPage(RunPage):
         add_folder.clicked.connect(self._add_folder)
         clear = QPushButton("Clear")
         clear.clicked.connect(self.files.clear)
+        model = self.files.model()
+        for changed in (model.rowsInserted, model.rowsRemoved, model.modelReset):
+            changed.connect(self.show_hint)
         file_buttons = QHBoxLayout()
         for b in (add, add_folder, clear):
             file_buttons.addWidget(b)
@@ -69,7 +73,7 @@ class ScratchPage(RunPage):
         run_buttons.addWidget(self.start_button)
         run_buttons.addWidget(self.stop_button)
         run_buttons.addStretch(1)
-        self.status.setText("Add text files, then Start.")
+        self.show_hint()
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
         layout.addWidget(self.files)
@@ -93,6 +97,16 @@ class ScratchPage(RunPage):
         if folder:
             self.files.addItem(folder)
 
+    def listed(self) -> list[str]:
+        """The files and folders listed, in order."""
+        return [self.files.item(i).text() for i in range(self.files.count())]
+
+    def hint(self) -> str:
+        data = self.listed()
+        if not data:
+            return "Add text files, then Start."
+        return f"{files_summary(data, TEXT_SUFFIXES)}: press Start."
+
     def output(self) -> Path:
         return paths.models_dir() / f"{safe_name(self.name.text(), 'my-gpt')}.gguf"
 
@@ -100,7 +114,7 @@ class ScratchPage(RunPage):
         return "Preparing the text and learning a tokenizer…"
 
     def arguments(self, fresh: bool) -> list[str] | None:
-        data = [self.files.item(i).text() for i in range(self.files.count())]
+        data = self.listed()
         if not data:
             self.status.setText("Add some text files first.")
             return None
