@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QEnterEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QPushButton
 
 from localchat.core.chat.store import StoredMessage
 from localchat.ui.chat_view import ChatView, MessageWidget
@@ -214,9 +214,12 @@ def test_the_demo_model_gets_prompts_it_answers_and_its_limits_said(
     path = Path("/app/assets/localchat-demo.gguf")
     monkeypatch.setattr(library, "demo", lambda: path)
     assert library.is_demo(path)
+    view.show_thread([])  # the general examples first, then the model is known
     view.set_model(path)
-    view.show_thread([])
     assert [c.text() for c in view.welcome.chips] == list(DEMO_PROMPTS)
+    QApplication.processEvents()  # a layout shows the buttons it gets on the next round
+    shown = [b.text() for b in view.welcome.findChildren(QPushButton) if b.isVisibleTo(view)]
+    assert set(shown) == {*DEMO_PROMPTS, "Browse models…"}  # none of the old ones left
     line = view.welcome.model_line.text()
     assert "tiny demo" in line and "a little Python" in line and "Models" in line
     assert view.empty_action.isVisible() and view.empty_action.text() == "Browse models…"

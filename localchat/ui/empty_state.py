@@ -111,7 +111,9 @@ class EmptyState(QWidget):
     def _set_chips(self, prompts: tuple[str, ...]) -> None:
         if [c.text() for c in self.chips] == list(prompts):
             return
-        for chip in self.chips:
+        for chip in self.chips:  # gone at once, deleted when Qt next can
+            self.chip_box.removeWidget(chip)
+            chip.hide()
             chip.deleteLater()
         self.chips = []
         for prompt in prompts:

@@ -1,0 +1,134 @@
+"""Render the README's screenshot and the docs' screenshots of the window, offscreen.
+
+    .venv/bin/python packaging/screenshots.py        # assets/screenshot.png, docs/screenshots/*.png
+
+A scratch data folder with a few chats and a small random-weight model named
+like a real one (nothing is generated: the replies are written into the store),
+the window in the light and the dark theme, grabbed as Qt draws it. Run it
+after changing what the window shows, and look at the result.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+HOME = Path(tempfile.mkdtemp(prefix="localchat-shots-"))
+os.environ.update(
+    LOCALCHAT_HOME=str(HOME),
+    HF_HUB_CACHE=str(HOME / "hf"),
+    LOCALCHAT_CHECKOUT_MODELS="0",
+)
+
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from localchat.core import hardware  # noqa: E402
+from localchat.core.chat.store import ChatStore  # noqa: E402
+from localchat.core.engine.client import Engine  # noqa: E402
+from localchat.core.settings import AppSettings  # noqa: E402
+from localchat.testing.tiny_models import write_llama_gguf  # noqa: E402
+from localchat.ui import theme  # noqa: E402
+from localchat.ui.main_window import MainWindow  # noqa: E402
+
+MODEL = "Mistral-7B-Instruct-v0.3.Q4_K_M"
+ANSWER = """There are **two** common ways:
+
+1. In place, with `list.reverse()`:
+
+```python
+items = [1, 2, 3]
+items.reverse()
+print(items)  # [3, 2, 1]
+```
+
+2. As a new list, with slicing: `items[::-1]`.
+
+Use the first when you no longer need the original order."""
+STATS = {"tokens_per_s": 31.4, "ttft_ms": 420.0, "completion_tokens": 74}
+
+
+def fill(store: ChatStore) -> dict[str, int]:
+    chats = {}
+    for title, question, answer in (
+        (
+            "Trip to Lisbon",
+            "Three things to see in Lisbon in one day?",
+            "Belém, Alfama, LX Factory.",
+        ),
+        ("Sourdough starter", "Why is my starter not rising?", "Too cold, most likely."),
+    ):
+        chat = store.create_chat(title)
+        store.add_message(chat, "user", question)
+        reply = store.begin_reply(chat, model=MODEL)
+        reply.append(answer)
+        reply.finish("done", STATS)
+        chats[title] = chat
+    chat = store.create_chat("How do I reverse a list in Python?")
+    store.add_message(chat, "user", "How do I reverse a list in Python?")
+    reply = store.begin_reply(chat, model=MODEL)
+    reply.append(ANSWER)
+    reply.finish("done", {**STATS, "context_used": 212, "context_size": 4096})
+    store.add_message(chat, "user", "And without changing the original?")
+    failed = store.begin_reply(chat, model=MODEL)
+    failed.append("With slicing:")
+    failed.finish("failed", {"error": "the model process crashed (SIGSEGV); it reloads itself"})
+    chats["main"] = chat
+    return chats
+
+
+def settle(app: QApplication, window: MainWindow, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and (window.loaded is None or window.busy()):
+        app.processEvents()
+        time.sleep(0.01)
+    for _ in range(60):
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def main() -> int:
+    hardware.memory = lambda: (16 * 2**30, 9 * 2**30)  # the same note on every machine
+    app = QApplication([])
+    (HOME / "models").mkdir(parents=True)
+    write_llama_gguf(HOME / "models" / f"{MODEL}.gguf")
+    store = ChatStore(HOME / "chats.sqlite3")
+    chats = fill(store)
+    engine = Engine()
+    settings = AppSettings(HOME / "settings.json")
+    out = ROOT / "docs" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    for scheme, name in ((Qt.ColorScheme.Light, "light"), (Qt.ColorScheme.Dark, "dark")):
+        theme.apply(app, scheme)
+        window = MainWindow(store, engine, settings)
+        window.resize(1200, 760)
+        window.show()
+        window.select_chat(chats["main"])
+        settle(app, window)
+        window.grab().save(str(out / f"chat-{name}.png"))
+        if name == "light":
+            window.grab().save(str(ROOT / "assets" / "screenshot.png"))
+        window.settings_dock.show()
+        settle(app, window)
+        window.grab().save(str(out / f"settings-{name}.png"))
+        window.settings_dock.hide()
+        window.new_chat()
+        settle(app, window)
+        window.grab().save(str(out / f"new-chat-{name}.png"))
+        window.close()
+    engine.close()
+    store.close()
+    for png in sorted(out.glob("*.png")):
+        print(png.relative_to(ROOT))
+    print("assets/screenshot.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
