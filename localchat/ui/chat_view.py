@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QPalette
@@ -20,27 +21,29 @@ from PySide6.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 from localchat.core.chat.store import StoredMessage
 from localchat.core.models import library
 from localchat.ui.empty_state import DEMO_PROMPTS, EmptyState
-from localchat.ui.message_parts import ZERO_WIDTH_SPACE, MessageText, Note, breakable
-from localchat.ui.message_widget import (
-    NOTE_BESIDE_TITLE,
-    OUTSIDE_HELP,
-    STATUS_NOTES,
-    MessageWidget,
-)
 
-__all__ = [
-    "DEMO_ONLY",
-    "NOTE_BESIDE_TITLE",
-    "NO_MODEL",
-    "OUTSIDE_HELP",
-    "STATUS_NOTES",
-    "ZERO_WIDTH_SPACE",
-    "ChatView",
-    "MessageText",
-    "MessageWidget",
-    "Note",
-    "breakable",
-]
+if TYPE_CHECKING:
+    from localchat.ui.message_widget import MessageWidget
+
+# The message widgets (and Pygments with them) load with the first message, not
+# before the window's first paint; their names stay importable from here.
+_FROM_PARTS = {"ZERO_WIDTH_SPACE", "MessageText", "Note", "breakable"}
+_FROM_WIDGET = {"NOTE_BESIDE_TITLE", "OUTSIDE_HELP", "STATUS_NOTES", "MessageWidget"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_PARTS:
+        from localchat.ui import message_parts
+
+        return getattr(message_parts, name)
+    if name in _FROM_WIDGET:
+        from localchat.ui import message_widget
+
+        return getattr(message_widget, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DEMO_ONLY", "NO_MODEL", "ChatView"]
 
 REPAINT_MS = 50
 
@@ -182,6 +185,8 @@ class ChatView(QScrollArea):
 
     def add(self, role: str, title: str) -> MessageWidget:
         self._message = None
+        from localchat.ui.message_widget import MessageWidget
+
         w = MessageWidget(role, title)
         w.edit_requested.connect(self.edit_requested)
         w.edited.connect(self.edited)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from localchat.core.engine.gguf_info import ModelInfo
-from localchat.core.models import fit
 from localchat.core.params import GenerationSettings
 from localchat.ui.settings_panel import SettingsPanel
 from localchat.ui.state import ModelState
@@ -16,6 +15,8 @@ from localchat.ui.state import ModelState
 def memory_note(info: ModelInfo, values: GenerationSettings) -> tuple[str, bool]:
     """The note's text, and whether it warns (more than the free memory). The
     RAM alone: the GPU is not asked here, on the GUI thread."""
+    from localchat.core.models import fit  # with the settings, after the first paint
+
     verdict = fit.fit(info, values.ctx, gpu=None)
     return verdict.note(), verdict.short_of_free
 

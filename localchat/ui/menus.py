@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMenu
 
-from localchat.ui.about import about_dialog, shortcuts_dialog
-
 if TYPE_CHECKING:
     from localchat.ui.main_window import MainWindow
 
@@ -50,11 +48,15 @@ def export_open_chat(window: MainWindow) -> None:
 
 
 def show_shortcuts(window: MainWindow) -> None:
+    from localchat.ui.about import shortcuts_dialog  # when asked: start-up stays short
+
     shortcuts_dialog(window, all_actions(window)).open()
 
 
 def show_about(window: MainWindow) -> None:
     loaded = window.model.loaded
+    from localchat.ui.about import about_dialog
+
     about_dialog(window, loaded.backend if loaded is not None else None).open()
 
 
