@@ -11,6 +11,7 @@ after changing what the window shows, and look at the result.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +38,7 @@ from localchat.testing.tiny_models import write_llama_gguf  # noqa: E402
 from localchat.ui import theme  # noqa: E402
 from localchat.ui.main_window import MainWindow  # noqa: E402
 
-MODEL = "Mistral-7B-Instruct-v0.3.Q4_K_M"
+MODEL = "tiny-chat"  # a random-weight test model: the replies are written into the store
 ANSWER = """There are **two** common ways:
 
 1. In place, with `list.reverse()`:
@@ -80,6 +81,15 @@ def fill(store: ChatStore) -> dict[str, int]:
     failed.append("With slicing:")
     failed.finish("failed", {"error": "the model process crashed (SIGSEGV); it reloads itself"})
     chats["main"] = chat
+    long = store.create_chat("A long chat")
+    for i in range(30):
+        store.add_message(long, "user", f"Question {i + 1}: what does `list.sort` do with key={i}?")
+        reply = store.begin_reply(long, model=MODEL)
+        reply.append(
+            f"It sorts the list in place, comparing `key(x)` for each item (answer {i + 1})."
+        )
+        reply.finish("done", STATS)
+    chats["long"] = long
     return chats
 
 
@@ -103,6 +113,7 @@ def main() -> int:
     engine = Engine()
     settings = AppSettings(HOME / "settings.json")
     out = ROOT / "docs" / "screenshots"
+    suffix = os.environ.get("LOCALCHAT_SHOTS_SUFFIX", "")
     out.mkdir(parents=True, exist_ok=True)
     for scheme, name in ((Qt.ColorScheme.Light, "light"), (Qt.ColorScheme.Dark, "dark")):
         theme.apply(app, scheme)
@@ -111,19 +122,27 @@ def main() -> int:
         window.show()
         window.select_chat(chats["main"])
         settle(app, window)
-        window.grab().save(str(out / f"chat-{name}.png"))
-        if name == "light":
+        window.grab().save(str(out / f"chat-{name}{suffix}.png"))
+        if name == "light" and not suffix:
             window.grab().save(str(ROOT / "assets" / "screenshot.png"))
         window.settings_dock.show()
         settle(app, window)
-        window.grab().save(str(out / f"settings-{name}.png"))
+        window.grab().save(str(out / f"settings-{name}{suffix}.png"))
         window.settings_dock.hide()
+        window.select_chat(chats["long"])
+        settle(app, window)
+        window.view.verticalScrollBar().setValue(window.view.verticalScrollBar().maximum() // 2)
+        settle(app, window, 0)
+        window.grab().save(str(out / f"long-chat-{name}{suffix}.png"))
         window.new_chat()
         settle(app, window)
-        window.grab().save(str(out / f"new-chat-{name}.png"))
+        window.grab().save(str(out / f"new-chat-{name}{suffix}.png"))
         window.close()
     engine.close()
     store.close()
+    if os.environ.get("QT_SCALE_FACTOR") is None:  # the same at 150%, in a process of its own
+        scaled = {**os.environ, "QT_SCALE_FACTOR": "1.5", "LOCALCHAT_SHOTS_SUFFIX": "-150"}
+        subprocess.run([sys.executable, __file__], env=scaled, check=True)
     for png in sorted(out.glob("*.png")):
         print(png.relative_to(ROOT))
     print("assets/screenshot.png")

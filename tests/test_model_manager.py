@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from localchat.core.models import catalog, network
+from localchat.core.models import catalog, library, network
 from localchat.core.models.downloads import Downloads
 from localchat.core.settings import AppSettings
 from localchat.core.units import human_size
@@ -360,4 +360,19 @@ def test_deleting_a_link_removes_only_the_link(
     qtbot.waitUntil(lambda: manager.installed.topLevelItemCount() == 1, timeout=TIMEOUT)
     assert not (folder / "linked.gguf").is_symlink() and original.exists()
     assert "the file itself stays" in manager.installed_status.text()
+
+    # What `models import --link` and the window's link box make: a hard link.
+    hard = library.import_model(original, link=True)
+    assert hard.stat().st_nlink > 1
+    title, question = delete_question(hard)
+    assert "It is a hard link" in question and "no disk space is freed" in question
+    manager.refresh_installed()
+    qtbot.waitUntil(lambda: manager.installed.topLevelItemCount() == 2, timeout=TIMEOUT)
+    table = [r[0] for r in rows(manager.installed)]
+    assert rows(manager.installed)[table.index(hard.stem)][6] == "models folder (hard link)"
+    manager.installed.setCurrentItem(manager.installed.topLevelItem(table.index(hard.stem)))
+    manager.installed_tab.delete_button.click()
+    qtbot.waitUntil(lambda: not hard.exists(), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: "same file stays" in manager.installed_status.text(), timeout=TIMEOUT)
+    assert original.exists()
     manager.wait()

@@ -151,3 +151,21 @@ def test_retry_warnings_stay_off_the_terminal(caplog: pytest.LogCaptureFixture) 
     assert ("huggingface_hub.utils._http", logging.WARNING, "something else") in kept
     assert not any(n == "huggingface_hub.utils._http" and "Retry" in m for n, _, m in kept)
     assert any(n == network.__name__ and "Retrying in 1s" in m for n, _, m in kept)
+
+
+def test_a_look_up_that_hangs_is_given_up_within_2_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resolver that never answers (a dead DNS server) is not waited for:
+    getaddrinfo has no timeout of its own."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.example.org")
+    network.forget()
+    real = socket.getaddrinfo
+
+    def hangs(host: str, *args: object, **kwargs: object) -> object:
+        if host == "hub.example.org":
+            time.sleep(10)
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", hangs)
+    said = fails_fast(hub.search, "llama")
+    assert "looking up hub.example.org took longer than 1.5 s" in said
+    network.forget()

@@ -349,6 +349,31 @@ def test_dark_and_light_follow_the_scheme(qtbot) -> None:
         theme.apply(app, Qt.ColorScheme.Light)
 
 
+def test_secondary_text_is_readable_in_both_themes(qtbot) -> None:
+    """Notes (a failed reply's error), statistics and placeholders are drawn in
+    the secondary tone: at least 4.5:1 against the backgrounds they sit on."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication, QLabel
+
+    from localchat.ui import theme
+
+    app = QApplication.instance()
+    role = QPalette.ColorRole
+    try:
+        for scheme in (Qt.ColorScheme.Light, Qt.ColorScheme.Dark):
+            theme.apply(app, scheme)
+            label = theme.secondary(QLabel("failed: out of memory"))
+            qtbot.addWidget(label)
+            palette = app.palette()
+            tone = palette.color(label.foregroundRole())
+            for background in (role.Base, role.Window):
+                ratio = theme.contrast(tone, palette.color(background))
+                assert ratio >= 4.5, (scheme, background, ratio)
+    finally:
+        theme.apply(app, Qt.ColorScheme.Light)
+
+
 def test_the_view_follows_a_reply_only_from_the_bottom(qtbot) -> None:
     from localchat.ui.chat_view import ChatView
 

@@ -7,23 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDialog, QLabel, QMenu
 
 import localchat
 from localchat.core import logs, paths
-from localchat.ui import menus, window_size, window_state
+from localchat.ui import menus
 from localchat.ui.main_window import MainWindow
 from localchat.ui.settings_link import gpu_unavailable
 from tests.test_window import TIMEOUT, install, open_window, type_and_send, wait_ready
-
-
-def wired(window: MainWindow) -> MainWindow:
-    """What main_window.py calls once its parts are made (here, until it does)."""
-    if not window.menuBar().actions():
-        menus.install(window)
-        window_state.follow(window)
-        window_size.fit(window)
-    return window
 
 
 def test_status_says_loading_writing_with_speed_then_ready(
@@ -34,7 +26,6 @@ def test_status_says_loading_writing_with_speed_then_ready(
     window = MainWindow(*parts)
     said: list[str] = []
     window.model.said.connect(lambda _: said.append(window.model_state.text()))
-    wired(window)
     qtbot.addWidget(window)
     window.show()
     wait_ready(qtbot, window)
@@ -60,7 +51,7 @@ def test_figures_go_with_their_chat_and_the_meter_reads_in_words(
     qtbot, home: Path, parts, tiny_model
 ) -> None:
     install(home, tiny_model)
-    window = wired(open_window(qtbot, parts))
+    window = open_window(qtbot, parts)
     wait_ready(qtbot, window)
     window.panel.editors["max_tokens"].setValue(20)
     type_and_send(qtbot, window, "hello there")
@@ -99,7 +90,7 @@ def test_the_settings_fit_the_loaded_model(qtbot, home: Path, parts, tiny_model)
     none where this engine cannot use a GPU."""
     model = install(home, tiny_model)
     parts[2].set_generation(str(model), ctx=8192)
-    window = wired(open_window(qtbot, parts))
+    window = open_window(qtbot, parts)
     wait_ready(qtbot, window)
     panel = window.panel
     assert panel.heading.text() == "Settings for tiny-chat"
@@ -118,7 +109,7 @@ def test_the_settings_fit_the_loaded_model(qtbot, home: Path, parts, tiny_model)
 
 def test_menus_shortcuts_about_and_quit(qtbot, home: Path, parts, tiny_model) -> None:
     install(home, tiny_model)
-    window = wired(open_window(qtbot, parts))
+    window = open_window(qtbot, parts)
     wait_ready(qtbot, window)
     bar = window.menuBar()
     titles = [a.text().replace("&", "") for a in bar.actions()]
@@ -159,11 +150,14 @@ def test_menus_shortcuts_about_and_quit(qtbot, home: Path, parts, tiny_model) ->
     assert window.minimumWidth() >= 900 and window.model_box.minimumSizeHint().width() >= 200
     window.settings_dock.show()
     qtbot.waitUntil(lambda: window.settings_dock.width() >= 280)
-    assert window.centralWidget().width() >= 500  # the chat keeps its room
+    conversation = window.centralWidget().widget(1)  # right of the chat list
+    assert conversation.width() >= 470  # the chat keeps its room beside the settings
 
     quit_action = next(a for a in menus.all_actions(window) if a.objectName() == "quit")
     assert quit_action not in window.actions()  # in the menu only
-    quit_action.trigger()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    qtbot.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)  # Ctrl+Q
     qtbot.waitUntil(lambda: not window.isVisible())
     assert window.counter.closing  # closed the way closing the window does
     QApplication.processEvents()

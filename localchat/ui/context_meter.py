@@ -189,7 +189,10 @@ class SpeedLabel(QLabel):
         self.setText(
             f"{stats['tokens_per_s']:.1f} tok/s · first token {stats['ttft_ms'] / 1000:.2f} s"
         )
-        self.setToolTip(
-            f"The last reply: {stats['completion_tokens']:,} tokens; the context held "
-            f"{stats['context_used']:,} of {stats['context_size']:,} tokens at its end"
-        )
+        tip = f"The last reply: {stats.get('completion_tokens', 0):,} tokens"
+        if "context_used" in stats and "context_size" in stats:  # older replies lack them
+            tip += (
+                f"; the context held {stats['context_used']:,} of "
+                f"{stats['context_size']:,} tokens at its end"
+            )
+        self.setToolTip(tip)

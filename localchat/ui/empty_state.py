@@ -36,8 +36,9 @@ PROMPTS = (
 WELCOME = "<h2>How can I help?</h2>"
 DEMO_LINE = (
     "You are chatting with <b>{name}</b>, a tiny demo: it knows a little Python "
-    "and not much else, so ask it what a Python module or function does. For "
-    "real conversations, get a real model in Models…"
+    "and not much else, often gets it wrong, and remembers only the last few "
+    "messages. Ask it what a Python module or function does; for real "
+    "conversations, get a real model in Models…"
 )
 MODEL_LINE = "You are chatting with <b>{name}</b>, on this computer: nothing you write leaves it."
 NO_MODEL_LINE = "Write a message below, or start from one of these."

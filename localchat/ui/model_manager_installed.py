@@ -55,6 +55,17 @@ SETTLE_MS = 400
 """How long the models folder must stay unchanged before it is read again."""
 
 
+def link_kind(path: Path) -> str | None:
+    """``link`` (a symbolic link), ``hard link`` (another name of a file that
+    has one elsewhere too, as ``models import --link`` makes), or None."""
+    if path.is_symlink():
+        return "link"
+    files = [p for p in library.parts_of(path) if p.exists()]
+    if files and all(p.stat().st_nlink > 1 for p in files):
+        return "hard link"
+    return None
+
+
 def delete_question(path: Path) -> tuple[str, str]:
     """The title and the question before deleting ``path``: a link removes
     only the link, so the file's size is said only for a file of its own."""
@@ -67,7 +78,7 @@ def delete_question(path: Path) -> tuple[str, str]:
         )
     files = [p for p in library.parts_of(path) if p.exists()]
     size = sum(p.stat().st_size for p in files)
-    if files and all(p.stat().st_nlink > 1 for p in files):
+    if link_kind(path) == "hard link":
         what = (
             f"Remove {path.stem} from the models folder? It is a hard link: the same file "
             "stays under its other name, so no disk space is freed."
@@ -193,9 +204,12 @@ class InstalledTab(QWidget):
                 item.setToolTip(
                     6, "The tiny demo model that comes with LocalChat, to try it: it stays"
                 )
-            elif path.is_symlink():
+            elif (kind := link_kind(path)) == "link":
                 item.setText(6, f"{where} (link)")
                 item.setToolTip(6, f"A link to {os.path.realpath(path)}")
+            elif kind == "hard link":
+                item.setText(6, f"{where} (hard link)")
+                item.setToolTip(6, "Another name of a file kept elsewhere too: no extra space")
             if isinstance(info, str):
                 item.setText(1, "unusable")
                 item.setToolTip(1, info)
@@ -272,7 +286,7 @@ class InstalledTab(QWidget):
             self.status.setText(str(exc))
             return
 
-        link = path.is_symlink()
+        link = link_kind(path)
 
         def work() -> Path:
             if let_go is not None:
@@ -281,12 +295,12 @@ class InstalledTab(QWidget):
 
         self.manager.run(work, lambda gone: self._deleted(gone, link=link))
 
-    def _deleted(self, path: Path, *, link: bool = False) -> None:
-        self._note = (
-            f"Removed the link {path.stem} (the file itself stays). "
-            if link
-            else f"Deleted {path.stem}. "
-        )
+    def _deleted(self, path: Path, *, link: str | None = None) -> None:
+        self._note = {
+            "link": f"Removed the link {path.stem} (the file itself stays). ",
+            "hard link": f"Removed {path.stem} from the models folder (the same file stays "
+            "under its other name). ",
+        }.get(link or "", f"Deleted {path.stem}. ")
         self.status.setText(self._note)
         self.manager.installed_changed.emit()
         self.refresh()

@@ -15,6 +15,28 @@ from PySide6.QtWidgets import QApplication, QStyleFactory, QWidget
 _LIGHT_STYLE: dict[int, str] = {}
 
 
+# Secondary text (notes, statistics, placeholders) readable on the theme's
+# background: at least 4.5:1, the usual minimum for text (Qt's own mid tones
+# measure about 2:1 on white).
+SECONDARY_LIGHT = QColor(96, 96, 96)
+SECONDARY_DARK = QColor(170, 170, 170)
+
+
+def contrast(a: QColor, b: QColor) -> float:
+    """WCAG's contrast ratio of two colours (1 to 21)."""
+
+    def luminance(c: QColor) -> float:
+        def channel(v: float) -> float:
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+        return (
+            0.2126 * channel(c.redF()) + 0.7152 * channel(c.greenF()) + 0.0722 * channel(c.blueF())
+        )
+
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
 def dark_palette() -> QPalette:
     p = QPalette()
     base, window, text = QColor(30, 30, 30), QColor(45, 45, 45), QColor(230, 230, 230)
@@ -27,7 +49,7 @@ def dark_palette() -> QPalette:
     p.setColor(QPalette.ColorRole.ButtonText, text)
     p.setColor(QPalette.ColorRole.ToolTipBase, base)
     p.setColor(QPalette.ColorRole.ToolTipText, text)
-    p.setColor(QPalette.ColorRole.PlaceholderText, QColor(140, 140, 140))
+    p.setColor(QPalette.ColorRole.PlaceholderText, SECONDARY_DARK)
     p.setColor(QPalette.ColorRole.Mid, QColor(120, 120, 120))
     p.setColor(QPalette.ColorRole.Highlight, QColor(42, 130, 218))
     p.setColor(QPalette.ColorRole.HighlightedText, Qt.GlobalColor.white)
@@ -48,7 +70,9 @@ def apply(app: QApplication, scheme: Qt.ColorScheme | None = None) -> bool:
         app.setPalette(dark_palette())
     else:
         app.setStyle(QStyleFactory.create(_LIGHT_STYLE[id(app)]))
-        app.setPalette(app.style().standardPalette())
+        palette = app.style().standardPalette()
+        palette.setColor(QPalette.ColorRole.PlaceholderText, SECONDARY_LIGHT)
+        app.setPalette(palette)
     return dark
 
 
@@ -59,10 +83,11 @@ def follow_system(app: QApplication) -> None:
 
 def secondary(widget: QWidget, *, italic: bool = False) -> QWidget:
     """Secondary text (a note, a code block's language): drawn in the palette's
-    mid tone, which follows the theme. Set in code rather than with a style
+    placeholder tone (readable on either theme, see ``SECONDARY_*``), which
+    follows the theme. Set in code rather than with a style
     sheet: a chat shows hundreds of these, and each style sheet is parsed and
     polished on its own."""
-    widget.setForegroundRole(QPalette.ColorRole.Mid)
+    widget.setForegroundRole(QPalette.ColorRole.PlaceholderText)
     if italic:
         font = widget.font()
         font.setItalic(True)

@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = 2.0
-"""Seconds for looking the host up and connecting to it, together."""
+TIMEOUT = 1.5
+"""Seconds for looking the host up and connecting to it, together (a Hub call
+that cannot reach it fails within 2 s, the overhead included)."""
 KEEP_OK = 10.0
 """Seconds a host found reachable is not checked again."""
 KEEP_FAILED = 3.0
