@@ -65,3 +65,23 @@ def test_a_fresh_install_uses_the_demo_model(tiny_model: Path, tmp_path: Path) -
     )
     assert chat.returncode == 0, chat.stderr
     assert json.loads(chat.stdout)["completion_tokens"] > 0
+
+
+def test_the_welcomes_demo_prompts_are_answered_on_their_subject() -> None:
+    """The prompts a new chat offers with the demo model were chosen because it
+    answers them on their subject (greedy, as they were checked): a retrained
+    demo model must still, or the prompts must change."""
+    from localchat.ui.empty_state import DEMO_PROMPTS
+
+    subjects = {"os.path.join": "path", "shutil.copy": "copy", "json.dumps": "json"}
+    subjects["pathlib"] = "path"
+    with Engine() as engine:
+        engine.load(SHIPPED, GenerationSettings())
+        for prompt in DEMO_PROMPTS:
+            subject = next(word for name, word in subjects.items() if name in prompt)
+            stream = engine.chat(
+                [{"role": "user", "content": prompt}],
+                GenerationSettings(max_tokens=40, temperature=0.0),
+            )
+            reply = stream.text()
+            assert subject in reply.lower(), (prompt, reply)
