@@ -219,7 +219,8 @@ class SettingsPanel(QScrollArea):
         """A line under a setting's field (e.g. what a value costs); empty hides it."""
         note = self.notes[name]
         note.setText(text)
-        note.setStyleSheet("color: palette(mid)" if not warn else "color: #c0392b")
+        note.setStyleSheet("color: #c0392b" if warn else "")  # else the secondary tone
+        theme.secondary(note)
         note.setVisible(bool(text))
 
     def _user_set(self, settings: GenerationSettings) -> None:
