@@ -9,7 +9,7 @@ import pytest
 
 from localchat.core.errors import SettingError
 from localchat.core.params import GenerationSettings
-from localchat.core.settings import AppSettings
+from localchat.core.settings import DEMO_SETTINGS, AppSettings
 
 
 def test_defaults_then_app_wide_then_per_model(tmp_path: Path) -> None:
@@ -61,3 +61,17 @@ def test_a_broken_file_is_set_aside(tmp_path: Path, content: str) -> None:
     assert (tmp_path / "settings.json.broken").read_text() == content
     s.set_ui("k", 1)
     assert json.loads(path.read_text())["ui"] == {"k": 1}
+
+
+def test_the_demo_model_has_its_own_settings_under_the_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    demo = tmp_path / "assets" / "localchat-demo.gguf"
+    monkeypatch.setenv("LOCALCHAT_DEMO_MODEL", str(demo))
+    settings = AppSettings(tmp_path / "settings.json")
+    assert settings.generation(str(demo)).temperature == DEMO_SETTINGS["temperature"]
+    assert settings.generation(str(tmp_path / "other.gguf")).temperature == 0.7
+    settings.set_generation(None, temperature=0.9)  # the user's app-wide choice comes first
+    assert settings.generation(str(demo)).temperature == 0.9
+    settings.set_generation(str(demo), temperature=0.0)  # and theirs for it
+    assert settings.generation(str(demo)).temperature == 0.0

@@ -27,6 +27,11 @@ from localchat.core.params import GenerationSettings
 
 FORMAT = 1
 
+DEMO_SETTINGS: dict[str, Any] = {"temperature": 0.2}
+"""The bundled demo model's own settings: a 1.8M-parameter model answers on
+its subject near greedy (its welcome's prompts are tested so) and rambles at
+the usual 0.7. The user's choices, app-wide or for it, still come first."""
+
 
 class AppSettings:
     def __init__(self, path: Path | None = None) -> None:
@@ -39,10 +44,12 @@ class AppSettings:
     # -- generation settings ----------------------------------------------------------
 
     def generation(self, model: str | None = None) -> GenerationSettings:
-        """The settings to use: defaults, then the user's app-wide choices, then
-        this model's overrides."""
+        """The settings to use: defaults, the model's own recommendation (the
+        demo model's), then the user's app-wide choices, then this model's
+        overrides."""
         values: dict[str, Any] = {}
-        for layer in (self._data["generation"], self._data["models"].get(_key(model), {})):
+        own = DEMO_SETTINGS if model and _is_demo(model) else {}
+        for layer in (own, self._data["generation"], self._data["models"].get(_key(model), {})):
             for name, value in layer.items():
                 try:
                     GenerationSettings().replace(**{**values, name: value})
@@ -123,3 +130,8 @@ class AppSettings:
 def _key(model: str | None) -> str:
     """Overrides are remembered by file name, so moving the models folder keeps them."""
     return Path(model).name if model else ""
+
+
+def _is_demo(model: str) -> bool:
+    demo = paths.demo_model()
+    return bool(demo.name) and Path(model).name == demo.name
