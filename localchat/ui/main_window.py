@@ -208,7 +208,7 @@ class MainWindow(QMainWindow):
         self.drafts = Drafts(store, settings, self.composer, self.background, self)
         self.drafts.discarded.connect(lambda _chat: self.chats.refresh())
         menus.install(self)  # File, View, Help
-        window_state.follow(self)  # "Writing a reply · N tok/s"; no stale figures
+        window_state.follow(self)  # "Writing a reply · N tok/s" while it is written
         window_size.fit(self)  # minimum sizes at which nothing is cut
         if settings.problem:
             self.statusBar().showMessage(settings.problem)
@@ -429,6 +429,9 @@ class MainWindow(QMainWindow):
             self.drafts.show(None)
             self.chat.id = None
             self.view.clear()
+            self.speed.show_stats([])  # its figures go with it (opening a chat redraws them)
+            self.chat.set_context(None)
+            self.counter.update()  # a draft left in the composer is counted on its own
 
     def show_sibling(self, message_id: int) -> None:
         if not self.busy():

@@ -1,6 +1,6 @@
-"""Keeps the window's readings true to the moment: the model bar says
-"Writing a reply · N tok/s" (live) while a reply is written, and the status
-bar's speed and context figures go when the open chat is gone or empty."""
+"""The model bar's live reading while a reply is written: "Writing a reply ·
+N tok/s". (The status bar's figures follow the open chat in the window itself:
+opening a chat redraws them, deleting it clears them.)"""
 
 from __future__ import annotations
 
@@ -68,29 +68,6 @@ class ReplySpeed(QObject):
             self.bar.show_writing(self.rate(), self.tokens)
 
 
-class Readings(QObject):
-    """Clears the last reply's speed and the context meter when the open chat
-    becomes none (deleted) or an empty one (a new chat)."""
-
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window_ = window
-        chats = window.chats
-        # After the window's own slots (connected before these): the chat is set by then.
-        chats.deleting.connect(lambda _chat: self.check())
-        chats.created.connect(lambda _chat: self.check())
-        chats.opened.connect(lambda _chat: self.check())
-
-    def check(self) -> None:
-        window = self.window_
-        chat_id = window.chat.id
-        if window.busy() or (chat_id is not None and window.store.thread(chat_id)):
-            return
-        window.speed.show_stats([])
-        if not window.composer.toPlainText().strip():  # a draft is counted on its own
-            window.chat.set_context(None)
-
-
-def follow(window: MainWindow) -> tuple[ReplySpeed, Readings]:
-    """Wire the window's readings (after its parts are made)."""
-    return ReplySpeed(window.chat, window.replies, window.model_bar), Readings(window)
+def follow(window: MainWindow) -> ReplySpeed:
+    """Wire the live speed (after the window's parts are made)."""
+    return ReplySpeed(window.chat, window.replies, window.model_bar)
