@@ -73,8 +73,15 @@ def test_the_user_is_a_bubble_on_the_right_and_the_model_full_width(view, qtbot)
     qtbot.wait(20)
     user, reply = view.widgets
     assert user.bubble is not None and reply.bubble is None
-    assert not user.title.isVisible() and reply.title.text() == "tiny-chat"
-    assert reply.avatar.isVisible()
+    # Each side is named and has its own badge: "You" with a person at the
+    # right edge, the model's name with its initial at the left.
+    assert user.title.isVisible() and user.title.text() == "You"
+    assert reply.title.text() == "tiny-chat"
+    assert user.avatar.isVisible() and user.avatar.person
+    assert reply.avatar.isVisible() and not reply.avatar.person
+    assert user.avatar.accessibleName() == "you" and reply.avatar.accessibleName() == "model"
+    assert user.avatar.mapTo(user, user.avatar.rect().topRight()).x() > user.width() - 30
+    assert reply.avatar.mapTo(reply, reply.avatar.rect().topLeft()).x() < 30
     # The short question's bubble fits its text, on the right.
     right = user.bubble.mapTo(user, user.bubble.rect().topRight()).x()
     assert user.bubble.width() < user.width() / 2

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFocusEvent, QIcon, QPainter, QPaintEvent, QPalette
+from PySide6.QtGui import (
+    QColor,
+    QFocusEvent,
+    QIcon,
+    QPainter,
+    QPainterPath,
+    QPaintEvent,
+    QPalette,
+)
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QTextBrowser, QToolButton, QWidget
 
 from localchat.ui import theme
@@ -197,22 +205,43 @@ class ActionButton(QToolButton):
 
 
 class Avatar(QWidget):
-    """The model's small round badge: its initial on the accent colour."""
+    """A message's small round badge: the model's initial on the accent
+    colour, or, for the user (``person``), a person's outline on the bubble's
+    tint, so the two sides are told apart at a glance."""
 
-    def __init__(self, name: str, parent: QWidget | None = None) -> None:
+    def __init__(self, name: str, person: bool = False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.letter = (name.strip()[:1] or "A").upper()
+        self.person = person
+        self.letter = "" if person else (name.strip()[:1] or "A").upper()
         side = self.fontMetrics().height() + 8
         self.setFixedSize(side, side)
-        self.setAccessibleName("model")
+        self.setAccessibleName("you" if person else "model")
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         palette = self.palette()
         painter.setPen(Qt.PenStyle.NoPen)
+        circle = QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5)
+        if self.person:
+            painter.setBrush(bubble_colour(palette))
+            painter.drawEllipse(circle)
+            path = QPainterPath()
+            path.addEllipse(circle)
+            painter.setClipPath(path)
+            painter.setBrush(mix(palette.color(QPalette.ColorRole.Text), bubble_colour(palette), 0.35))
+            side = circle.width()
+            head = side * 0.34
+            painter.drawEllipse(
+                QRectF(circle.center().x() - head / 2, circle.top() + side * 0.2, head, head)
+            )
+            body = side * 0.72
+            painter.drawEllipse(
+                QRectF(circle.center().x() - body / 2, circle.top() + side * 0.6, body, body * 0.8)
+            )
+            return
         painter.setBrush(palette.color(QPalette.ColorRole.Highlight))
-        painter.drawEllipse(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5))
+        painter.drawEllipse(circle)
         painter.setPen(palette.color(QPalette.ColorRole.HighlightedText))
         font = self.font()
         font.setBold(True)

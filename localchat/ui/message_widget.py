@@ -111,16 +111,21 @@ class MessageWidget(QFrame):
         self.is_outside = False
         user = role == "user"
         indent = 0
+        self.avatar = Avatar(title, person=user)
         if not user:
-            self.avatar = Avatar(title)
             head.addWidget(self.avatar)
             indent = self.avatar.width() + head.spacing()
-        else:
-            self.title.hide()  # the bubble says who wrote it
+            head.addWidget(self.title, 1)  # takes the free width, shrinks first
+            head.addWidget(self.outside)
+            head.addWidget(self.note)
+        else:  # mirrored: the notes, then the name and the avatar at the right edge
+            self.title.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+            self.title.setMinimumWidth(0)
             head.addStretch(1)
-        head.addWidget(self.title, 0 if user else 1)  # takes the free width, shrinks first
-        head.addWidget(self.outside)
-        head.addWidget(self.note)
+            head.addWidget(self.outside)
+            head.addWidget(self.note)
+            head.addWidget(self.title)
+            head.addWidget(self.avatar)
         layout.addLayout(head)
         self._layout, self._head = layout, head
 
