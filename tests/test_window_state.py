@@ -14,6 +14,7 @@ import localchat
 from localchat.core import logs, paths
 from localchat.ui import menus
 from localchat.ui.main_window import MainWindow
+from localchat.ui.model_bar import FIGURES, ModelPicker
 from localchat.ui.settings_link import gpu_unavailable
 from tests.test_window import TIMEOUT, install, open_window, type_and_send, wait_ready
 
@@ -152,6 +153,10 @@ def test_menus_shortcuts_about_and_quit(qtbot, home: Path, parts, tiny_model) ->
     qtbot.waitUntil(lambda: window.settings_dock.width() >= 280)
     conversation = window.centralWidget().widget(1)  # right of the chat list
     assert conversation.width() >= 470  # the chat keeps its room beside the settings
+    box = window.model_box
+    qtbot.waitUntil(lambda: FIGURES in box.closed_text())  # the survey read the figures
+    figures = box.closed_text().split(FIGURES, 1)[1]
+    assert box.shown_text().endswith(figures)  # the figures stay beside the settings
 
     quit_action = next(a for a in menus.all_actions(window) if a.objectName() == "quit")
     assert quit_action not in window.actions()  # in the menu only
@@ -161,3 +166,26 @@ def test_menus_shortcuts_about_and_quit(qtbot, home: Path, parts, tiny_model) ->
     qtbot.waitUntil(lambda: not window.isVisible())
     assert window.counter.closing  # closed the way closing the window does
     QApplication.processEvents()
+
+
+def test_a_narrow_picker_shortens_the_name_and_keeps_the_figures(qtbot) -> None:
+    """At ~1,100 px with the settings open the picker is narrow: the figures
+    (size, quantization) tell models apart, so the name gives way, in its
+    middle, and the whole row is in the tooltip."""
+    picker = ModelPicker()
+    qtbot.addWidget(picker)
+    long = "Meta-Llama-3.1-8B-Instruct-abliterated-Q4_K_M"
+    label = FIGURES.join([long, "8.0B", "Q4_K_M", "4.6 GB"])
+    picker.addItem(label, "/models/x.gguf")
+    picker.addItem("short  ·  1.0B  ·  Q8_0  ·  1.1 GB", "/models/y.gguf")
+    picker.resize(300, picker.sizeHint().height())
+    shown = picker.shown_text()
+    assert shown != label and shown.endswith(FIGURES.join(["8.0B", "Q4_K_M", "4.6 GB"]))
+    assert shown.startswith("Meta-") and "…" in shown and shown.split(FIGURES)[0].endswith("K_M")
+    assert picker.closed_text() == label
+    picker.resize(1200, picker.sizeHint().height())
+    assert picker.shown_text() == label  # room enough: nothing shortened
+    picker.setCurrentIndex(1)
+    assert picker.shown_text() == "short  ·  1.0B  ·  Q8_0  ·  1.1 GB"
+    picker.resize(60, picker.sizeHint().height())  # no room even for figures: the end goes
+    assert picker.shown_text().endswith("…") and picker.shown_text().startswith("sh")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QStyle,
     QStyleOptionComboBox,
     QStylePainter,
+    QToolTip,
     QWidget,
 )
 
@@ -57,18 +59,60 @@ def adapter_tip(adapter: AdapterInfo) -> str:
     return "\n".join(lines)
 
 
+FIGURES = "  ·  "
+"""Between a model's name and its figures in a picker row (see ``model_label``)."""
+
+
+def fitted(text: str, metrics: QFontMetrics, width: int) -> str:
+    """``text`` as it fits ``width`` pixels: a model's figures (parameters,
+    quantization, size) are kept and its name is shortened in the middle,
+    where a long file name says least ("Meta-Llama-3…Instruct"); a text
+    without figures is shortened at its end."""
+    if metrics.horizontalAdvance(text) <= width:
+        return text
+    name, sep, figures = text.partition(FIGURES)
+    if sep:
+        room = width - metrics.horizontalAdvance(sep + figures)
+        if room >= metrics.horizontalAdvance("M" * 6):
+            return metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, room) + sep + figures
+    return metrics.elidedText(text, Qt.TextElideMode.ElideRight, width)
+
+
 class ModelPicker(QComboBox):
     """The model combo: each model, with the adapters trained on it listed
     under it (indented, "↳ name"); with an adapter chosen, the closed combo
-    reads "model + adapter"."""
+    reads "model + adapter". When the window is narrow, the closed combo
+    shortens the model's name and keeps its figures (see :func:`fitted`);
+    the whole row is in its tooltip."""
+
+    def closed_text(self) -> str:
+        """What the closed picker says, before it is fitted to its width."""
+        return self.currentData(CLOSED_ROLE) or self.currentText()
+
+    def shown_text(self) -> str:
+        """What the closed picker draws: :meth:`closed_text` fitted to its field."""
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        field = self.style().subControlRect(
+            QStyle.ComplexControl.CC_ComboBox,
+            option,
+            QStyle.SubControl.SC_ComboBoxEditField,
+            self,
+        )
+        return fitted(self.closed_text(), self.fontMetrics(), field.width() - 4)
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ToolTip and self.count():
+            tip = self.currentData(Qt.ItemDataRole.ToolTipRole) or self.closed_text()
+            QToolTip.showText(event.globalPos(), tip, self)  # type: ignore[attr-defined]
+            return True
+        return super().event(event)
 
     def paintEvent(self, _event: Any) -> None:
         painter = QStylePainter(self)
         option = QStyleOptionComboBox()
         self.initStyleOption(option)
-        closed = self.currentData(CLOSED_ROLE)
-        if closed:
-            option.currentText = closed
+        option.currentText = self.shown_text()
         painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
         painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
