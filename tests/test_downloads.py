@@ -185,7 +185,7 @@ def test_interrupted_ignores_sidecars_that_are_not_ours(folder: Path) -> None:
     assert Downloads(folder=folder).items() == []
 
 
-def test_catalog_settings_are_adopted_unless_the_user_chose(tmp_path: Path) -> None:
+def test_catalog_settings_are_adopted_under_the_users_choices(tmp_path: Path) -> None:
     settings = AppSettings(tmp_path / "settings.json")
     qwen = catalog.for_repo("qwen/qwen2.5-7b-instruct-gguf")
     assert qwen is not None and qwen.settings
@@ -195,6 +195,10 @@ def test_catalog_settings_are_adopted_unless_the_user_chose(tmp_path: Path) -> N
     settings.set_generation(str(path), temperature=1.3)
     other = tmp_path / "other.gguf"
     settings.set_generation(str(other), top_k=7)
-    assert catalog.adopt(other, qwen.repo_id, settings) == {}  # the user's choice stands
+    # The user's choice stands; the rest of the recommendation applies.
+    adopted = catalog.adopt(other, qwen.repo_id, settings)
+    assert adopted == {k: v for k, v in qwen.settings.items() if k != "top_k"}
     assert settings.generation(str(other)).top_k == 7
+    settings.reset(str(other))  # Reset to defaults: back to the recommendation
+    assert settings.generation(str(other)).to_dict().items() >= qwen.settings.items()
     assert catalog.adopt(tmp_path / "z.gguf", "someone/else-GGUF", settings) == {}

@@ -23,8 +23,29 @@ def test_defaults_then_app_wide_then_per_model(tmp_path: Path) -> None:
     mistral = again.generation("/elsewhere/mistral-7b.Q4_K_M.gguf")  # by file name
     assert (mistral.temperature, mistral.ctx, mistral.system_prompt) == (0.9, 8192, "Be brief.")
     assert again.generation("llama.gguf").temperature == 0.3
-    again.reset_model("mistral-7b.Q4_K_M.gguf")
+    again.reset("mistral-7b.Q4_K_M.gguf")
     assert AppSettings(path).generation("mistral-7b.Q4_K_M.gguf").temperature == 0.3
+    assert again.defaults("mistral-7b.Q4_K_M.gguf").temperature == 0.3  # app-wide stays
+    again.reset()
+    assert AppSettings(path).generation() == GenerationSettings()
+
+
+def test_a_recommendation_sits_under_the_users_choices(tmp_path: Path) -> None:
+    """The catalog's recommended settings apply to its model under what the
+    user chose, and "Reset to defaults" returns to them, not to 0.7."""
+    path = tmp_path / "settings.json"
+    s = AppSettings(path)
+    s.recommend("/models/qwen.gguf", temperature=0.6, top_k=20)
+    s.set_generation("/models/qwen.gguf", temperature=1.1)
+    qwen = AppSettings(path).generation("/other/qwen.gguf")  # persisted, by file name
+    assert (qwen.temperature, qwen.top_k) == (1.1, 20)
+    assert AppSettings(path).generation("llama.gguf").top_k == GenerationSettings().top_k
+    s.reset("/models/qwen.gguf")
+    assert s.defaults("qwen.gguf") == s.generation("qwen.gguf")
+    assert (s.generation("qwen.gguf").temperature, s.generation("qwen.gguf").top_k) == (0.6, 20)
+    with pytest.raises(SettingError):
+        s.recommend("/models/qwen.gguf", top_p=3.0)
+    assert AppSettings(path).generation("qwen.gguf").top_k == 20  # nothing stored
 
 
 def test_bad_values_are_refused_and_nothing_is_stored(tmp_path: Path) -> None:

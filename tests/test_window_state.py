@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QDialog, QLabel, QMenu
 
 import localchat
 from localchat.core import logs, paths
+from localchat.core.params import GenerationSettings
 from localchat.ui import menus
 from localchat.ui.main_window import MainWindow
 from localchat.ui.model_bar import FIGURES, ModelPicker
@@ -189,3 +190,33 @@ def test_a_narrow_picker_shortens_the_name_and_keeps_the_figures(qtbot) -> None:
     assert picker.shown_text() == "short  ·  1.0B  ·  Q8_0  ·  1.1 GB"
     picker.resize(60, picker.sizeHint().height())  # no room even for figures: the end goes
     assert picker.shown_text().endswith("…") and picker.shown_text().startswith("sh")
+
+
+def test_reset_to_defaults_returns_to_the_models_own_settings(
+    qtbot, home: Path, parts, tiny_model: Path, monkeypatch
+) -> None:
+    """The demo model chats at 0.2 by its own recommendation: "Reset to
+    defaults" forgets the user's choices for it and returns there, not to
+    the app's 0.7."""
+    import shutil
+
+    from PySide6.QtWidgets import QPushButton
+
+    from localchat.core.settings import DEMO_SETTINGS
+
+    demo = shutil.copy(tiny_model, home / "localchat-demo.gguf")
+    monkeypatch.setenv(paths.DEMO_ENV, str(demo))
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    temperature = window.panel.editors["temperature"]
+    assert temperature.value() == DEMO_SETTINGS["temperature"] != 0.7
+    temperature.setValue(0.9)
+    window.panel.editors["top_k"].setValue(7)
+    settings = parts[2]
+    assert settings.model_overrides(str(demo)) == {"temperature": 0.9, "top_k": 7}
+    reset = window.panel.findChild(QPushButton, "reset")
+    qtbot.mouseClick(reset, Qt.MouseButton.LeftButton)
+    assert temperature.value() == DEMO_SETTINGS["temperature"]
+    assert window.panel.editors["top_k"].value() == GenerationSettings().top_k
+    assert settings.model_overrides(str(demo)) == {}
+    assert window.reload_button.isHidden()  # nothing that applies on loading changed

@@ -38,25 +38,47 @@ class AppSettings:
         self.path = Path(path) if path is not None else paths.settings_file()
         self.problem: str | None = None
         self._lock = threading.Lock()
-        self._data: dict[str, Any] = {"format": FORMAT, "generation": {}, "models": {}, "ui": {}}
+        self._data: dict[str, Any] = {
+            "format": FORMAT,
+            "generation": {},
+            "models": {},
+            "recommended": {},
+            "ui": {},
+        }
         self._load()
 
     # -- generation settings ----------------------------------------------------------
 
     def generation(self, model: str | None = None) -> GenerationSettings:
         """The settings to use: defaults, the model's own recommendation (the
-        demo model's), then the user's app-wide choices, then this model's
-        overrides."""
-        values: dict[str, Any] = {}
-        own = DEMO_SETTINGS if model and _is_demo(model) else {}
-        for layer in (own, self._data["generation"], self._data["models"].get(_key(model), {})):
-            for name, value in layer.items():
-                try:
-                    GenerationSettings().replace(**{**values, name: value})
-                except SettingError:
-                    continue  # stored by an older version with other rules: skip it
-                values[name] = value
-        return GenerationSettings().replace(**values) if values else GenerationSettings()
+        demo model's, or the catalog's for a model downloaded from it), then
+        the user's app-wide choices, then the user's choices for this model."""
+        return _merged(
+            self.recommended(model), self._data["generation"], self.model_overrides(model)
+        )
+
+    def defaults(self, model: str | None = None) -> GenerationSettings:
+        """What "Reset to defaults" returns to: the settings without the
+        user's choices for this model (its recommendation and the app-wide
+        choices stay; with no model, the built-in defaults)."""
+        return _merged(self.recommended(model), self._data["generation"] if model else {})
+
+    def recommended(self, model: str | None) -> dict[str, Any]:
+        """The model's own recommended settings ({} for most models)."""
+        if not model:
+            return {}
+        if _is_demo(model):
+            return dict(DEMO_SETTINGS)
+        return dict(self._data["recommended"].get(_key(model), {}))
+
+    def recommend(self, model: str, **values: Any) -> None:
+        """Remember the settings recommended for ``model`` (the catalog's):
+        they apply under any choice of the user's. Raises
+        :class:`SettingError` for a bad value, storing nothing."""
+        GenerationSettings().replace(**values)  # validates
+        with self._lock:
+            self._data["recommended"][_key(model)] = dict(values)
+            self._save()
 
     def set_generation(self, model: str | None = None, **changes: Any) -> None:
         """Remember changes app-wide (``model=None``) or for one model. Raises
@@ -71,13 +93,18 @@ class AppSettings:
             layer.update(changes)
             self._save()
 
-    def model_overrides(self, model: str) -> dict[str, Any]:
-        return dict(self._data["models"].get(_key(model), {}))
+    def model_overrides(self, model: str | None) -> dict[str, Any]:
+        """The user's choices for ``model`` ({} for none, or for no model)."""
+        return dict(self._data["models"].get(_key(model), {})) if model else {}
 
-    def reset_model(self, model: str) -> None:
-        """Forget one model's overrides: it follows the app-wide settings again."""
+    def reset(self, model: str | None = None) -> None:
+        """Forget the user's choices for ``model`` (``None``: the app-wide
+        choices): it is back to :meth:`defaults`."""
         with self._lock:
-            self._data["models"].pop(_key(model), None)
+            if model is None:
+                self._data["generation"] = {}
+            else:
+                self._data["models"].pop(_key(model), None)
             self._save()
 
     # -- window state -------------------------------------------------------------------
@@ -99,7 +126,7 @@ class AppSettings:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            for section in ("generation", "models", "ui"):
+            for section in ("generation", "models", "recommended", "ui"):
                 if not isinstance(data.get(section, {}), dict):
                     raise ValueError(f"'{section}' is not an object")
                 self._data[section] = dict(data.get(section, {}))
@@ -125,6 +152,20 @@ class AppSettings:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _merged(*layers: dict[str, Any]) -> GenerationSettings:
+    """The defaults with each layer's values over them, in order; a value
+    stored by an older version with other rules is skipped."""
+    values: dict[str, Any] = {}
+    for layer in layers:
+        for name, value in layer.items():
+            try:
+                GenerationSettings().replace(**{**values, name: value})
+            except SettingError:
+                continue
+            values[name] = value
+    return GenerationSettings().replace(**values)
 
 
 def _key(model: str | None) -> str:

@@ -248,6 +248,7 @@ class MainWindow(QMainWindow):
         if self._panel is None:
             self._panel = SettingsPanel(self.settings.generation())
             self._panel.changed.connect(self.link.changed)
+            self._panel.reset_requested.connect(self.link.reset)
             self.settings_dock.setWidget(self._panel)
         return self._panel
 

@@ -229,7 +229,9 @@ class Avatar(QWidget):
             path = QPainterPath()
             path.addEllipse(circle)
             painter.setClipPath(path)
-            painter.setBrush(mix(palette.color(QPalette.ColorRole.Text), bubble_colour(palette), 0.35))
+            painter.setBrush(
+                mix(palette.color(QPalette.ColorRole.Text), bubble_colour(palette), 0.35)
+            )
             side = circle.width()
             head = side * 0.34
             painter.drawEllipse(

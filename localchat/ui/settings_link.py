@@ -113,6 +113,16 @@ class SettingsLink(QObject):
         self.memory.show(values)
         self.counter.update()
 
+    def reset(self) -> None:
+        """ "Reset to defaults": forget the user's choices for the model in use
+        and show its defaults (the demo's own temperature, a catalog model's
+        recommendation), then follow them as an edit would."""
+        model = str(self.model.path) if self.model.path else None
+        self.settings.reset(model)
+        panel = self._panel()
+        panel.set_values(self.settings.defaults(model))
+        self.changed(panel.values())
+
     def _scale_edited(self, value: float) -> None:
         self._panel().editors["lora_scale"].setValue(value)  # type: ignore[attr-defined]
 

@@ -60,6 +60,8 @@ class SettingsPanel(QScrollArea):
     Scrolls when the window is shorter than the form."""
 
     changed = Signal(object)  # GenerationSettings
+    reset_requested = Signal()
+    """The user asked for the defaults (the owner knows whose: the model's)."""
 
     def __init__(self, settings: GenerationSettings | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -105,7 +107,9 @@ class SettingsPanel(QScrollArea):
             form.addRow(note)
             self.notes[name] = note
         reset = QPushButton("Reset to defaults")
-        reset.clicked.connect(lambda: self._user_set(GenerationSettings()))
+        reset.setObjectName("reset")
+        reset.setToolTip("Forget your choices for this model: back to its recommended settings")
+        reset.clicked.connect(self.reset_requested)
         layout.addWidget(reset)
         layout.addStretch(1)
         self.set_values(settings or GenerationSettings())
@@ -222,10 +226,6 @@ class SettingsPanel(QScrollArea):
         note.setStyleSheet("color: #c0392b" if warn else "")  # else the secondary tone
         theme.secondary(note)
         note.setVisible(bool(text))
-
-    def _user_set(self, settings: GenerationSettings) -> None:
-        self.set_values(settings)
-        self._emit()
 
     def _emit(self) -> None:
         if not self._loading:

@@ -86,10 +86,11 @@ def for_repo(repo_id: str) -> CatalogEntry | None:
 
 def adopt(path: Path, repo_id: str, settings: AppSettings) -> dict[str, Any]:
     """A model from ``repo_id`` was just installed at ``path``: remember the
-    catalog's recommended settings as that model's own, unless the user
-    already chose some for it. Returns what was remembered."""
+    catalog's recommended settings as that model's own (under any choice the
+    user made for it, which stands). Returns those that apply now."""
     entry = for_repo(repo_id)
-    if entry is None or not entry.settings or settings.model_overrides(str(path)):
+    if entry is None or not entry.settings:
         return {}
-    settings.set_generation(str(path), **entry.settings)
-    return dict(entry.settings)
+    settings.recommend(str(path), **entry.settings)
+    chosen = settings.model_overrides(str(path))
+    return {k: v for k, v in entry.settings.items() if k not in chosen}
