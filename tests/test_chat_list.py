@@ -112,6 +112,19 @@ def test_the_list_groups_by_date_elides_and_shows_plain_titles(qtbot, parts) -> 
     assert long_item.toolTip().startswith("A very long title A very long title")
     assert len(long_item.toolTip()) > len(long_item.text()) - 1
     assert not listing.horizontalScrollBar().isVisible()
+    # A screen reader hears each painted heading with its group's first chat.
+    from PySide6.QtGui import QAccessible
+
+    cells = QAccessible.queryAccessibleInterface(listing)
+    heard = [cells.child(i).text(QAccessible.Text.Name) for i in range(cells.childCount())]
+    assert heard[0].startswith("Today: A very long title") and heard[1] == "Bold chat"
+    assert heard[2:] == [
+        "Yesterday: Yesterday's",
+        "Previous 7 days: Last week",
+        "Previous 30 days: A month ago",
+        "Older: Older one",
+    ]
+    assert cells.child(1).text(QAccessible.Text.Description) == "chat from Today"
     # A click on a heading selects nothing.
     rect = listing.visualItemRect(listing.item(2))
     qtbot.mouseClick(listing.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(20, rect.top() + 3))

@@ -1,7 +1,7 @@
 """The chat list's rows: one per chat, its title on one line (elided, the
 whole title as tooltip), under the date heading of its group (Today,
 Yesterday, …), which is painted above the group's first row and is never
-selectable."""
+selectable; a screen reader hears it with that row."""
 
 from __future__ import annotations
 
@@ -90,8 +90,12 @@ class ChatRows(QListWidget):
             item.setToolTip(plain_title(chat.title, limit=500) or "New chat")
             item.setData(CHAT_ROLE, chat.id)
             heading = date_group(chat.updated_at)
+            # The heading is painted: a screen reader hears it with the
+            # group's first chat, and every chat says its group when asked.
+            item.setData(Qt.ItemDataRole.AccessibleDescriptionRole, f"chat from {heading}")
             if heading != group:
                 item.setData(HEADING_ROLE, heading)
+                item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{heading}: {title}")
                 group = heading
             self.addItem(item)
             if chat.id == current:
