@@ -108,7 +108,7 @@ def test_the_hint_follows_the_files(qtbot, window, tmp_path: Path, monkeypatch) 
     )
     next(b for b in trainer.findChildren(QPushButton) if b.text() == "Add files…").click()
     size = sum(p.stat().st_size for p in texts)
-    assert trainer.status.text() == f"3 files, {human_size(size)}: press Start."
+    qtbot.waitUntil(lambda: trainer.status.text() == f"3 files, {human_size(size)}: press Start.")
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "one.txt").write_text("More words.", encoding="utf-8")
@@ -116,8 +116,11 @@ def test_the_hint_follows_the_files(qtbot, window, tmp_path: Path, monkeypatch) 
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     next(b for b in trainer.findChildren(QPushButton) if b.text() == "Add a folder…").click()
     size += len("More words.")
-    assert trainer.status.text() == (
-        f"3 files and 1 folder (4 files), {human_size(size)}: press Start."
+    qtbot.waitUntil(
+        lambda: (
+            trainer.status.text()
+            == f"3 files and 1 folder (4 files), {human_size(size)}: press Start."
+        )
     )
     next(b for b in trainer.findChildren(QPushButton) if b.text() == "Clear").click()
     assert trainer.status.text() == "Add text files, then Start."
@@ -188,7 +191,7 @@ def test_the_fine_tune_hint_follows_the_data(qtbot, home: Path, parts, tmp_path)
     assert page.status.text() == "Choose some data (files, a folder or your chats), then Start."
     page.add_data(chat_jsonl(tmp_path / "counting.jsonl"))
     size = (tmp_path / "counting.jsonl").stat().st_size
-    assert page.status.text() == f"1 file, {human_size(size)}: press Start."
+    qtbot.waitUntil(lambda: page.status.text() == f"1 file, {human_size(size)}: press Start.")
     page.tick_chats(chats)
     assert page.status.text() == f"1 file, {human_size(size)} and 2 chats: press Start."
     page.data.files.clear()

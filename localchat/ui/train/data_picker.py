@@ -25,7 +25,8 @@ from localchat.core.chat.store import ChatStore
 from localchat.core.trainer import chat_data
 from localchat.core.trainer.data import TEXT_SUFFIXES
 from localchat.core.units import plural
-from localchat.ui.train.widgets import caption, files_summary, note
+from localchat.ui.train.files_survey import FilesSurvey
+from localchat.ui.train.widgets import caption, note
 
 DATA_SUFFIXES = {*TEXT_SUFFIXES, ".jsonl"}
 
@@ -42,6 +43,8 @@ class DataPicker(QGroupBox):
         self.store = store
         self._chats_dir: tempfile.TemporaryDirectory[str] | None = None
         self._ticked: list[int] = []
+        self.survey = FilesSurvey(DATA_SUFFIXES, self)
+        self.survey.ready.connect(self.changed)
         self.files = QListWidget()
         self.files.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.files.setToolTip(
@@ -95,7 +98,7 @@ class DataPicker(QGroupBox):
     def summary(self) -> str:
         """What is chosen, for the page's hint ('' for nothing): "2 files, 12.0 KB
         and 3 chats"."""
-        parts = [files_summary(self.paths(), DATA_SUFFIXES)] if self.files.count() else []
+        parts = [self.survey.summary(self.paths())] if self.files.count() else []
         if chats := len(self.chosen_chats()):
             parts.append(plural(chats, "chat"))
         return " and ".join(parts)

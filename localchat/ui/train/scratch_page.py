@@ -24,8 +24,9 @@ from localchat.core.errors import LocalChatError
 from localchat.core.trainer import options
 from localchat.core.trainer.data import TEXT_SUFFIXES
 from localchat.ui.train.fields import choice_box, int_box
+from localchat.ui.train.files_survey import FilesSurvey
 from localchat.ui.train.run_page import RunPage
-from localchat.ui.train.widgets import files_summary, safe_name
+from localchat.ui.train.widgets import safe_name
 
 STARTING_SIZE, STARTING_STEPS = "tiny", 500
 """What the page starts with: a run of minutes (the command's own defaults,
@@ -46,6 +47,8 @@ class ScratchPage(RunPage):
             "with the same name goes on from where it stopped."
         )
         intro.setWordWrap(True)
+        self.survey = FilesSurvey(TEXT_SUFFIXES, self)
+        self.survey.ready.connect(self.show_hint)
         self.files = QListWidget()
         self.files.setMaximumHeight(110)
         add = QPushButton("Add files…")
@@ -105,7 +108,7 @@ class ScratchPage(RunPage):
         data = self.listed()
         if not data:
             return "Add text files, then Start."
-        return f"{files_summary(data, TEXT_SUFFIXES)}: press Start."
+        return f"{self.survey.summary(data)}: press Start."
 
     def output(self) -> Path:
         return paths.models_dir() / f"{safe_name(self.name.text(), 'my-gpt')}.gguf"
