@@ -92,6 +92,15 @@ def test_stop_keeps_what_was_written(qtbot, home: Path, parts, slow_model) -> No
     assert reply.status == "cancelled" and len(reply.content) > 10
     assert window.view.widgets[-1].note.text() == "stopped"
     assert window.send_button.text() == "Send"
+    # The round button sends, then stops the reply it started.
+    window.composer.setPlainText("Once more")
+    qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
+    assert window.job is not None and window.send_button.text() == "Stop"
+    qtbot.waitUntil(lambda: len(window.view._stream_text) > 10, timeout=TIMEOUT)
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
+    assert parts[0].thread(window.chat_id)[-1].status == "cancelled"
+    assert parts[0].thread(window.chat_id)[-2].content == "Once more"
 
 
 def test_restart_restores_the_last_chat_and_model(qtbot, home: Path, parts, tiny_model) -> None:

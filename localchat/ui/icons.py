@@ -27,7 +27,8 @@ THEME_NAMES = {
     "next": "go-next",
     "check": "dialog-ok",
 }
-"""Each glyph's name in the freedesktop icon theme."""
+"""Each glyph's name in the freedesktop icon theme (the send button's
+glyphs, drawn on the accent colour, are always ours)."""
 
 
 def _path(name: str) -> QPainterPath:
@@ -67,6 +68,14 @@ def _path(name: str) -> QPainterPath:
         p.moveTo(6, 3)
         p.lineTo(11, 8)
         p.lineTo(6, 13)
+    elif name == "send":  # an arrow up
+        p.moveTo(8, 13.5)
+        p.lineTo(8, 2.5)
+        p.moveTo(3.5, 7)
+        p.lineTo(8, 2.5)
+        p.lineTo(12.5, 7)
+    elif name == "stop":
+        p.addRoundedRect(QRectF(4, 4, 8, 8), 1.5, 1.5)
     elif name == "check":
         p.moveTo(2.5, 8.5)
         p.lineTo(6, 12)
@@ -75,11 +84,13 @@ def _path(name: str) -> QPainterPath:
 
 
 class DrawnIcon(QIconEngine):
-    """A glyph of :func:`_path`, stroked in the application's text colour."""
+    """A glyph of :func:`_path`, stroked in the application's text colour
+    (``on_accent``: the colour of text on the accent colour)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, on_accent: bool = False) -> None:
         super().__init__()
         self.name = name
+        self.on_accent = on_accent
 
     def paint(self, painter: QPainter, rect: QRect, mode: QIcon.Mode, state: QIcon.State) -> None:
         palette = QGuiApplication.palette()
@@ -88,7 +99,10 @@ class DrawnIcon(QIconEngine):
             if mode == QIcon.Mode.Disabled
             else QPalette.ColorGroup.Normal
         )
-        colour = palette.color(group, QPalette.ColorRole.ButtonText)
+        role = (
+            QPalette.ColorRole.HighlightedText if self.on_accent else QPalette.ColorRole.ButtonText
+        )
+        colour = palette.color(group, role)
         if mode == QIcon.Mode.Disabled:
             colour.setAlphaF(0.45)
         painter.save()
@@ -98,7 +112,7 @@ class DrawnIcon(QIconEngine):
             QPointF(rect.x() + (rect.width() - side) / 2, rect.y() + (rect.height() - side) / 2)
         )
         painter.scale(side / 16, side / 16)
-        pen = QPen(colour, 1.4)
+        pen = QPen(colour, 1.8 if self.on_accent else 1.4)
         pen.setCapStyle(Qt.PenCapStyle.RoundCap)
         pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
         painter.setPen(pen)
@@ -115,13 +129,14 @@ class DrawnIcon(QIconEngine):
         return pixmap
 
     def clone(self) -> QIconEngine:
-        return DrawnIcon(self.name)
+        return DrawnIcon(self.name, self.on_accent)
 
 
-def icon(name: str) -> QIcon:
-    """The icon ``name`` (a key of :data:`THEME_NAMES`): the theme's, or drawn."""
-    drawn = QIcon(DrawnIcon(name))
-    theme_name = THEME_NAMES[name]
-    if QIcon.hasThemeIcon(theme_name):
+def icon(name: str, *, on_accent: bool = False) -> QIcon:
+    """The icon ``name`` (a key of :data:`THEME_NAMES`): the theme's, or drawn
+    (always drawn ``on_accent``, in the colour of text on the accent colour)."""
+    drawn = QIcon(DrawnIcon(name, on_accent))
+    theme_name = THEME_NAMES.get(name)
+    if theme_name and not on_accent and QIcon.hasThemeIcon(theme_name):
         return QIcon.fromTheme(theme_name, drawn)
     return drawn

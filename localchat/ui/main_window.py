@@ -21,9 +21,7 @@ from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, QUrl
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QDockWidget,
-    QHBoxLayout,
     QMainWindow,
-    QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -41,13 +39,14 @@ from localchat.ui import menus, window_size, window_state
 from localchat.ui.bridge import Background
 from localchat.ui.chat_list import ChatList
 from localchat.ui.chat_view import DEMO_ONLY, NO_MODEL, ChatView
+from localchat.ui.composer import Composer, ComposerBox
 from localchat.ui.context_meter import ContextCounter, ContextMeter, SpeedLabel
 from localchat.ui.drafts import Drafts
 from localchat.ui.memory_note import MemoryNote
 from localchat.ui.model_bar import ADAPTER_ROLE, CLOSED_ROLE, DEMO_LABEL, DEMO_TIP, ModelBar
 from localchat.ui.model_loading import ModelLoader
 from localchat.ui.other_windows import OtherWindows
-from localchat.ui.replies import Composer, Replies
+from localchat.ui.replies import Replies
 from localchat.ui.settings_link import SettingsLink
 from localchat.ui.settings_panel import SettingsPanel
 from localchat.ui.state import ChatState, ModelState
@@ -119,16 +118,13 @@ class MainWindow(QMainWindow):
         self.model_state, self.reload_button = bar.status, bar.reload_button
         self.model_box.activated.connect(self._model_chosen)
         self.view = ChatView()
-        self.composer = Composer()
-        self.send_button = QPushButton("Send")
-        bottom = QHBoxLayout()
-        bottom.addWidget(self.composer, 1)
-        bottom.addWidget(self.send_button)
+        self.composer_box = ComposerBox()
+        self.composer, self.send_button = self.composer_box.composer, self.composer_box.send_button
         middle = QWidget()
         middle_layout = QVBoxLayout(middle)
         middle_layout.addWidget(bar)
         middle_layout.addWidget(self.view, 1)
-        middle_layout.addLayout(bottom)
+        middle_layout.addWidget(self.composer_box)
 
         splitter = QSplitter()
         splitter.addWidget(self.chats)
@@ -162,8 +158,8 @@ class MainWindow(QMainWindow):
             self.memory, self.counter, self,
         )  # fmt: skip
         self.replies = Replies(
-            store, engine, self.chat, self.model, self.view, self.composer,
-            self.send_button, self.counter, values, self,
+            store, engine, self.chat, self.model, self.view, self.composer_box,
+            self.counter, values, self,
         )  # fmt: skip
         self.replies.regenerating.connect(self.show_chat)
         self.replies.ended.connect(self._reply_ended)

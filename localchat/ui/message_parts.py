@@ -25,6 +25,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QTextBrowser, QToolButton, QWidget
 
 from localchat.ui import theme
+from localchat.ui.theme import mix
 
 LONG_TOKEN = 24
 _LONG_TOKEN = re.compile(rf"\S{{{LONG_TOKEN},}}")
@@ -62,15 +63,6 @@ def stats_text(stats: dict[str, Any] | None) -> str:
     if stats.get("ttft_ms") is not None:
         parts.append(f"first token {stats['ttft_ms'] / 1000:.2f} s")
     return " · ".join(parts)
-
-
-def mix(a: QColor, b: QColor, amount: float) -> QColor:
-    """``a`` with ``amount`` (0..1) of ``b`` blended in."""
-    return QColor(
-        round(a.red() + (b.red() - a.red()) * amount),
-        round(a.green() + (b.green() - a.green()) * amount),
-        round(a.blue() + (b.blue() - a.blue()) * amount),
-    )
 
 
 def is_dark(palette: QPalette) -> bool:

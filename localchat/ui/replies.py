@@ -1,4 +1,4 @@
-"""Writing replies: the composer, and the reply job that streams into the view.
+"""Writing replies: the reply job that streams into the view, from the composer.
 
 One reply at a time. It runs on a ``ReplyThread``, which only emits: the chat
 it writes to (made there when none is open), each piece, and its end; slots
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import QPlainTextEdit, QPushButton
+from PySide6.QtCore import QObject, Signal
 
 from localchat.core.chat.session import ChatSession
 from localchat.core.chat.store import ChatStore, StoredMessage
@@ -20,36 +18,11 @@ from localchat.core.engine.client import Engine
 from localchat.core.params import GenerationSettings
 from localchat.ui.bridge import Emit, JobThread
 from localchat.ui.chat_view import ChatView
+from localchat.ui.composer import ComposerBox
 from localchat.ui.context_meter import ContextCounter
 from localchat.ui.state import ChatState, ModelState
 
 Talk = Callable[[ChatSession, Emit], StoredMessage]
-
-
-class Composer(QPlainTextEdit):
-    """Enter sends, Shift+Enter starts a new line, Esc stops the reply."""
-
-    submitted = Signal(str)
-    stop_requested = Signal()
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setPlaceholderText("Message (Enter to send, Shift+Enter for a new line)")
-        self.setFixedHeight(90)
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        key = event.key()
-        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
-            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
-        ):
-            text = self.toPlainText().strip()
-            if text:
-                self.submitted.emit(text)
-            return
-        if key == Qt.Key.Key_Escape:
-            self.stop_requested.emit()
-            return
-        super().keyPressEvent(event)
 
 
 class ReplyThread(JobThread):
@@ -89,22 +62,22 @@ class Replies(QObject):
         chat: ChatState,
         model: ModelState,
         view: ChatView,
-        composer: Composer,
-        send_button: QPushButton,
+        box: ComposerBox,
         counter: ContextCounter,
         values: Callable[[], GenerationSettings],
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.store, self.engine, self.chat, self.model = store, engine, chat, model
+        composer = box.composer
         self.view, self.composer, self.counter, self._values = view, composer, counter, values
         self.job: ReplyThread | None = None
         self.reply_chat: int | None = None
         """The chat the running (or last) reply writes to, once its job has said."""
         composer.submitted.connect(self.send)
         composer.stop_requested.connect(self.stop)
-        send_button.clicked.connect(self.send_or_stop)
-        chat.reply_changed.connect(lambda on: send_button.setText("Stop" if on else "Send"))
+        box.send_button.clicked.connect(self.send_or_stop)
+        chat.reply_changed.connect(box.set_replying)
 
     def busy(self) -> bool:
         return self.chat.replying

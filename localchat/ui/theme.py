@@ -37,6 +37,15 @@ def contrast(a: QColor, b: QColor) -> float:
     return (hi + 0.05) / (lo + 0.05)
 
 
+def mix(a: QColor, b: QColor, amount: float) -> QColor:
+    """``a`` with ``amount`` (0..1) of ``b`` blended in."""
+    return QColor(
+        round(a.red() + (b.red() - a.red()) * amount),
+        round(a.green() + (b.green() - a.green()) * amount),
+        round(a.blue() + (b.blue() - a.blue()) * amount),
+    )
+
+
 def dark_palette() -> QPalette:
     p = QPalette()
     base, window, text = QColor(30, 30, 30), QColor(45, 45, 45), QColor(230, 230, 230)
