@@ -67,13 +67,16 @@ class Composer(QPlainTextEdit):
 
     def focusInEvent(self, event: QFocusEvent) -> None:
         super().focusInEvent(event)
-        if self.parentWidget() is not None:
-            self.parentWidget().update()  # the box's border shows the focus
+        self._repaint_box()
 
     def focusOutEvent(self, event: QFocusEvent) -> None:
         super().focusOutEvent(event)
-        if self.parentWidget() is not None:
-            self.parentWidget().update()
+        self._repaint_box()
+
+    def _repaint_box(self) -> None:
+        box = self.parentWidget()
+        if box is not None:
+            box.update()  # the box's border shows the focus
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
