@@ -357,6 +357,7 @@ def test_secondary_text_is_readable_in_both_themes(qtbot) -> None:
     from PySide6.QtWidgets import QApplication, QLabel
 
     from localchat.ui import theme
+    from localchat.ui.message_parts import Note
 
     app = QApplication.instance()
     role = QPalette.ColorRole
@@ -370,6 +371,24 @@ def test_secondary_text_is_readable_in_both_themes(qtbot) -> None:
             for background in (role.Base, role.Window):
                 ratio = theme.contrast(tone, palette.color(background))
                 assert ratio >= 4.5, (scheme, background, ratio)
+            # A failed reply's note is in the error tone, as readable.
+            note = Note()
+            qtbot.addWidget(note)
+            note.set_error(True)
+            error = note.palette().color(note.foregroundRole())
+            assert error == theme.error_colour(palette) != tone
+            for background in (role.Base, role.Window):
+                assert theme.contrast(error, palette.color(background)) >= 4.5, scheme
+            note.set_error(False)
+            assert note.palette().color(note.foregroundRole()) == tone
+        # A note in the error tone follows a switch of theme.
+        theme.apply(app, Qt.ColorScheme.Dark)
+        note = Note()
+        qtbot.addWidget(note)
+        note.set_error(True)
+        theme.apply(app, Qt.ColorScheme.Light)
+        QApplication.processEvents()
+        assert note.palette().color(note.foregroundRole()) == theme.ERROR_LIGHT
     finally:
         theme.apply(app, Qt.ColorScheme.Light)
 

@@ -91,6 +91,7 @@ def test_stop_keeps_what_was_written(qtbot, home: Path, parts, slow_model) -> No
     reply = parts[0].thread(window.chat_id)[-1]
     assert reply.status == "cancelled" and len(reply.content) > 10
     assert window.view.widgets[-1].note.text() == "stopped"
+    assert not window.view.widgets[-1].note.error  # stopping is no failure
     assert window.send_button.text() == "Send"
     # The round button sends, then stops the reply it started.
     window.composer.setPlainText("Once more")

@@ -164,6 +164,7 @@ def test_a_failed_replys_long_error_wraps_inside_the_view(qtbot, home: Path, par
     assert [w.role for w in view.widgets] == ["user", "assistant"]
     failed = view.widgets[-1]
     assert failed.note.text() == f"failed: {error}"
+    assert failed.note.error  # in the error tone, not the grey of "stopped"
     qtbot.waitUntil(lambda: failed.note.isVisible() and failed.note.height() > 0)
     qtbot.wait(50)  # the layout settles
     viewport = view.viewport()

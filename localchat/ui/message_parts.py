@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt
 from PySide6.QtGui import (
     QColor,
     QFocusEvent,
@@ -93,6 +93,7 @@ class Note(QLabel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._text = ""
+        self.error = False
         self.setTextFormat(Qt.TextFormat.PlainText)  # an error may hold "<...>"
         self.setWordWrap(True)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -101,6 +102,31 @@ class Note(QLabel):
     def setText(self, text: str) -> None:
         self._text = text
         super().setText(breakable(text))
+
+    def set_error(self, error: bool) -> None:
+        """Draw the note in the error tone (a failed reply) or the secondary one."""
+        if error == self.error:
+            return
+        self.error = error
+        if error:
+            self._tint()
+        else:
+            self.setPalette(QPalette())  # inherit again
+            theme.secondary(self)
+
+    def _tint(self) -> None:
+        palette = QPalette()  # the application's, with the error tone for the text
+        tone = theme.error_colour(palette)
+        if self.palette().color(QPalette.ColorRole.WindowText) == tone:
+            return  # already (and no PaletteChange to answer again)
+        palette.setColor(QPalette.ColorRole.WindowText, tone)
+        self.setPalette(palette)
+        self.setForegroundRole(QPalette.ColorRole.WindowText)
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if self.error and event.type() == QEvent.Type.PaletteChange:
+            self._tint()  # the theme switched: the error tone of the new one
 
     def text(self) -> str:
         return self._text

@@ -269,6 +269,7 @@ class MessageWidget(QFrame):
         if message.status == "failed" and message.stats and message.stats.get("error"):
             note = f"failed: {message.stats['error']}"
         self.set_note(note)
+        self.note.set_error(message.status == "failed")
         line = stats_text(message.stats) if message.role == "assistant" else ""
         self.stats.setText(line)
         self.stats.setVisible(bool(line))

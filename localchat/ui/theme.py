@@ -20,6 +20,15 @@ _LIGHT_STYLE: dict[int, str] = {}
 # measure about 2:1 on white).
 SECONDARY_LIGHT = QColor(96, 96, 96)
 SECONDARY_DARK = QColor(170, 170, 170)
+# An error (a failed reply's note): red, as readable as the secondary tone.
+ERROR_LIGHT = QColor(179, 38, 30)
+ERROR_DARK = QColor(242, 184, 181)
+
+
+def error_colour(palette: QPalette) -> QColor:
+    """The error tone for the theme ``palette`` belongs to."""
+    dark = palette.color(QPalette.ColorRole.Base).lightness() < 128
+    return ERROR_DARK if dark else ERROR_LIGHT
 
 
 def contrast(a: QColor, b: QColor) -> float:
