@@ -90,6 +90,19 @@ def fill(store: ChatStore) -> dict[str, int]:
         )
         reply.finish("done", STATS)
     chats["long"] = long
+    thinking = store.create_chat("Train timetable")
+    store.add_message(
+        thinking, "user", "A train leaves at 9:40 and takes 2 h 35 min. When does it arrive?"
+    )
+    reply = store.begin_reply(thinking, model=MODEL)
+    reply.append(
+        "The user wants the arrival time. 9:40 plus 2 hours is 11:40; plus 35 minutes is "
+        "12:15. No time zones are mentioned, so the answer is **12:15**.",
+        reasoning=True,
+    )
+    reply.append("It arrives at **12:15** (9:40 + 2 h = 11:40, + 35 min = 12:15).")
+    reply.finish("done", {**STATS, "thinking_ms": 3400.0, "reasoning_tokens": 48})
+    chats["thinking"] = thinking
     return chats
 
 
@@ -134,6 +147,14 @@ def main() -> int:
         window.view.verticalScrollBar().setValue(window.view.verticalScrollBar().maximum() // 2)
         settle(app, window, 0)
         window.grab().save(str(out / f"long-chat-{name}{suffix}.png"))
+        window.select_chat(chats["thinking"])
+        settle(app, window)
+        window.grab().save(str(out / f"thinking-{name}{suffix}.png"))
+        block = window.view.widgets[-1].thinking
+        assert block is not None
+        block.toggle()
+        settle(app, window, 0)
+        window.grab().save(str(out / f"thinking-open-{name}{suffix}.png"))
         window.new_chat()
         settle(app, window)
         window.grab().save(str(out / f"new-chat-{name}{suffix}.png"))

@@ -11,10 +11,16 @@ import pytest
 from localchat.core.chat.session import ChatSession
 from localchat.core.chat.store import ChatStore
 from localchat.core.engine.client import Engine
+from localchat.core.engine.protocol import Piece
 from localchat.core.errors import EngineCrashed, LocalChatError
 from localchat.core.params import GenerationSettings
 
 S = GenerationSettings(temperature=0.0, max_tokens=20, repeat_penalty=1.0)
+
+
+def answer(pieces: list[Piece]) -> str:
+    """The answer's text among streamed pieces (the thinking left out)."""
+    return "".join(p.text for p in pieces if not p.reasoning)
 
 
 @pytest.fixture
@@ -25,9 +31,10 @@ def session(tmp_path: Path, phi3_model: Path):
 
 
 def test_send_streams_into_the_store(session: ChatSession) -> None:
-    pieces: list[str] = []
+    pieces: list[Piece] = []
     reply = session.send("What is the capital of France and why?", S, pieces.append)
-    assert reply.content == "".join(pieces) and len(pieces) > 1
+    assert reply.content == answer(pieces) and len(pieces) > 1
+    assert reply.reasoning == "".join(p.text for p in pieces if p.reasoning)
     assert reply.status == "done" and reply.model == "phi3-test"
     assert reply.settings == S.to_dict()
     assert reply.stats and reply.stats["completion_tokens"] == 20
@@ -45,16 +52,16 @@ def test_send_streams_into_the_store(session: ChatSession) -> None:
 
 def test_stop_keeps_the_text_so_far(session: ChatSession) -> None:
     long = S.replace(max_tokens=4000)
-    seen: list[str] = []
+    seen: list[Piece] = []
 
-    def on_piece(piece: str) -> None:
+    def on_piece(piece: Piece) -> None:
         seen.append(piece)
         if len(seen) == 5:
             session.stop()
 
     reply = session.send("Go on", long, on_piece)
     assert reply.status == "cancelled"
-    assert reply.content == "".join(seen) and reply.stats
+    assert reply.content == answer(seen) and reply.stats
     assert reply.stats["finish_reason"] == "cancelled"
 
 
@@ -77,9 +84,9 @@ def test_a_worker_crash_mid_reply_keeps_the_chat(session: ChatSession) -> None:
     session.send("Hi", S)
     pid = session.engine.worker_pid
     assert pid is not None
-    seen: list[str] = []
+    seen: list[Piece] = []
 
-    def kill_after_three(piece: str) -> None:
+    def kill_after_three(piece: Piece) -> None:
         seen.append(piece)
         if len(seen) == 3:
             os.kill(pid, signal.SIGKILL)
@@ -90,7 +97,7 @@ def test_a_worker_crash_mid_reply_keeps_the_chat(session: ChatSession) -> None:
     assert [m.content for m in thread[:3]] == ["Hi", thread[1].content, "Tell me more"]
     failed = thread[-1]
     assert failed.status == "failed" and failed.stats and "crashed" in failed.stats["error"]
-    assert failed.content.startswith("".join(seen[:2]))
+    assert failed.content.startswith(answer(seen[:2]))
     # The next message works: a fresh worker, the same chat.
     after = session.send("Still there?", S)
     assert after.status == "done" and session.engine.worker_pid not in (None, pid)

@@ -232,7 +232,47 @@ def test_a_version_1_database_is_migrated_and_keeps_its_chats(tmp_path: Path) ->
         [old] = s.list_chats()
         assert old.title == "old" and s.draft(old.id) == ""
         version = s._db.execute("PRAGMA user_version").fetchone()[0]
-        assert version == SCHEMA_VERSION == 2
+        assert version == SCHEMA_VERSION == 3
+
+
+def test_a_version_2_database_is_migrated_and_keeps_its_chats(tmp_path: Path) -> None:
+    from localchat.core.chat.store import MIGRATIONS
+
+    path = tmp_path / "v2.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + MIGRATIONS[1])
+    db.execute(
+        "INSERT INTO chats (id, title, created_at, updated_at, draft) VALUES (1, 'v2', 1, 1, 'd')"
+    )
+    db.execute(
+        "INSERT INTO messages (id, chat_id, parent_id, role, content, created_at)"
+        " VALUES (1, 1, NULL, 'user', 'Hi', 1)"
+    )
+    db.execute(
+        "INSERT INTO messages (id, chat_id, parent_id, role, content, model, stats, created_at)"
+        " VALUES (2, 1, 1, 'assistant', 'Hello', 'm', '{\"completion_tokens\": 1}', 2)"
+    )
+    db.execute("UPDATE chats SET current_leaf = 2 WHERE id = 1")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    with ChatStore(path) as s:
+        [chat] = s.list_chats()
+        assert chat.title == "v2" and s.draft(chat.id) == "d"
+        user, reply = s.thread(chat.id)
+        assert (user.content, reply.content, reply.model) == ("Hi", "Hello", "m")
+        assert reply.stats == {"completion_tokens": 1}
+        assert user.reasoning == reply.reasoning == ""
+        assert s._db.execute("PRAGMA user_version").fetchone()[0] == 3
+        # The new column takes thinking from now on.
+        r = s.begin_reply(chat.id, parent_id=1)
+        r.append("hmm", reasoning=True)
+        r.append("Hey")
+        r.finish()
+        assert (s.message(r.message_id).reasoning, s.message(r.message_id).content) == (
+            "hmm",
+            "Hey",
+        )
 
 
 def test_a_deleted_chat_waits_in_the_trash_and_comes_back_whole(tmp_path: Path) -> None:

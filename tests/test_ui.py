@@ -153,25 +153,30 @@ def test_a_stale_jobs_answer_is_dropped_on_the_gui_thread(qtbot) -> None:
 
 def test_a_reply_thread_only_emits(qtbot, tmp_path: Path) -> None:
     """The reply job makes its chat on its own thread and says so by signal,
-    before its first piece: nothing of the window is written from there."""
+    before its first piece: nothing of the window is written from there. The
+    thinking and the answer come by signals of their own."""
     from localchat.core.chat.store import ChatStore
+    from localchat.core.engine.protocol import Piece
     from localchat.ui.replies import ReplyThread
 
     events: list[object] = []
 
-    def talk(session, emit):
-        emit("piece")
+    def talk(session, say):
+        say(Piece("hmm", reasoning=True))
+        say(Piece("piece"))
         return session.chat_id
 
     with ChatStore(tmp_path / "chats.sqlite3") as store:
         thread = ReplyThread(store, None, None, "m", talk)  # type: ignore[arg-type]
         thread.chat_opened.connect(lambda chat: events.append(("chat", chat)))
         thread.piece.connect(lambda piece: events.append(("piece", piece)))
+        thread.thought.connect(lambda piece: events.append(("thought", piece)))
         with qtbot.waitSignal(thread.done, timeout=10_000) as blocker:
             thread.start()
         thread.wait()
         chat = store.list_chats()[0].id
-    assert events == [("chat", chat), ("piece", "piece")] and blocker.args == [chat]
+    assert events == [("chat", chat), ("thought", "hmm"), ("piece", "piece")]
+    assert blocker.args == [chat]
 
 
 def test_the_settings_form_is_built_from_the_declaration(qtbot) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from localchat.core.checks import check_scalar
 from localchat.core.errors import SettingError
 
-Group = Literal["sampling", "model", "prompt", "conversation"]
+Group = Literal["sampling", "model", "prompt", "conversation", "thinking"]
 
 CTX_MULTIPLE = 256
 """Context sizes are multiples of this (llama-cpp-python mis-sizes its token
@@ -56,6 +56,10 @@ class Spec:
     choice_labels: Mapping[str, str] = field(default_factory=dict)
     """How the settings form words each choice (the stored value and the CLI's
     stay the value itself), e.g. ``{"stop": "Stop and say so"}``."""
+    only_for: str | None = None
+    """A capability the loaded model must have for this setting to apply (the
+    form shows it only then): "thinking" (any reasoning model),
+    "thinking_switch", "reasoning_effort"."""
 
 
 def _setting(default: Any, **spec: Any) -> Any:
@@ -197,6 +201,40 @@ class GenerationSettings:
             "keep-start": "Keep the first exchange, forget the next oldest",
             "stop": "Stop and say so",
         },
+    )
+
+    thinking: str = _setting(
+        "auto",
+        label="Thinking",
+        help="Whether a reasoning model thinks before it answers: auto leaves it to the "
+        "model's template, on and off ask for it (the model may not obey).",
+        group="thinking",
+        choices=("auto", "on", "off"),
+        choice_labels={
+            "auto": "As the model does by default",
+            "on": "Think before answering",
+            "off": "Answer directly",
+        },
+        only_for="thinking_switch",
+    )
+    reasoning_effort: str = _setting(
+        "medium",
+        label="Reasoning effort",
+        help="How hard a model with effort levels (gpt-oss) thinks: low is quick, high thorough.",
+        group="thinking",
+        choices=("low", "medium", "high"),
+        only_for="reasoning_effort",
+    )
+    thinking_budget: int = _setting(
+        0,
+        label="Thinking budget",
+        help="Most tokens a reasoning model may think for; then LocalChat ends the "
+        "thinking and the model answers (0 = no limit).",
+        group="thinking",
+        minimum=0,
+        maximum=131072,
+        special={0: "no limit"},
+        only_for="thinking",
     )
 
     def __post_init__(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,8 @@ def write_llama_gguf(
     store_as: dict[str, type] | None = None,
     tied_output: bool = False,
     rope_freqs: bool = False,
+    added_tokens: Sequence[tuple[str, int]] = (),
+    eos_token: str | None = None,
 ) -> Path:
     """Write a random-weight model and return its path.
 
@@ -135,10 +137,29 @@ def write_llama_gguf(
     norms (llama.cpp runs both with NEOX RoPE); any other name only renames the
     metadata (to test unsupported ones). ``tied_output`` leaves out the output
     matrix (the embeddings are reused); ``rope_freqs`` adds Llama 3.1's
-    per-pair RoPE frequency factors."""
+    per-pair RoPE frequency factors. ``added_tokens`` adds (text, token type)
+    pairs to the vocabulary (3: control, 4: user-defined), e.g. a family's
+    thinking markers; ``eos_token`` names the end-of-generation token by its
+    text (one of them)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
     tok = byte_vocab() if vocab == "bytes" else _fixture_tokenizer(vocab)
+    if added_tokens:
+        tok["tokenizer.ggml.tokens"] = [
+            *tok["tokenizer.ggml.tokens"],
+            *(t for t, _ in added_tokens),
+        ]
+        tok["tokenizer.ggml.token_type"] = [
+            *tok["tokenizer.ggml.token_type"],
+            *(kind for _, kind in added_tokens),
+        ]
+        if "tokenizer.ggml.scores" in tok:
+            tok["tokenizer.ggml.scores"] = [
+                *tok["tokenizer.ggml.scores"],
+                *[0.0] * len(added_tokens),
+            ]
+    if eos_token is not None:
+        tok["tokenizer.ggml.eos_token_id"] = list(tok["tokenizer.ggml.tokens"]).index(eos_token)
     if chat_template != "default":
         tok.pop("tokenizer.chat_template", None)
         if chat_template is not None:

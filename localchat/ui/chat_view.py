@@ -102,6 +102,9 @@ class ChatView(QScrollArea):
         self.widgets: list[MessageWidget] = []
         self.streaming: MessageWidget | None = None
         self._stream_text = ""
+        self._stream_thinking = ""
+        self._thinking_since = 0.0
+        self._thought_for: float | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(REPAINT_MS)
         self._timer.timeout.connect(self._repaint_stream)
@@ -206,11 +209,23 @@ class ChatView(QScrollArea):
         self.streaming = self.add("assistant", _title("assistant", model))
         self.streaming.set_note("writing…")
         self._stream_text = ""
+        self._stream_thinking = ""
+        self._thinking_since = 0.0
+        self._thought_for = None
         self._timer.start(REPAINT_MS)
         self.scroll_to_end()
 
     def append(self, piece: str) -> None:
+        """A piece of the answer."""
+        if self._thinking_since and self._thought_for is None:
+            self._thought_for = time.monotonic() - self._thinking_since
         self._stream_text += piece
+
+    def append_thinking(self, piece: str) -> None:
+        """A piece of the model's thinking (shown above the answer, collapsed)."""
+        if not self._thinking_since:
+            self._thinking_since = time.monotonic()
+        self._stream_thinking += piece
 
     def stop_stream(self) -> None:
         self._timer.stop()
@@ -219,10 +234,21 @@ class ChatView(QScrollArea):
             self.streaming = None
 
     def _repaint_stream(self) -> None:
-        if self.streaming is None or self.streaming.markdown() == self._stream_text:
+        streaming = self.streaming
+        if streaming is None:
+            return
+        thinking = streaming.thinking
+        shown = thinking.thinking() if thinking is not None else ""
+        running = self._thought_for is None and self._timer.isActive()
+        if self._stream_thinking != shown or (thinking is not None and thinking.running != running):
+            seconds = self._thought_for
+            if seconds is None and not running and self._thinking_since:
+                seconds = time.monotonic() - self._thinking_since  # it ended thinking
+            streaming.set_thinking(self._stream_thinking, running=running, seconds=seconds)
+        if streaming.markdown() == self._stream_text:
             return
         started = time.perf_counter()
-        self.streaming.set_markdown(self._stream_text)
+        streaming.set_markdown(self._stream_text)
         self.repaints += 1
         # Keep the GUI thread mostly free: if a repaint got expensive, repaint
         # less often (at most a quarter of the time goes to it).

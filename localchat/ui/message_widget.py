@@ -10,6 +10,8 @@ version arrows (‹ 2/3 ›) stay.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QEnterEvent, QGuiApplication, QKeyEvent, QPalette, QResizeEvent
 from PySide6.QtWidgets import (
@@ -37,6 +39,9 @@ from localchat.ui.message_parts import (
     small,
     stats_text,
 )
+
+if TYPE_CHECKING:
+    from localchat.ui.thinking_block import ThinkingBlock
 
 OUTSIDE_HELP = (
     "The chat outgrew the model's context, so the model no longer sees this message. "
@@ -182,6 +187,8 @@ class MessageWidget(QFrame):
         self._foot = foot
         self.segments: list[MessageText | CodeBlock] = []
         self._markdown = ""
+        self.thinking: ThinkingBlock | None = None
+        """A reasoning model's thinking, above the answer (made when there is some)."""
 
     # -- the text -----------------------------------------------------------------------
 
@@ -262,8 +269,23 @@ class MessageWidget(QFrame):
             self._head.insertWidget(self._head.indexOf(self.outside) + 1, self.note)
             self.note.setContentsMargins(0, 0, 0, 0)
 
+    def set_thinking(self, text: str, *, running: bool, seconds: float | None = None) -> None:
+        """Show the model's thinking above its answer (see ``thinking_block``)."""
+        if self.thinking is None:
+            if not text and not running:
+                return
+            from localchat.ui.thinking_block import ThinkingBlock
+
+            self.thinking = ThinkingBlock()
+            index = self.body.indexOf(self.segments[0]) if self.segments else self.body.count()
+            self.body.insertWidget(max(index, 0), self.thinking)
+        self.thinking.set_thinking(text, running=running, seconds=seconds)
+
     def set_message(self, message: StoredMessage) -> None:
         self.message = message
+        if message.reasoning or self.thinking is not None:
+            ms = (message.stats or {}).get("thinking_ms")
+            self.set_thinking(message.reasoning, running=False, seconds=ms / 1000 if ms else None)
         self.set_markdown(message.content)
         note = STATUS_NOTES.get(message.status, "")
         if message.status == "failed" and message.stats and message.stats.get("error"):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from localchat.core.chat.session import ChatSession
+from localchat.core.chat.session import ChatSession, OnPiece
 from localchat.core.chat.store import ChatStore, StoredMessage
 from localchat.core.engine.client import Engine
 from localchat.core.params import GenerationSettings
@@ -22,7 +22,7 @@ from localchat.ui.composer import ComposerBox
 from localchat.ui.context_meter import ContextCounter
 from localchat.ui.state import ChatState, ModelState
 
-Talk = Callable[[ChatSession, Emit], StoredMessage]
+Talk = Callable[[ChatSession, OnPiece], StoredMessage]
 
 
 class ReplyThread(JobThread):
@@ -30,6 +30,8 @@ class ReplyThread(JobThread):
     None); the chat is announced by ``chat_opened`` before the first piece."""
 
     chat_opened = Signal(int)
+    thought = Signal(str)
+    """A piece of the model's thinking (``piece`` carries the answer's)."""
 
     def __init__(
         self, store: ChatStore, engine: Engine, chat_id: int | None, model: str, talk: Talk
@@ -42,7 +44,9 @@ class ReplyThread(JobThread):
         chat = self._chat_id if self._chat_id is not None else self._store.create_chat()
         self.chat_opened.emit(chat)
         session = ChatSession(self._store, self._engine, chat, model=self._model)
-        return self._talk(session, emit)
+        return self._talk(
+            session, lambda p: (self.thought if p.reasoning else self.piece).emit(p.text)
+        )
 
 
 class Replies(QObject):
@@ -137,6 +141,7 @@ class Replies(QObject):
         self.job = ReplyThread(self.store, self.engine, self.chat.id, name, talk)
         self.job.chat_opened.connect(self._chat_opened)
         self.job.piece.connect(self.view.append)
+        self.job.thought.connect(self.view.append_thinking)
         self.job.done.connect(self._done)
         self.job.failed.connect(self._end)
         self.job.start()

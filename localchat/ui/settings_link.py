@@ -72,6 +72,7 @@ class SettingsLink(QObject):
         if loaded is None:
             return
         self._name()
+        panel.offer(loaded.reasoning_controls)
         if loaded.n_ctx_train > 0:
             top = max(CTX_MULTIPLE, loaded.n_ctx_train // CTX_MULTIPLE * CTX_MULTIPLE)
             panel.limit("ctx", top)

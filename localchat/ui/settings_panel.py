@@ -39,6 +39,7 @@ GROUP_TITLES = {
     "model": "Model (applies on reload)",
     "prompt": "Prompt",
     "conversation": "Conversation",
+    "thinking": "Thinking",
 }
 INT_LIMIT = 2**31 - 1  # QSpinBox holds a C int
 WIDTH = 320
@@ -83,10 +84,13 @@ class SettingsPanel(QScrollArea):
         self.heading.setFont(font)
         layout.addWidget(self.heading)
         groups: dict[str, QFormLayout] = {}
+        self.boxes: dict[str, QGroupBox] = {}
         for name, spec in params.specs():
             form = groups.get(spec.group)
             if form is None:
-                box = QGroupBox(GROUP_TITLES.get(spec.group, spec.group.title()))
+                box = self.boxes[spec.group] = QGroupBox(
+                    GROUP_TITLES.get(spec.group, spec.group.title())
+                )
                 form = groups[spec.group] = QFormLayout(box)
                 # Labels above their fields when narrow, so nothing is cut.
                 form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
@@ -113,6 +117,7 @@ class SettingsPanel(QScrollArea):
         layout.addWidget(reset)
         layout.addStretch(1)
         self.set_values(settings or GenerationSettings())
+        self.offer(())  # a model's own controls come with it (``offer``)
 
     def _editor(self, name: str, spec: Spec) -> QWidget:
         kind = type(params.default(name))
@@ -218,6 +223,30 @@ class SettingsPanel(QScrollArea):
         editor.setSpecialValueText(shown_as if shown_as is not None else special)
         editor.setEnabled(shown_as is None)
         editor.setToolTip(why or params.spec(name).help)
+
+    def offer(self, capabilities: tuple[str, ...]) -> None:
+        """Show the settings that apply to a model with these capabilities
+        (see ``Spec.only_for``: the thinking controls only for a reasoning
+        model whose template has them); a group left empty goes too."""
+        shown: dict[str, bool] = {}
+        for name, spec in params.specs():
+            visible = spec.only_for is None or spec.only_for in capabilities
+            editor = self.editors[name]
+            form = self.boxes[spec.group].layout()
+            assert isinstance(form, QFormLayout)
+            form.setRowVisible(editor, visible)
+            if not visible:
+                form.setRowVisible(self.notes[name], False)
+            shown[spec.group] = shown.get(spec.group, False) or visible
+        for group, box in self.boxes.items():
+            box.setVisible(shown.get(group, False))
+
+    def offered(self, name: str) -> bool:
+        """Whether the setting ``name`` is shown for the model in use."""
+        return (
+            self.boxes[params.spec(name).group].isVisibleTo(self)
+            and not self.editors[name].isHidden()
+        )
 
     def set_note(self, name: str, text: str, *, warn: bool = False) -> None:
         """A line under a setting's field (e.g. what a value costs); empty hides it."""

@@ -1,8 +1,28 @@
 """A chat written out for the user: as JSON (every message of the shown
-branch, with its model, settings and stats) or as Markdown."""
+branch, with its model, settings and stats) or as Markdown.
+
+A reasoning model's thinking is kept apart from its answer in both. In JSON,
+each message has ``"reasoning"`` (the thinking; "" when none) beside
+``"content"`` (the answer). In Markdown, a reply's thinking comes before its
+answer as a collapsed block::
+
+    <details><summary>Thinking</summary>
+
+    ...the thinking, as Markdown...
+
+    </details>
+
+    ...the answer...
+
+GitHub and most Markdown viewers show it folded under "Thinking"; a viewer
+without HTML still shows the tags, so it cannot be taken for the answer. A
+``</details>`` inside the thinking is escaped so that it cannot end the block
+early.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,6 +38,7 @@ def as_json(store: ChatStore, chat_id: int) -> dict[str, Any]:
             {
                 "role": m.role,
                 "content": m.content,
+                "reasoning": m.reasoning,
                 "model": m.model,
                 "settings": m.settings,
                 "stats": m.stats,
@@ -37,5 +58,12 @@ def as_markdown(store: ChatStore, chat_id: int) -> str:
         heading = names[m.role]
         if m.role == "assistant" and m.model:
             heading += f" ({m.model})"
-        parts.append(f"## {heading}\n\n{m.content}\n")
+        thinking = thinking_block(m.reasoning) if m.reasoning else ""
+        parts.append(f"## {heading}\n\n{thinking}{m.content}\n")
     return "\n".join(parts)
+
+
+def thinking_block(reasoning: str) -> str:
+    """The thinking as a collapsed ``<details>`` block, followed by a blank line."""
+    body = re.sub(r"</(details)", r"&lt;/\1", reasoning.strip("\n"), flags=re.IGNORECASE)
+    return f"<details><summary>Thinking</summary>\n\n{body}\n\n</details>\n\n"

@@ -6,6 +6,10 @@ reply as it streams (see ``ReplyWriter``), then how it ended: done, cancelled
 (the text so far kept) or failed (the text so far kept, the error recorded).
 Nothing the user wrote depends on the engine staying alive.
 
+A reasoning model's thinking is stored apart from its answer and sent back to
+the model apart too (the ``reasoning`` field of a message, which the chat
+template places where the model expects it, or drops).
+
 The methods block while the reply streams; the window calls them on a worker
 thread and :meth:`ChatSession.stop` from the GUI thread.
 """
@@ -18,11 +22,13 @@ from collections.abc import Callable, Sequence
 from localchat.core.chat.chat_titles import plain_title
 from localchat.core.chat.store import ChatStore, StoredMessage
 from localchat.core.engine.client import Engine
-from localchat.core.engine.protocol import Message
+from localchat.core.engine.protocol import Message, Piece
 from localchat.core.errors import LocalChatError
 from localchat.core.params import GenerationSettings
 
-OnPiece = Callable[[str], None]
+OnPiece = Callable[[Piece], None]
+"""Called with each piece as it streams, thinking (``piece.reasoning``) and
+answer alike: the caller decides how to show each."""
 
 
 class ChatSession:
@@ -77,8 +83,8 @@ class ChatSession:
         )
         try:
             stream = self.engine.chat(history, settings)
-            for piece in stream:
-                writer.append(piece)
+            for piece in stream.pieces():
+                writer.append(piece.text, piece.reasoning)
                 if on_piece is not None:
                     on_piece(piece)
         except LocalChatError as exc:
@@ -90,16 +96,24 @@ class ChatSession:
         result = stream.result
         assert result is not None
         stats = dataclasses.asdict(result)
-        del stats["reply"]
+        del stats["reply"], stats["reasoning"]  # the texts have their own columns
         writer.finish("cancelled" if result.finish_reason == "cancelled" else "done", stats)
         return self.store.message(writer.message_id)
 
 
 def sent_to_model(path: Sequence[StoredMessage]) -> list[StoredMessage]:
     """The messages of a thread the model is sent (a reply that failed before
-    writing anything is not)."""
-    return [m for m in path if m.status != "failed" or m.content]
+    writing anything, neither answer nor thinking, is not)."""
+    return [m for m in path if m.status != "failed" or m.content or m.reasoning]
 
 
 def as_messages(stored: Sequence[StoredMessage]) -> list[Message]:
-    return [{"role": m.role, "content": m.content} for m in stored]
+    """The messages as the engine takes them: a reply's thinking, if any, in
+    its own field (never in the content), for the template to place."""
+    messages: list[Message] = []
+    for m in stored:
+        message: Message = {"role": m.role, "content": m.content}
+        if m.role == "assistant" and m.reasoning:
+            message["reasoning"] = m.reasoning
+        messages.append(message)
+    return messages

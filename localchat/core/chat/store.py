@@ -5,7 +5,10 @@
   power cut can take the last transactions).
 - A reply being generated is one row, appended to in small transactions (every
   few pieces or a few tens of milliseconds, see :class:`ReplyWriter`), so a
-  kill at any moment loses at most the last few tokens. A reply still marked
+  kill at any moment loses at most the last few tokens. A reasoning model's
+  thinking streams the same way into its own column, never into the answer
+  (the model is sent it apart, and the view and exports show it as such).
+  A reply still marked
   "streaming" when the database is opened is marked "interrupted", its text
   kept.
 - Messages form a tree: editing a user message or regenerating a reply adds a
@@ -78,6 +81,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE chats ADD COLUMN deleted_at REAL;
     ALTER TABLE chats ADD COLUMN draft TEXT NOT NULL DEFAULT '';
     """,
+    # 3: a reply's thinking (reasoning models), kept apart from its answer
+    """
+    ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT '';
+    """,
 )
 _LIVE = "deleted_at IS NULL"
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -109,6 +116,9 @@ class StoredMessage:
     created_at: float
     sibling_ids: tuple[int, ...] = ()
     """This message and its alternatives (same parent, same role), oldest first."""
+    reasoning: str = ""
+    """A reply's thinking (reasoning models), apart from its answer (``content``);
+    "" when the model did not think."""
 
     @property
     def sibling_index(self) -> int:
@@ -301,6 +311,7 @@ class ChatStore:
         status: Status = "done",
         model: str | None = None,
         settings: dict[str, Any] | None = None,
+        reasoning: str = "",
     ) -> int:
         """Add a message after ``parent_id`` (by default the current leaf) and make
         it the current leaf. Returns its id."""
@@ -314,13 +325,14 @@ class ChatStore:
                     raise StoreError(f"no chat {chat_id}")
                 parent_id = row[0]
             cur = db.execute(
-                "INSERT INTO messages (chat_id, parent_id, role, content, status, model, "
-                "settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (chat_id, parent_id, role, content, reasoning, status, "
+                "model, settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     chat_id,
                     parent_id,
                     role,
                     content,
+                    reasoning,
                     status,
                     model,
                     json.dumps(settings) if settings is not None else None,
@@ -408,19 +420,34 @@ class ChatStore:
         )
         return ReplyWriter(self, message_id)
 
-    def _append(self, message_id: int, text: str) -> None:
+    def _append(self, message_id: int, text: str, reasoning: str = "") -> None:
+        """Add to a streaming reply's answer and thinking, in one transaction."""
         with self._tx() as db:
             db.execute(
-                "UPDATE messages SET content = content || ? WHERE id = ?", (text, message_id)
+                "UPDATE messages SET content = content || ?, reasoning = reasoning || ? "
+                "WHERE id = ?",
+                (text, reasoning, message_id),
             )
 
     def _finish(
-        self, message_id: int, text: str, status: Status, stats: dict[str, Any] | None
+        self,
+        message_id: int,
+        text: str,
+        status: Status,
+        stats: dict[str, Any] | None,
+        reasoning: str = "",
     ) -> None:
         with self._tx() as db:
             db.execute(
-                "UPDATE messages SET content = content || ?, status = ?, stats = ? WHERE id = ?",
-                (text, status, json.dumps(stats) if stats is not None else None, message_id),
+                "UPDATE messages SET content = content || ?, reasoning = reasoning || ?, "
+                "status = ?, stats = ? WHERE id = ?",
+                (
+                    text,
+                    reasoning,
+                    status,
+                    json.dumps(stats) if stats is not None else None,
+                    message_id,
+                ),
             )
             db.execute(
                 "UPDATE chats SET updated_at = ? WHERE id = "
@@ -445,6 +472,7 @@ class ChatStore:
             stats=json.loads(row["stats"]) if row["stats"] else None,
             created_at=row["created_at"],
             sibling_ids=tuple(s[0] for s in siblings),
+            reasoning=row["reasoning"],
         )
 
     # -- export ------------------------------------------------------------------------

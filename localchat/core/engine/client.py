@@ -428,8 +428,9 @@ def _bare_main() -> Iterator[None]:
 
 
 class ChatStream:
-    """The reply being generated: iterate for text pieces (whole characters),
-    then read :attr:`result`."""
+    """The reply being generated: iterate for the answer's text pieces (whole
+    characters), or :meth:`pieces` for the thinking too; then read
+    :attr:`result`."""
 
     def __init__(self, engine: Engine, rid: int) -> None:
         self._engine = engine
@@ -437,7 +438,8 @@ class ChatStream:
         self.result: ChatResult | None = None
         self._done = False
 
-    def __iter__(self) -> Iterator[str]:
+    def pieces(self) -> Iterator[Piece]:
+        """Every piece as it comes: the thinking (``reasoning``) and the answer."""
         while True:
             with self._engine._lock:
                 if self._done:
@@ -451,10 +453,16 @@ class ChatStream:
                     self.result = body
                     self._finish()
                     return
-            yield body.text
+            yield body
+
+    def __iter__(self) -> Iterator[str]:
+        """The answer's pieces (the thinking is read, not yielded)."""
+        for piece in self.pieces():
+            if not piece.reasoning:
+                yield piece.text
 
     def text(self) -> str:
-        """Run to the end and return the whole reply."""
+        """Run to the end and return the whole answer (without the thinking)."""
         return "".join(self)
 
     def cancel(self) -> None:
@@ -465,7 +473,7 @@ class ChatStream:
         if self._done:
             return
         self._engine.cancel()
-        for _ in self:
+        for _ in self.pieces():
             pass
 
     def _finish(self) -> None:

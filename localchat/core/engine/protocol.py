@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from localchat.core.params import GenerationSettings
 
@@ -26,6 +26,10 @@ class Message(TypedDict):
 
     role: Literal["system", "user", "assistant"]
     content: str
+    reasoning: NotRequired[str]
+    """An assistant message's thinking, apart from its answer (``content``):
+    the template gets it in the field it reads, if any (``reasoning_content``,
+    ``thinking``), never as part of the content."""
 
 
 # -- shared memory ---------------------------------------------------------------
@@ -213,6 +217,13 @@ class LoadedModel:
     weight_bytes: tuple[tuple[str, int], ...] = ()
     """The weights' bytes per buffer type, e.g. (("CPU_Mapped", ...),
     ("CPU_REPACK", ...)), from llama.cpp's load report (to 0.01 MiB)."""
+    reasoning: str = ""
+    """How the model thinks, for a reasoning model: "think" (``<think>``
+    tags), "think-brackets", "harmony" (gpt-oss), "channel" (Gemma 4),
+    "final-marker" (Apriel); empty for a model that does not."""
+    reasoning_controls: tuple[str, ...] = ()
+    """What its template lets the user set: "thinking" (a budget, for any
+    reasoning model), "thinking_switch" (on or off), "reasoning_effort"."""
 
 
 @dataclass(frozen=True)
@@ -244,9 +255,11 @@ class Rendered:
 
 @dataclass(frozen=True)
 class Piece:
-    """Streamed reply text: always whole UTF-8 characters."""
+    """Streamed reply text: always whole UTF-8 characters; ``reasoning``
+    for the model's thinking, else the answer."""
 
     text: str
+    reasoning: bool = False
 
 
 FinishReason = Literal["stop", "length", "cancelled", "context"]
@@ -279,6 +292,15 @@ class ChatResult:
     shifted_tokens: int = 0
     """Tokens of dropped messages removed from the KV cache in place (the rest
     moved down) rather than re-evaluating the prompt."""
+    reasoning: str = ""
+    """The model's thinking (``reply`` holds the answer only)."""
+    reasoning_tokens: int = 0
+    """Of the completion tokens, those of the thinking (its markers too)."""
+    content_tokens: int = 0
+    """Of the completion tokens, those of the answer."""
+    thinking_ms: float = 0.0
+    """How long the model thought: from its first token to the end of its
+    thinking (0 when it did not think)."""
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,12 @@ from typing import Any
 
 import jinja2
 import jinja2.ext
+import jinja2.meta
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from localchat.core.engine.protocol import Message
+from localchat.core.engine.reasoning import history_fields
 from localchat.core.errors import EngineError, ModelLoadError
 
 FALLBACK_TEMPLATE = (
@@ -84,33 +86,59 @@ class ChatTemplate:
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         try:
             self._template = env.from_string(self.source)
+            found = jinja2.meta.find_undeclared_variables(env.parse(self.source))
+            self.variables = frozenset(found)
+            """The variables the template reads beyond the messages (its switches)."""
         except TemplateError as exc:
             raise ModelLoadError(f"the model's chat template is invalid: {exc}") from None
+        self.reasoning_fields = history_fields(self.source)
+        """The fields of an assistant message it reads earlier thinking from."""
 
-    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
-        """The prompt text for ``messages``.
+    def render(
+        self,
+        messages: Sequence[Message],
+        *,
+        add_generation_prompt: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> str:
+        """The prompt text for ``messages``; ``options`` are the template's own
+        variables (``enable_thinking``, ``reasoning_effort``...).
 
-        Templates that refuse a system message (Gemma's, for one) get the system
-        prompt folded into the first user message instead."""
-        msgs = [dict(m) for m in messages]
+        A message's thinking (``reasoning``) goes into the field the template
+        reads it from, if it reads one, never into the content. Templates
+        that refuse a system message (Gemma's, for one) get the system prompt
+        folded into the first user message instead."""
+        msgs = [self._with_reasoning(m) for m in messages]
+        extra = options or {}
         try:
-            return self._render(msgs, add_generation_prompt)
+            return self._render(msgs, add_generation_prompt, extra)
         except _TemplateRaised as exc:
             merged = _fold_system(msgs)
             if merged is None:
                 raise EngineError(f"the chat template refused the conversation: {exc}") from None
             try:
-                return self._render(merged, add_generation_prompt)
+                return self._render(merged, add_generation_prompt, extra)
             except _TemplateRaised as exc2:
                 raise EngineError(f"the chat template refused the conversation: {exc2}") from None
 
-    def _render(self, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+    def _with_reasoning(self, message: Message) -> dict[str, Any]:
+        out: dict[str, Any] = dict(message)
+        reasoning = out.pop("reasoning", "")
+        if reasoning:
+            for name in self.reasoning_fields:
+                out[name] = reasoning
+        return out
+
+    def _render(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool, options: dict[str, Any]
+    ) -> str:
         try:
             return self._template.render(
                 messages=messages,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
                 add_generation_prompt=add_generation_prompt,
+                **options,
             )
         except _TemplateRaised:
             raise

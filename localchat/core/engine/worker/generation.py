@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 import llama_cpp
 
 from localchat.core.engine.protocol import Chat, ChatResult, FinishReason, Message, Piece
-from localchat.core.engine.streaming import StopMatcher, Utf8Assembler
 from localchat.core.engine.worker.flags import Flags
 from localchat.core.engine.worker.llama_log import LlamaLog
 from localchat.core.engine.worker.loader import Model
 from localchat.core.engine.worker.prompt_cache import reusable_prefix
+from localchat.core.engine.worker.reply_text import ReplyText
 from localchat.core.engine.worker.tokenizer import LlamaTokenizer
 from localchat.core.engine.worker.window import window
 from localchat.core.errors import EngineError
@@ -59,25 +59,35 @@ def chat(
     llm.set_seed(s.seed if s.seed >= 0 else random.randrange(2**32 - 1))
     args = s.llama_args("sampling")
     args.pop("seed", None)
-    gen = llm.generate(
-        tokens[prefix:],
-        reset=False,
-        typical_p=1.0,
-        frequency_penalty=0.0,
-        presence_penalty=0.0,
-        tfs_z=1.0,
-        mirostat_mode=0,
-        mirostat_tau=5.0,
-        mirostat_eta=0.1,
-        penalize_nl=True,
-        **args,
-    )
-    utf8 = Utf8Assembler()
-    stops = StopMatcher(req.stop)
-    reply: list[str] = []
-    reply_tokens: list[int] = []
+    thinking = model.thinking
+    inside = thinking is not None and thinking.opens(model.options)
+    reply = ReplyText(tokenizer, req.stop, thinking, say, inside=inside)
+    first = tokens[prefix:]
+    if thinking is not None and inside and s.thinking == "off":
+        # Asked not to think, by a template with no switch for it: the
+        # engine closes the thinking the prompt opened, before the model
+        # writes a token.
+        for t in thinking.close_tokens:
+            reply.add(t)
+        first = [*first, *thinking.close_tokens]
+
+    def generate(start: list[int]) -> Generator[int, None, None]:
+        return llm.generate(
+            start,
+            reset=False,
+            typical_p=1.0,
+            frequency_penalty=0.0,
+            presence_penalty=0.0,
+            tfs_z=1.0,
+            mirostat_mode=0,
+            mirostat_tau=5.0,
+            mirostat_eta=0.1,
+            penalize_nl=True,
+            **args,
+        )
+
+    gen = generate(first)
     finish: FinishReason = "length"
-    hit_stop_string = False
     t_first = t_last = 0.0
     try:
         while True:
@@ -100,43 +110,42 @@ def chat(
             if tokenizer.is_end_of_generation(token):
                 finish = "stop"
                 break
-            reply_tokens.append(token)
-            lstrip = 1 if len(reply_tokens) == 1 and tokenizer.add_space_prefix else 0
-            out, hit_stop_string = stops.feed(utf8.feed(tokenizer.piece(token, lstrip=lstrip)))
-            if out:
-                reply.append(out)
-                say(Piece(out))
-            if hit_stop_string:
+            if reply.add(token):
                 finish = "stop"
                 break
-            if len(reply_tokens) >= max_new:
+            if len(reply.tokens) >= max_new:
                 finish = "length" if max_new == s.max_tokens else "context"
                 break
+            if thinking is not None and over_budget(reply, s.thinking_budget):
+                # The thinking's budget is spent: close it (the template's own
+                # marker, as llama.cpp's reasoning budget does); the model
+                # goes on to answer. The last token is not evaluated yet:
+                # it goes in with the marker.
+                for t in thinking.close_tokens:
+                    reply.add(t)
+                gen.close()
+                gen = generate([token, *thinking.close_tokens])
     finally:
         gen.close()
-    if not hit_stop_string:
-        out, hit_stop_string = stops.feed(utf8.flush())
-        tail = out if hit_stop_string else out + stops.flush()
-        if tail:
-            reply.append(tail)
-            say(Piece(tail))
+    reply.finish()
 
     # Remember this turn for the next prompt's prefix reuse. After a stop
-    # string the reply text no longer matches its tokens.
-    reply_text = "".join(reply)
-    if hit_stop_string:
+    # string, or with thinking, the reply's text is not what its tokens spell.
+    answer, thought = "".join(reply.answer), "".join(reply.thought)
+    if reply.hit_stop or reply.used_markers:
         cache.remember(text, tokens, "", [])
     else:
-        cache.remember(
-            text, tokens, *as_rendered(model, seen.messages, text, reply_text, reply_tokens)
-        )
+        cache.remember(text, tokens, *as_rendered(model, seen.messages, text, answer, reply.tokens))
     conversation: tuple[Message, ...] | None = None
     if finish != "cancelled":  # else the user wants the machine back
-        conversation = (*seen.messages, {"role": "assistant", "content": reply_text})
+        said: Message = {"role": "assistant", "content": answer}
+        if thought:
+            said["reasoning"] = thought
+        conversation = (*seen.messages, said)
     now = time.perf_counter()
-    n = len(reply_tokens)
+    n = len(reply.tokens)
     result = ChatResult(
-        reply=reply_text,
+        reply=answer,
         finish_reason=finish,
         prompt_tokens=len(tokens),
         evaluated_tokens=evaluated,
@@ -149,8 +158,17 @@ def chat(
         trimmed_messages=len(seen.dropped),
         dropped=tuple(i - added for i in seen.dropped),
         shifted_tokens=shifted,
+        reasoning=thought,
+        reasoning_tokens=reply.reasoning_tokens,
+        content_tokens=n - reply.reasoning_tokens,
+        thinking_ms=reply.thinking_ms(),
     )
     return result, conversation
+
+
+def over_budget(reply: ReplyText, budget: int) -> bool:
+    """Whether the thinking has used up its budget (0: no limit)."""
+    return budget > 0 and reply.thinking and reply.reasoning_tokens >= budget
 
 
 def shift_cache(llm: llama_cpp.Llama, cached: list[int], i: int, j: int) -> int:

@@ -13,7 +13,7 @@ import ctypes
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,11 @@ from localchat.core.engine.worker.devices import (
 from localchat.core.engine.worker.flags import Flags
 from localchat.core.engine.worker.llama_log import LlamaLog
 from localchat.core.engine.worker.prompt_cache import PromptCache
+from localchat.core.engine.worker.thinking import Thinking, thinking_of
 from localchat.core.engine.worker.tokenizer import LlamaTokenizer
 from localchat.core.errors import ModelLoadError
 from localchat.core.hardware import physical_cores
-from localchat.core.params import effective_ctx
+from localchat.core.params import GenerationSettings, effective_ctx
 
 
 @dataclass(eq=False)
@@ -48,10 +49,22 @@ class Model:
     vocab_only: bool
     lora: Any = None
     """The LoRA adapter llama.cpp applies, if any (freed with the model)."""
+    thinking: Thinking | None = None
+    """How it thinks, for a reasoning model."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The template variables of the request in hand (thinking on or off,
+    its effort), set by :meth:`use`; the next prompt evaluated ahead keeps
+    them."""
+
+    def use(self, settings: GenerationSettings) -> None:
+        """Render with the template variables ``settings`` set."""
+        self.options = self.thinking.options(settings) if self.thinking else {}
 
     def render(self, messages: tuple[Message, ...], add_generation_prompt: bool = True) -> str:
         """The prompt the chat template makes of ``messages``."""
-        return self.template.render(messages, add_generation_prompt=add_generation_prompt)
+        return self.template.render(
+            messages, add_generation_prompt=add_generation_prompt, options=self.options
+        )
 
     def forget_cache(self) -> None:
         """Empty the KV cache (after scoring, say): the next turn starts afresh."""
@@ -134,6 +147,8 @@ class Loader:
             layouts_off=off,
             weight_bytes=tuple(self.log.weight_buffers.items()),
             cpu_variant=self.log.cpu_variant,
+            reasoning=model.thinking.fmt.family if model.thinking else "",
+            reasoning_controls=model.thinking.capabilities() if model.thinking else (),
         )
         return model, loaded
 
@@ -196,7 +211,12 @@ def _read(llm: llama_cpp.Llama, vocab_only: bool) -> Model:
     )
     tokenizer = LlamaTokenizer(llm)
     return Model(
-        llm, template, tokenizer, PromptCache(tokenizer, bos_text=template.bos_token), vocab_only
+        llm,
+        template,
+        tokenizer,
+        PromptCache(tokenizer, bos_text=template.bos_token),
+        vocab_only,
+        thinking=thinking_of(template, tokenizer),
     )
 
 

@@ -21,6 +21,7 @@ def window(
     ``messages``, counted with the very tokens that will be evaluated, room
     kept for the reply. Returns the plan, how many messages were put in
     front (the settings' system prompt), and the memoized prompt builder."""
+    model.use(s)  # thinking on or off, its effort: what the template renders
     msgs = list(messages)
     added = 0
     if s.system_prompt and not any(m["role"] == "system" for m in msgs):
@@ -30,10 +31,10 @@ def window(
     reserve = reply_reserve(s.max_tokens, n_ctx)
     cache = model.cache
     # Each candidate is rendered and tokenized once, the chosen one included.
-    prompts: dict[tuple[tuple[str, str], ...], Prompt] = {}
+    prompts: dict[tuple[tuple[str, str, str], ...], Prompt] = {}
 
     def prompt(candidate: Sequence[Message]) -> Prompt:
-        key = tuple((m["role"], m["content"]) for m in candidate)
+        key = tuple((m["role"], m["content"], m.get("reasoning", "")) for m in candidate)
         if key not in prompts:
             rendered = model.render(tuple(candidate))
             prompts[key] = (rendered, *cache.prompt_tokens(rendered))

@@ -1,0 +1,94 @@
+"""A reply's tokens in, its text out as pieces the parent can show: whole
+characters, stop strings held back and cut, and, for a reasoning model, the
+thinking apart from the answer (``reasoning.Splitter``), with the count of
+thinking tokens that its budget is measured in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from localchat.core.engine.protocol import Piece
+from localchat.core.engine.reasoning import Part, Splitter
+from localchat.core.engine.streaming import StopMatcher, Utf8Assembler
+from localchat.core.engine.worker.thinking import Thinking
+from localchat.core.engine.worker.tokenizer import LlamaTokenizer
+
+
+class ReplyText:
+    def __init__(
+        self,
+        tokenizer: LlamaTokenizer,
+        stops: Sequence[str],
+        thinking: Thinking | None,
+        say: Callable[[Piece], None],
+        *,
+        inside: bool = False,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self._utf8 = Utf8Assembler()
+        self._stops = StopMatcher(stops)
+        self._say = say
+        self.splitter = Splitter(thinking.fmt, inside=inside) if thinking else None
+        self._markers = thinking.marker_tokens if thinking else frozenset()
+        self.tokens: list[int] = []
+        """Every token of the reply (the engine's own closing of the thinking too)."""
+        self.answer: list[str] = []
+        self.thought: list[str] = []
+        self.reasoning_tokens = 0
+        self.hit_stop = False
+        self._think_start = 0.0
+        self._think_end = 0.0
+
+    @property
+    def thinking(self) -> bool:
+        """Whether the text now being written is thinking."""
+        return self.splitter is not None and self.splitter.inside
+
+    @property
+    def used_markers(self) -> bool:
+        """Whether the reply thought (or was meant to): its text is then not
+        what its tokens spell."""
+        return self.splitter is not None and (self.splitter.blocks > 0 or self.splitter.inside)
+
+    def add(self, token: int) -> bool:
+        """Take the next token; True when it completed a stop string."""
+        was = self.thinking
+        self.tokens.append(token)
+        lstrip = 1 if len(self.tokens) == 1 and self.tokenizer.add_space_prefix else 0
+        piece = self.tokenizer.piece(token, special=token in self._markers, lstrip=lstrip)
+        out, self.hit_stop = self._stops.feed(self._utf8.feed(piece))
+        self._text(out)
+        if was or self.thinking:  # its markers count as thinking
+            self.reasoning_tokens += 1
+            if not self._think_start:
+                self._think_start = time.perf_counter()
+            if was and not self.thinking:
+                self._think_end = time.perf_counter()
+        return self.hit_stop
+
+    def finish(self) -> None:
+        """The reply ended: what was held back (a partial character, the start
+        of a stop string or of a marker) goes out."""
+        if not self.hit_stop:
+            out, self.hit_stop = self._stops.feed(self._utf8.flush())
+            self._text(out if self.hit_stop else out + self._stops.flush())
+        if self.splitter is not None:
+            self._send(self.splitter.flush())
+        if self._think_start and not self._think_end:
+            self._think_end = time.perf_counter()  # it ended while thinking
+
+    def thinking_ms(self) -> float:
+        if not self._think_start:
+            return 0.0
+        return (self._think_end - self._think_start) * 1000
+
+    def _text(self, text: str) -> None:
+        if not text:
+            return
+        self._send(self.splitter.feed(text) if self.splitter else [Part(text, False)])
+
+    def _send(self, parts: list[Part]) -> None:
+        for part in parts:
+            (self.thought if part.reasoning else self.answer).append(part.text)
+            self._say(Piece(part.text, part.reasoning))

@@ -1,0 +1,88 @@
+"""Issue 21 in the window: a reasoning model's thinking streams into a
+dimmed block above the answer, collapsed, that opens and copies; it is
+stored apart and comes back after a restart; the thinking settings show only
+for a model whose template has them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtGui import QGuiApplication
+
+from localchat.core.chat.store import ChatStore
+from localchat.core.engine.client import Engine
+from localchat.core.settings import AppSettings
+from localchat.testing.tiny_models import fixture_template, write_llama_gguf
+from tests.test_window import TIMEOUT, install, open_window, type_and_send, wait_ready
+
+
+@pytest.fixture(scope="module")
+def r1_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("r1") / "r1.gguf"
+    return write_llama_gguf(
+        path,
+        chat_template=fixture_template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"),
+        suppress_special=True,
+        ascii_only=True,
+    )
+
+
+def test_thinking_streams_collapsed_opens_copies_and_comes_back(
+    qtbot, home: Path, parts, r1_model: Path
+) -> None:
+    install(home, r1_model, "r1-distill-tiny.gguf")
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    panel = window.panel
+    assert panel.offered("thinking") and panel.offered("thinking_budget")
+    assert not panel.offered("reasoning_effort")  # this template has no effort levels
+    switch = panel.editors["thinking"]
+    switch.setCurrentIndex(switch.findData("on"))  # this template's own default is off
+    panel.editors["thinking_budget"].setValue(10)
+    panel.editors["max_tokens"].setValue(40)
+    type_and_send(qtbot, window, "hello world")
+    assert window.job is not None
+    with qtbot.waitSignal(window.job.done, timeout=TIMEOUT):
+        pass
+    qtbot.waitUntil(lambda: not window.chat.replying, timeout=TIMEOUT)
+    reply = parts[0].thread(window.chat_id)[-1]
+    assert reply.reasoning and reply.content  # stored apart
+    assert reply.stats is not None and reply.stats["reasoning_tokens"] > 10
+    widget = window.view.widgets[-1]
+    block = widget.thinking
+    assert block is not None and block.header.text().startswith("Thought")
+    assert not block.is_open() and not block.text.isVisible()  # collapsed by default
+    assert widget.markdown() == reply.content  # the answer renders as before
+    assert reply.reasoning not in widget.markdown()
+    block.toggle()
+    qtbot.waitUntil(block.text.isVisible)
+    assert block.text.toPlainText().strip() == reply.reasoning.strip()
+    block.copy.click()
+    assert QGuiApplication.clipboard().text() == reply.reasoning
+    block.toggle()
+    assert not block.text.isVisible()
+    chat_id = window.chat_id
+    window.close()
+
+    # A restart shows it again, collapsed, with how long it took.
+    store, engine, settings = parts
+    again = open_window(qtbot, (store, engine, settings))
+    again.select_chat(chat_id)
+    qtbot.waitUntil(lambda: bool(again.view.widgets), timeout=TIMEOUT)
+    block = again.view.widgets[-1].thinking
+    assert block is not None and block.thinking() == reply.reasoning
+    assert block.header.text().startswith("Thought") and not block.is_open()
+
+
+def test_a_model_that_does_not_think_shows_no_thinking_settings(
+    qtbot, home: Path, parts: tuple[ChatStore, Engine, AppSettings], tiny_model: Path
+) -> None:
+    install(home, tiny_model)
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    panel = window.panel
+    for name in ("thinking", "reasoning_effort", "thinking_budget"):
+        assert not panel.offered(name)
+    assert not panel.boxes["thinking"].isVisibleTo(panel)
+    assert panel.offered("temperature")
