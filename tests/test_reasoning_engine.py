@@ -220,3 +220,18 @@ def test_harmony_channels_split_token_by_token(harmony_model: Path) -> None:
     # The effort reaches the template.
     model.use(settings(reasoning_effort="high"))
     assert "Reasoning: high" in worker.handle(RenderChat(tuple(HI))).text  # type: ignore[union-attr]
+
+
+def test_thinking_in_view_is_counted(engine: Engine, qwen35_model: Path) -> None:
+    """Qwen3.5 keeps the thinking of the turn after the last question in the
+    prompt, and drops older thinking: the count says which."""
+    engine.load(str(qwen35_model), settings(ctx=1024))
+    answered: list[Message] = [
+        *HI,
+        {"role": "assistant", "content": "Hi!", "reasoning": "The user greets me warmly."},
+    ]
+    kept = engine.plan(answered, settings())
+    bare = engine.plan([*HI, {"role": "assistant", "content": "Hi!"}], settings())
+    assert kept.thinking_tokens == kept.prompt_tokens - bare.prompt_tokens > 0
+    later = engine.plan([*answered, {"role": "user", "content": "again"}], settings())
+    assert later.thinking_tokens == 0  # an older turn's thinking is out of view

@@ -86,3 +86,36 @@ def test_a_model_that_does_not_think_shows_no_thinking_settings(
         assert not panel.offered(name)
     assert not panel.boxes["thinking"].isVisibleTo(panel)
     assert panel.offered("temperature")
+
+
+def test_the_figures_say_how_much_was_thinking(qtbot) -> None:
+    from localchat.core.engine.protocol import ContextReport
+    from localchat.ui.context_meter import ContextMeter
+    from localchat.ui.message_parts import stats_text
+    from localchat.ui.model_bar import ModelBar
+    from localchat.ui.state import ChatState, ModelState
+
+    stats = {"completion_tokens": 120, "reasoning_tokens": 80, "tokens_per_s": 20.0}
+    assert stats_text(stats).startswith("120 tokens (80 thinking) · 20.0 tok/s")
+    bar = ModelBar(ModelState())
+    qtbot.addWidget(bar)
+    bar.show_writing(12.5, tokens=10, thinking=10)
+    assert (
+        bar.status.text() == "Thinking · 12.5 tok/s"
+        and "10 of them thinking" in bar.status.toolTip()
+    )
+    bar.show_writing(12.5, tokens=14, thinking=10)
+    assert bar.status.text() == "Writing a reply · 12.5 tok/s"
+    chat = ChatState()
+
+    from types import SimpleNamespace
+
+    # The meter only listens to its counter's failures.
+    counter = SimpleNamespace(jobs=SimpleNamespace(failed=SimpleNamespace(connect=print)))
+    meter = ContextMeter(chat, counter)  # type: ignore[arg-type]
+    qtbot.addWidget(meter)
+    meter.show_report(
+        ContextReport(prompt_tokens=300, n_ctx=4096, reserve=1024, thinking_tokens=40)
+    )
+    assert meter.text() == "300 of 4,096 tokens used (40 thinking) · 1,024 kept for the reply"
+    assert "40 tokens are the model's earlier thinking" in meter.toolTip()

@@ -138,8 +138,9 @@ class ContextMeter(QWidget):
         if report.excess:
             text = f"{report.excess:,} tokens over the {report.n_ctx:,}-token context"
         else:
+            thinking = f" ({report.thinking_tokens:,} thinking)" if report.thinking_tokens else ""
             text = (
-                f"{report.prompt_tokens:,} of {report.n_ctx:,} tokens used · "
+                f"{report.prompt_tokens:,} of {report.n_ctx:,} tokens used{thinking} · "
                 f"{report.reserve:,} kept for the reply"
             )
         self.label.setText(text)
@@ -150,6 +151,12 @@ class ContextMeter(QWidget):
             "of the context)",
             f"Free: {max(report.free, 0):,} of {report.n_ctx:,}",
         ]
+        if report.thinking_tokens:
+            lines.insert(
+                1,
+                f"Of these, {report.thinking_tokens:,} tokens are the model's earlier "
+                "thinking, which its chat template keeps in view",
+            )
         if report.dropped:
             lines.append(
                 f"Out of the model's view: {len(report.dropped)} older messages. They stay "
@@ -190,6 +197,8 @@ class SpeedLabel(QLabel):
             f"{stats['tokens_per_s']:.1f} tok/s · first token {stats['ttft_ms'] / 1000:.2f} s"
         )
         tip = f"The last reply: {stats.get('completion_tokens', 0):,} tokens"
+        if stats.get("reasoning_tokens"):
+            tip += f", {stats['reasoning_tokens']:,} of them thinking"
         if "context_used" in stats and "context_size" in stats:  # older replies lack them
             tip += (
                 f"; the context held {stats['context_used']:,} of "

@@ -54,10 +54,13 @@ def breakable(text: str) -> str:
 
 def stats_text(stats: dict[str, Any] | None) -> str:
     """A reply's statistics as one short line: "42 tokens · 18.3 tok/s ·
-    first token 0.40 s" ("" when the reply kept none)."""
+    first token 0.40 s", "120 tokens (80 thinking) · ..." for a reasoning
+    model ("" when the reply kept none)."""
     if not stats or "completion_tokens" not in stats:
         return ""
     parts = [f"{stats['completion_tokens']:,} tokens"]
+    if stats.get("reasoning_tokens"):
+        parts[0] += f" ({stats['reasoning_tokens']:,} thinking)"
     if stats.get("tokens_per_s"):
         parts.append(f"{stats['tokens_per_s']:.1f} tok/s")
     if stats.get("ttft_ms") is not None:

@@ -282,12 +282,16 @@ class ModelBar(QWidget):
         self.scale.setVisible(self.model.adapter is not None)
         self.sync()
 
-    def show_writing(self, rate: float | None, tokens: int = 0) -> None:
-        """A reply is being written: the status says so, with its speed so far
+    def show_writing(self, rate: float | None, tokens: int = 0, thinking: int = 0) -> None:
+        """A reply is being written: the status says so ("Thinking" while a
+        reasoning model's last piece was thinking), with its speed so far
         (None: before its second token)."""
         speed = f" · {rate:.1f} tok/s" if rate is not None else "…"
-        self.writing = f"Writing a reply{speed}"
+        doing = "Thinking" if thinking and thinking == tokens else "Writing a reply"
+        self.writing = f"{doing}{speed}"
         tip = f"{tokens:,} tokens written so far" if tokens else "Reading the prompt"
+        if thinking:
+            tip += f", {thinking:,} of them thinking"
         self.status.setText(self.writing)
         self.status.setToolTip(f"{tip}. Esc or Stop ends the reply; what is written stays.")
 

@@ -1,6 +1,7 @@
 """The model bar's live reading while a reply is written: "Writing a reply ·
-N tok/s". (The status bar's figures follow the open chat in the window itself:
-opening a chat redraws them, deleting it clears them.)"""
+N tok/s" ("Thinking · N tok/s" while a reasoning model thinks). (The status
+bar's figures follow the open chat in the window itself: opening a chat
+redraws them, deleting it clears them.)"""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ class ReplySpeed(QObject):
         super().__init__(bar)
         self.replies, self.bar = replies, bar
         self.tokens = 0
+        self.thinking = 0
+        """Of the tokens, those of the model's thinking."""
         self.first = self.last = 0.0
         self.timer = QTimer(self)
         self.timer.setInterval(TICK_MS)
@@ -39,7 +42,7 @@ class ReplySpeed(QObject):
             self.timer.stop()
             self.bar.show_ready()
             return
-        self.tokens = 0
+        self.tokens = self.thinking = 0
         self.bar.show_writing(None)
         self.timer.start()
         # The reply's job is made just after the reply starts: follow it then.
@@ -49,6 +52,11 @@ class ReplySpeed(QObject):
         job = self.replies.job
         if job is not None and self.timer.isActive():
             job.piece.connect(self._piece)
+            job.thought.connect(self._thought)
+
+    def _thought(self, piece: str) -> None:
+        self.thinking += 1
+        self._piece(piece)
 
     def _piece(self, _piece: str) -> None:
         now = time.monotonic()
@@ -65,7 +73,7 @@ class ReplySpeed(QObject):
 
     def draw(self) -> None:
         if self.timer.isActive():
-            self.bar.show_writing(self.rate(), self.tokens)
+            self.bar.show_writing(self.rate(), self.tokens, self.thinking)
 
 
 def follow(window: MainWindow) -> ReplySpeed:

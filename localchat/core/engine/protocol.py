@@ -318,6 +318,9 @@ class ContextReport:
     """Index of a message shortened because it does not fit even alone."""
     excess: int = 0
     """Under the ``stop`` policy: tokens over the limit (nothing is dropped)."""
+    thinking_tokens: int = 0
+    """Of the prompt's tokens, those of earlier thinking the template keeps
+    in view (most templates drop it from history: then 0)."""
 
     @property
     def free(self) -> int:

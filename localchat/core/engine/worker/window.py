@@ -56,7 +56,7 @@ def window(
 def plan_context(model: Model, req: PlanContext) -> ContextReport:
     """What the model would see of the messages if they were sent now."""
     try:
-        chosen, added, _ = window(model, req.messages, req.settings)
+        chosen, added, prompt = window(model, req.messages, req.settings)
     except ContextOverflow as exc:  # the "stop" policy: nothing dropped, the excess said
         return ContextReport(
             prompt_tokens=exc.n_ctx - exc.reserve + exc.excess,
@@ -64,10 +64,18 @@ def plan_context(model: Model, req: PlanContext) -> ContextReport:
             reserve=exc.reserve,
             excess=exc.excess,
         )
+    thinking = 0
+    if model.template.reasoning_fields and any(m.get("reasoning") for m in chosen.messages):
+        # What the thinking costs: the prompt with and without it.
+        bare: list[Message] = [
+            {"role": m["role"], "content": m["content"]} for m in chosen.messages
+        ]
+        thinking = max(chosen.prompt_tokens - len(prompt(bare)[1]), 0)
     return ContextReport(
         prompt_tokens=chosen.prompt_tokens,
         n_ctx=chosen.n_ctx,
         reserve=chosen.reserve,
         dropped=tuple(i - added for i in chosen.dropped),
         cut=None if chosen.cut is None else chosen.cut - added,
+        thinking_tokens=thinking,
     )
