@@ -1,6 +1,11 @@
 """``localchat chat``: a conversation with a model in the terminal: one
 prompt, a turn per line piped in, or interactive; ``--json`` prints one JSON
-object per turn."""
+object per turn.
+
+A reasoning model's thinking is printed before its answer: dimmed on a
+terminal that takes colour, else between a ``Thinking...`` line and a
+``...done thinking.`` line, a blank line before the answer (see
+:class:`ReplyPrinter`); ``--hide-thinking`` prints only the answer."""
 
 from __future__ import annotations
 
@@ -13,17 +18,20 @@ from localchat.cli import output
 from localchat.cli.usage import UsageError, add_json
 from localchat.core import params
 from localchat.core.engine.client import ChatStream, Engine
-from localchat.core.engine.protocol import ChatResult, Message
+from localchat.core.engine.protocol import ChatResult, Message, Piece
 from localchat.core.errors import EXIT_INTERRUPTED, SettingError
 from localchat.core.models import library
 from localchat.core.settings import AppSettings
 
 JSON_FIELDS = (
     "reply",
+    "reasoning",
     "prompt_tokens",
     "evaluated_tokens",
     "ahead_tokens",
     "completion_tokens",
+    "reasoning_tokens",
+    "content_tokens",
     "ttft_ms",
     "tokens_per_s",
     "context_size",
@@ -46,6 +54,12 @@ def add_parser(sub: Any) -> None:
     chat.add_argument("--prompt", help="send this one message and print the reply")
     add_json(chat, "one JSON object per turn")
     chat.add_argument("--lora", metavar="PATH", help="apply this LoRA adapter (.gguf)")
+    chat.add_argument(
+        "--hide-thinking",
+        action="store_true",
+        help="print only the answer, not a reasoning model's thinking (display only: "
+        "--json still includes it as reasoning, and the model still thinks)",
+    )
     params.add_cli_arguments(chat)
 
 
@@ -64,7 +78,13 @@ def run(args: argparse.Namespace) -> int:
         loaded = engine.load(model, settings, lora=args.lora)
         if loaded.notice:
             print(f"note: {loaded.notice}", file=sys.stderr)
-        session = Session(engine, settings, as_json=args.json, out=sys.stdout)
+        session = Session(
+            engine,
+            settings,
+            as_json=args.json,
+            out=sys.stdout,
+            show_thinking=not args.hide_thinking,
+        )
         if args.prompt is not None:
             return session.turn(args.prompt)
         if not sys.stdin.isatty():
@@ -82,12 +102,19 @@ class Session:
     """One conversation: the messages so far and how replies are printed."""
 
     def __init__(
-        self, engine: Engine, settings: params.GenerationSettings, *, as_json: bool, out: IO[str]
+        self,
+        engine: Engine,
+        settings: params.GenerationSettings,
+        *,
+        as_json: bool,
+        out: IO[str],
+        show_thinking: bool = True,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.as_json = as_json
         self.out = out
+        self.show_thinking = show_thinking
         self.messages: list[Message] = []
 
     def turn(self, text: str) -> int:
@@ -97,7 +124,12 @@ class Session:
         interrupted = self._print(stream)
         result = stream.result
         assert result is not None
-        self.messages.append({"role": "assistant", "content": result.reply})
+        reply: Message = {"role": "assistant", "content": result.reply}
+        if result.reasoning:
+            # Apart from the answer: the engine gives it to the template in
+            # the field it reads (or leaves it out, as most templates want).
+            reply["reasoning"] = result.reasoning
+        self.messages.append(reply)
         if self.as_json:
             backend = self.engine.loaded.backend if self.engine.loaded else "CPU"
             output.json_line(_json(result, backend), self.out)
@@ -112,18 +144,92 @@ class Session:
             interrupted = True
             stream.cancel()
 
+        printer = None
+        if not self.as_json:
+            printer = ReplyPrinter(
+                self.out, show_thinking=self.show_thinking, dim=output.color(self.out)
+            )
         previous = signal.signal(signal.SIGINT, on_sigint)
         try:
-            for piece in stream:
-                if not self.as_json:
-                    self.out.write(piece)
-                    self.out.flush()
+            for piece in stream.pieces():
+                if printer:
+                    printer.add(piece)
         finally:
             signal.signal(signal.SIGINT, previous)
-        if not self.as_json:
-            self.out.write("\n")
-            self.out.flush()
+            if printer:
+                printer.finish()  # even on an error: the terminal's colour is reset
         return interrupted
+
+
+class ReplyPrinter:
+    """Writes a reply for a person as it streams: the thinking first, then
+    the answer, then a newline.
+
+    The thinking is dimmed (``dim``: a terminal that takes colour), else
+    written between a ``Thinking...`` line and a ``...done thinking.`` line;
+    either way a blank line separates it from the answer. Whitespace around
+    the thinking, and before the answer that follows it, is left out. A
+    reply without thinking is written exactly as it comes."""
+
+    START = "Thinking...\n"
+    END = "\n...done thinking.\n\n"
+
+    def __init__(self, out: IO[str], *, show_thinking: bool = True, dim: bool = False) -> None:
+        self.out = out
+        self.show_thinking = show_thinking
+        self.dim = dim
+        self._thinking = False  # inside the thinking (its start written)
+        self._thought = False  # some thinking was written
+        self._answered = False  # some of the answer was written
+        self._space = ""  # the thinking's whitespace, held until more text follows
+
+    def add(self, piece: Piece) -> None:
+        if piece.reasoning:
+            if self.show_thinking:
+                self._think(piece.text)
+            return
+        text = piece.text
+        if self._thinking:
+            self._end_thinking()
+        if self._thought and not self._answered:
+            text = text.lstrip()
+        if text:
+            self._answered = True
+            self._write(text)
+
+    def finish(self) -> None:
+        """End the reply (an open thinking block too), with its newline."""
+        if self._thinking:  # no answer came (the reply ended, or was stopped, thinking)
+            self._thinking = False
+            self._write(output.RESET + "\n" if self.dim else self.END.rstrip("\n") + "\n")
+            return
+        self._write("\n")
+
+    def _think(self, text: str) -> None:
+        if not self._thinking:
+            text = text.lstrip()
+            if not text:
+                return
+            if self._answered:  # more thinking after some answer: a block of its own
+                self.out.write("\n\n")
+            self._thinking = self._thought = True
+            self.out.write(output.DIM if self.dim else self.START)
+        body = text.rstrip()
+        if body:
+            self.out.write(self._space + body)
+            self._space = text[len(body) :]
+        else:
+            self._space += text
+        self.out.flush()
+
+    def _end_thinking(self) -> None:
+        self._thinking = False
+        self._space = ""
+        self.out.write(output.RESET + "\n\n" if self.dim else self.END)
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
 
 
 def _json(result: ChatResult, backend: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ stream of results, :func:`json_line`), so the JSON is written one way."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
@@ -38,3 +39,20 @@ def labelled(rows: Iterable[tuple[str, str]], width: int) -> Iterator[str]:
     """``label   value`` lines, the values in a column ``width`` characters in."""
     for label, value in rows:
         yield f"{label:<{width}}{value}"
+
+
+DIM = "\x1b[2m"
+"""ANSI: dim (faint) text from here on."""
+RESET = "\x1b[0m"
+"""ANSI: back to plain text."""
+
+
+def color(out: IO[str]) -> bool:
+    """Whether to colour what goes to ``out``: a terminal, and ``NO_COLOR``
+    (https://no-color.org) not set to anything."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):  # no such method, or closed
+        return False
