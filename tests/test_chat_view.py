@@ -256,3 +256,26 @@ def test_a_streamed_reply_repaints_only_on_the_timer(view, qtbot) -> None:
     qtbot.waitUntil(lambda: reply.markdown() == "word " * 100)
     view.stop_stream()
     assert view.repaints >= 1
+
+
+def test_thinking_streams_live_above_the_answer(view, qtbot) -> None:
+    """While the model thinks the block says "Thinking…" (collapsed); the
+    first piece of the answer ends it: "Thought for …"."""
+    view.begin_stream("What is 2+2?", "tiny-chat")
+    view.append_thinking("The user asks ")
+    view.append_thinking("for a sum.")
+    view._repaint_stream()
+    reply = view.widgets[-1]
+    block = reply.thinking
+    assert block is not None and block.header.text() == "Thinking…" and block.running
+    assert not block.is_open() and block.thinking() == "The user asks for a sum."
+    block.toggle()  # opened while it streams: the text follows live
+    view.append_thinking(" Easy.")
+    view._repaint_stream()
+    assert block.text.toPlainText() == "The user asks for a sum. Easy."
+    view.append("It is **4**.")
+    view._repaint_stream()
+    assert block.header.text().startswith("Thought") and not block.running
+    assert reply.markdown() == "It is **4**."
+    view.stop_stream()
+    assert block.header.text().startswith("Thought")

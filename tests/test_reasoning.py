@@ -244,3 +244,22 @@ def test_history_goes_in_the_field_the_template_reads() -> None:
         )
     )
     assert "Add them." not in shown and "4" in shown
+
+
+def test_a_stream_cut_at_any_byte_splits_the_same() -> None:
+    """Tokens end mid-character (byte-fallback pieces of an emoji): bytes go
+    through the UTF-8 assembler, then the split; any cut gives the same."""
+    from localchat.core.engine.streaming import Utf8Assembler
+
+    text = "<think>\nGröße: 🎉 → ok?\n</think>\n\nJa — 🎉 größer."
+    data = text.encode()
+    expected = ("Größe: 🎉 → ok?", "Ja — 🎉 größer.")
+    for cut in range(len(data) + 1):
+        utf8, s = Utf8Assembler(), Splitter(THINK)
+        parts = s.feed(utf8.feed(data[:cut])) + s.feed(utf8.feed(data[cut:]))
+        parts += s.feed(utf8.flush()) + s.flush()
+        got = (
+            "".join(p.text for p in parts if p.reasoning),
+            "".join(p.text for p in parts if not p.reasoning),
+        )
+        assert got == expected, cut
