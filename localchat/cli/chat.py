@@ -179,12 +179,13 @@ class ReplyPrinter:
         self.show_thinking = show_thinking
         self.dim = dim
         self._thinking = False  # inside the thinking (its start written)
-        self._thought = False  # some thinking was written
+        self._thought = False  # some thinking came (shown or not)
         self._answered = False  # some of the answer was written
         self._space = ""  # the thinking's whitespace, held until more text follows
 
     def add(self, piece: Piece) -> None:
         if piece.reasoning:
+            self._thought = True
             if self.show_thinking:
                 self._think(piece.text)
             return
@@ -212,7 +213,7 @@ class ReplyPrinter:
                 return
             if self._answered:  # more thinking after some answer: a block of its own
                 self.out.write("\n\n")
-            self._thinking = self._thought = True
+            self._thinking = True
             self.out.write(output.DIM if self.dim else self.START)
         body = text.rstrip()
         if body:
