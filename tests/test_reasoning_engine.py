@@ -235,3 +235,95 @@ def test_thinking_in_view_is_counted(engine: Engine, qwen35_model: Path) -> None
     assert kept.thinking_tokens == kept.prompt_tokens - bare.prompt_tokens > 0
     later = engine.plan([*answered, {"role": "user", "content": "again"}], settings())
     assert later.thinking_tokens == 0  # an older turn's thinking is out of view
+
+
+FAMILIES = [
+    # (template, where, its marker tokens, family, a reply as the model writes it, split)
+    (
+        "Qwen-QwQ-32B",
+        "shared",
+        [("<think>", 4), ("</think>", 4)],
+        "think",
+        "The user says hi.\n</think>\n\nHello!",
+        ("The user says hi.", "Hello!"),
+    ),
+    (
+        "google-gemma-4-31B-it",
+        "shared",
+        [("<|channel>", 3), ("<channel|>", 3)],
+        "channel",
+        "<|channel>thought\nA greeting.<channel|>Hello!",
+        ("A greeting.", "Hello!"),
+    ),
+    (
+        "mistralai-Ministral-3-14B-Reasoning-2512",
+        "ours",
+        [("[THINK]", 3), ("[/THINK]", 3)],
+        "think-brackets",
+        "[THINK]Greet back.[/THINK]Hello!",
+        ("Greet back.", "Hello!"),
+    ),
+    (
+        "HuggingFaceTB-SmolLM3-3B",
+        "ours",
+        [("<think>", 4), ("</think>", 4)],
+        "think",
+        "<think>\nGreet back.\n</think>\nHello!",
+        ("Greet back.", "Hello!"),
+    ),
+    (
+        "unsloth-Apriel-1.5",
+        "ours",
+        [],
+        "final-marker",
+        "Here are my reasoning steps: greet.\n[BEGIN FINAL RESPONSE]\nHello![END FINAL RESPONSE]",
+        ("Here are my reasoning steps: greet.", "Hello!"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("stem", "where", "added", "family", "written", "expected"), FAMILIES)
+def test_each_family_splits_with_its_own_tokens(
+    tmp_path: Path,
+    stem: str,
+    where: str,
+    added: list[tuple[str, int]],
+    family: str,
+    written: str,
+    expected: tuple[str, str],
+) -> None:
+    """A tiny model per template, its markers in a BPE vocabulary as the
+    family ships them; the reply the model would write, token by token,
+    through the engine's own split (starting inside where the prompt opens
+    the thinking)."""
+    source = (
+        fixture_template(stem)
+        if where == "shared"
+        else (OURS / f"{stem}.jinja").read_text(encoding="utf-8")
+    )
+    path = write_llama_gguf(
+        tmp_path / f"{stem}.gguf",
+        vocab="llama-bpe",
+        n_embd=16,
+        n_head=2,
+        n_head_kv=1,
+        n_ff=32,
+        chat_template=source,
+        added_tokens=added,
+    )
+    worker, _ = _in_process_worker(path)
+    model = worker.model
+    assert worker.loaded.reasoning == family
+    assert model.thinking is not None
+    for marker, _kind in added:
+        assert len(model.tokenizer.tokenize(marker, add_bos=False, special=True)) == 1
+    model.use(settings(thinking="on"))
+    inside = model.thinking.opens(model.options)
+    tokens = model.tokenizer.tokenize(written, add_bos=False, special=True)
+    pieces: list[Piece] = []
+    reply = ReplyText(model.tokenizer, (), model.thinking, pieces.append, inside=inside)
+    for t in tokens:
+        reply.add(t)
+    reply.finish()
+    assert ("".join(reply.thought), "".join(reply.answer)) == expected
+    assert [p.reasoning for p in pieces] == sorted((p.reasoning for p in pieces), reverse=True)
