@@ -18,7 +18,13 @@ from localchat.cli import output
 from localchat.cli.usage import UsageError, add_json
 from localchat.core import params
 from localchat.core.engine.client import ChatStream, Engine
-from localchat.core.engine.protocol import ChatResult, Message, Piece
+from localchat.core.engine.protocol import (
+    MAX_TOP_LOGPROBS,
+    ChatResult,
+    Message,
+    Piece,
+    TokenLogprob,
+)
 from localchat.core.errors import EXIT_INTERRUPTED, SettingError
 from localchat.core.models import library
 from localchat.core.settings import AppSettings
@@ -60,6 +66,15 @@ def add_parser(sub: Any) -> None:
         help="print only the answer, not a reasoning model's thinking (display only: "
         "--json still includes it as reasoning, and the model still thinks)",
     )
+    chat.add_argument(
+        "--top-logprobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --json: each turn gains 'tokens', every generated token with its id, "
+        "text and log-probability and the N most likely candidates at its position "
+        f"(0..{MAX_TOP_LOGPROBS}; 0 = no tokens list)",
+    )
     params.add_cli_arguments(chat)
 
 
@@ -74,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
         settings = params.from_cli(args, stored.generation(str(model)))
     except SettingError as exc:
         raise UsageError(str(exc)) from None
+    if not 0 <= args.top_logprobs <= MAX_TOP_LOGPROBS:
+        raise UsageError(f"--top-logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+    if args.top_logprobs and not args.json:
+        raise UsageError("--top-logprobs needs --json (the tokens are listed in it)")
     with Engine() as engine:
         loaded = engine.load(model, settings, lora=args.lora)
         if loaded.notice:
@@ -84,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             as_json=args.json,
             out=sys.stdout,
             show_thinking=not args.hide_thinking,
+            top_logprobs=args.top_logprobs,
         )
         if args.prompt is not None:
             return session.turn(args.prompt)
@@ -109,8 +129,10 @@ class Session:
         as_json: bool,
         out: IO[str],
         show_thinking: bool = True,
+        top_logprobs: int = 0,
     ) -> None:
         self.engine = engine
+        self.top_logprobs = top_logprobs
         self.settings = settings
         self.as_json = as_json
         self.out = out
@@ -120,7 +142,7 @@ class Session:
     def turn(self, text: str) -> int:
         """Send one user message and print the reply; returns an exit status."""
         self.messages.append({"role": "user", "content": text})
-        stream = self.engine.chat(self.messages, self.settings)
+        stream = self.engine.chat(self.messages, self.settings, top_logprobs=self.top_logprobs)
         interrupted = self._print(stream)
         result = stream.result
         assert result is not None
@@ -132,7 +154,10 @@ class Session:
         self.messages.append(reply)
         if self.as_json:
             backend = self.engine.loaded.backend if self.engine.loaded else "CPU"
-            output.json_line(_json(result, backend), self.out)
+            data = _json(result, backend)
+            if self.top_logprobs:
+                data["tokens"] = [_token(t) for t in result.tokens]
+            output.json_line(data, self.out)
         return EXIT_INTERRUPTED if interrupted else 0
 
     def _print(self, stream: ChatStream) -> bool:
@@ -238,6 +263,22 @@ def _json(result: ChatResult, backend: str) -> dict[str, Any]:
     data["backend"] = backend
     data["ttft_ms"] = round(result.ttft_ms, 2)
     data["tokens_per_s"] = round(result.tokens_per_s, 2)
+    return data
+
+
+def _token(t: TokenLogprob) -> dict[str, Any]:
+    """A token as ``--top-logprobs`` lists it (OpenAI's shape; ``reasoning``
+    and ``forced`` only where true)."""
+    data: dict[str, Any] = {
+        "id": t.id,
+        "text": t.text,
+        "logprob": round(t.logprob, 6),
+        "top": [{"id": i, "text": text, "logprob": round(lp, 6)} for i, text, lp in t.top],
+    }
+    if t.reasoning:
+        data["reasoning"] = True
+    if t.forced:
+        data["forced"] = True
     return data
 
 

@@ -96,7 +96,9 @@ class ChatSession:
         result = stream.result
         assert result is not None
         stats = dataclasses.asdict(result)
-        del stats["reply"], stats["reasoning"]  # the texts have their own columns
+        # The texts have their own columns; the tokens' probabilities, when
+        # asked for, are the caller's (``result.tokens``).
+        del stats["reply"], stats["reasoning"], stats["tokens"]
         writer.finish("cancelled" if result.finish_reason == "cancelled" else "done", stats)
         return self.store.message(writer.message_id)
 

@@ -26,6 +26,7 @@ from localchat.core.engine import layouts, loading
 from localchat.core.engine.entry import worker_main
 from localchat.core.engine.protocol import (
     FLAG_BYTES,
+    MAX_TOP_LOGPROBS,
     Chat,
     ChatResult,
     ContextReport,
@@ -54,7 +55,13 @@ from localchat.core.engine.protocol import (
     Tokens,
     Unload,
 )
-from localchat.core.errors import EngineCrashed, EngineError, ModelFileError, ModelLoadError
+from localchat.core.errors import (
+    EngineCrashed,
+    EngineError,
+    ModelFileError,
+    ModelLoadError,
+    SettingError,
+)
 from localchat.core.params import GenerationSettings
 
 if TYPE_CHECKING:
@@ -193,10 +200,23 @@ class Engine:
         settings: GenerationSettings | None = None,
         *,
         stop: Sequence[str] = (),
+        logprobs: bool = False,
+        top_logprobs: int = 0,
     ) -> ChatStream:
-        """Start a reply; iterate the returned stream for its text as it comes."""
+        """Start a reply; iterate the returned stream for its text as it comes.
+        ``logprobs``: keep every token's log-probability, ``top_logprobs``:
+        and this many candidates at each (``ChatResult.tokens``)."""
+        if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+            raise SettingError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+        request = Chat(
+            tuple(messages),
+            settings or GenerationSettings(),
+            tuple(stop),
+            logprobs or top_logprobs > 0,
+            top_logprobs,
+        )
         with self._lock:
-            rid = self._send(Chat(tuple(messages), settings or GenerationSettings(), tuple(stop)))
+            rid = self._send(request)
             self._active = ChatStream(self, rid)
             return self._active
 

@@ -108,6 +108,15 @@ class Chat:
     messages: tuple[Message, ...]
     settings: GenerationSettings
     stop: tuple[str, ...] = ()
+    logprobs: bool = False
+    """Return every generated token with its log-probability (``ChatResult.tokens``)."""
+    top_logprobs: int = 0
+    """... and this many most likely candidates at its position, with theirs
+    (at most :data:`MAX_TOP_LOGPROBS`; more than 0 implies ``logprobs``).
+    Neither: nothing is read, at no cost."""
+
+
+MAX_TOP_LOGPROBS = 20
 
 
 @dataclass(frozen=True)
@@ -262,6 +271,30 @@ class Piece:
     reasoning: bool = False
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token as the model chose it: its log-probability under
+    the model (log-softmax of the raw logits: temperature 1, before any
+    sampler, as OpenAI's ``logprobs``) and the most likely candidates at its
+    position, most probable first, as (id, text, logprob)."""
+
+    id: int
+    text: str
+    """What the token wrote: joined, the tokens' texts give the text the
+    model wrote (a character split across tokens is in the token that
+    completes it; for a reasoning model, its markers too)."""
+    logprob: float
+    top: tuple[tuple[int, str, float], ...] = ()
+    reasoning: bool = False
+    """Written while the model was thinking."""
+    forced: bool = False
+    """Written by the engine, not sampled (the closing marker of a thinking
+    budget): its logprob is 0 and it has no candidates."""
+    lse: float = 0.0
+    """The position's log-normaliser: a logprob plus it is the raw logit
+    (the repetition penalty acts on raw logits: see ``sampling.py``)."""
+
+
 FinishReason = Literal["stop", "length", "cancelled", "context"]
 
 
@@ -301,6 +334,9 @@ class ChatResult:
     thinking_ms: float = 0.0
     """How long the model thought: from its first token to the end of its
     thinking (0 when it did not think)."""
+    tokens: tuple[TokenLogprob, ...] = ()
+    """Every generated token with its log-probability, when asked for
+    (``Chat.top_logprobs``)."""
 
 
 @dataclass(frozen=True)

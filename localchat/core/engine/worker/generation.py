@@ -15,6 +15,7 @@ from localchat.core.engine.protocol import Chat, ChatResult, FinishReason, Messa
 from localchat.core.engine.worker.flags import Flags
 from localchat.core.engine.worker.llama_log import LlamaLog
 from localchat.core.engine.worker.loader import Model
+from localchat.core.engine.worker.logprobs import Probe, Read, token_entries
 from localchat.core.engine.worker.prompt_cache import reusable_prefix
 from localchat.core.engine.worker.reply_text import ReplyText
 from localchat.core.engine.worker.tokenizer import LlamaTokenizer
@@ -62,6 +63,8 @@ def chat(
     thinking = model.thinking
     inside = thinking is not None and thinking.opens(model.options)
     reply = ReplyText(tokenizer, req.stop, thinking, say, inside=inside)
+    probe = Probe(llm, tokenizer, req.top_logprobs) if req.logprobs else None
+    reads: list[Read | None] = []  # each token's log-probability, as asked
     first = tokens[prefix:]
     if thinking is not None and inside and s.thinking == "off":
         # Asked not to think, by a template with no switch for it: the
@@ -69,6 +72,7 @@ def chat(
         # writes a token.
         for t in thinking.close_tokens:
             reply.add(t)
+            reads.append(None)
         first = [*first, *thinking.close_tokens]
 
     def generate(start: list[int]) -> Generator[int, None, None]:
@@ -110,6 +114,8 @@ def chat(
             if tokenizer.is_end_of_generation(token):
                 finish = "stop"
                 break
+            if probe is not None:
+                reads.append(probe.read(token))  # before the next decode
             if reply.add(token):
                 finish = "stop"
                 break
@@ -123,6 +129,7 @@ def chat(
                 # it goes in with the marker.
                 for t in thinking.close_tokens:
                     reply.add(t)
+                    reads.append(None)
                 gen.close()
                 gen = generate([token, *thinking.close_tokens])
     finally:
@@ -162,6 +169,9 @@ def chat(
         reasoning_tokens=reply.reasoning_tokens,
         content_tokens=n - reply.reasoning_tokens,
         thinking_ms=reply.thinking_ms(),
+        tokens=token_entries(reply.tokens, reply.texts, reads, reply.thinking_flags)
+        if probe is not None
+        else (),
     )
     return result, conversation
 

@@ -33,6 +33,11 @@ class ReplyText:
         self._markers = thinking.marker_tokens if thinking else frozenset()
         self.tokens: list[int] = []
         """Every token of the reply (the engine's own closing of the thinking too)."""
+        self.texts: list[str] = []
+        """What each token wrote (whole characters: a split one in the token
+        that completes it)."""
+        self.thinking_flags: list[bool] = []
+        self._written = 0  # characters past the stop strings, before the split
         self.answer: list[str] = []
         self.thought: list[str] = []
         self.reasoning_tokens = 0
@@ -57,9 +62,13 @@ class ReplyText:
         self.tokens.append(token)
         lstrip = 1 if len(self.tokens) == 1 and self.tokenizer.add_space_prefix else 0
         piece = self.tokenizer.piece(token, special=token in self._markers, lstrip=lstrip)
-        out, self.hit_stop = self._stops.feed(self._utf8.feed(piece))
+        text = self._utf8.feed(piece)
+        self.texts.append(text)
+        out, self.hit_stop = self._stops.feed(text)
         self._text(out)
-        if was or self.thinking:  # its markers count as thinking
+        counted = was or self.thinking  # its markers count as thinking
+        self.thinking_flags.append(counted)
+        if counted:
             self.reasoning_tokens += 1
             if not self._think_start:
                 self._think_start = time.perf_counter()
@@ -71,12 +80,27 @@ class ReplyText:
         """The reply ended: what was held back (a partial character, the start
         of a stop string or of a marker) goes out."""
         if not self.hit_stop:
-            out, self.hit_stop = self._stops.feed(self._utf8.flush())
+            rest = self._utf8.flush()
+            if rest and self.texts:
+                self.texts[-1] += rest
+            out, self.hit_stop = self._stops.feed(rest)
             self._text(out if self.hit_stop else out + self._stops.flush())
         if self.splitter is not None:
             self._send(self.splitter.flush())
         if self._think_start and not self._think_end:
             self._think_end = time.perf_counter()  # it ended while thinking
+        self._trim()
+
+    def _trim(self) -> None:
+        """Cut the tokens' texts to what was written: a stop string and what
+        followed it are not part of the reply."""
+        extra = sum(len(t) for t in self.texts) - self._written
+        i = len(self.texts) - 1
+        while extra > 0 and i >= 0:
+            cut = min(extra, len(self.texts[i]))
+            self.texts[i] = self.texts[i][: len(self.texts[i]) - cut]
+            extra -= cut
+            i -= 1
 
     def thinking_ms(self) -> float:
         if not self._think_start:
@@ -86,6 +110,7 @@ class ReplyText:
     def _text(self, text: str) -> None:
         if not text:
             return
+        self._written += len(text)
         self._send(self.splitter.feed(text) if self.splitter else [Part(text, False)])
 
     def _send(self, parts: list[Part]) -> None:
