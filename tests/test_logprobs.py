@@ -151,3 +151,27 @@ def test_the_cli_lists_the_tokens(home: Path, tiny_model: Path) -> None:
         refused = run("chat", "-m", str(tiny_model), "--prompt", "hi", *bad, home=home)
         assert refused.returncode == 2 and said in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_a_reply_can_start_with_tokens_given(engine: Engine, tiny_model: Path) -> None:
+    """ "Continue with this instead": the earlier reply's tokens up to a
+    position, then another candidate; the model samples on from there."""
+    engine.load(str(tiny_model), GenerationSettings(ctx=512))
+    s = GenerationSettings(temperature=0.0, max_tokens=20)
+    first = engine.chat(HI, s, top_logprobs=5)
+    first.text()
+    assert first.result is not None
+    tokens = first.result.tokens
+    at = 6
+    other = tokens[at].top[1]  # the second most likely candidate there
+    placed = [t.id for t in tokens[:at]] + [other[0]]
+    again = engine.chat(HI, s, top_logprobs=5, prefix=placed)
+    reply = again.text()
+    assert again.result is not None
+    before = "".join(t.text for t in tokens[:at])
+    assert reply.startswith(before + other[1])  # the start kept byte for byte, then the choice
+    new = again.result.tokens
+    assert [t.id for t in new[: at + 1]] == placed and all(t.forced for t in new[: at + 1])
+    assert not any(t.forced for t in new[at + 1 :]) and len(new) == 20
+    with pytest.raises(Exception, match="not in this model's vocabulary"):
+        engine.chat(HI, s, prefix=[10**9]).text()

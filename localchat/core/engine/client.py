@@ -202,10 +202,12 @@ class Engine:
         stop: Sequence[str] = (),
         logprobs: bool = False,
         top_logprobs: int = 0,
+        prefix: Sequence[int] = (),
     ) -> ChatStream:
         """Start a reply; iterate the returned stream for its text as it comes.
         ``logprobs``: keep every token's log-probability, ``top_logprobs``:
-        and this many candidates at each (``ChatResult.tokens``)."""
+        and this many candidates at each (``ChatResult.tokens``); ``prefix``:
+        tokens the reply starts with, placed, not sampled (``Chat.prefix``)."""
         if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
             raise SettingError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
         request = Chat(
@@ -214,6 +216,7 @@ class Engine:
             tuple(stop),
             logprobs or top_logprobs > 0,
             top_logprobs,
+            tuple(prefix),
         )
         with self._lock:
             rid = self._send(request)

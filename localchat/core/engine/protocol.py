@@ -114,6 +114,11 @@ class Chat:
     """... and this many most likely candidates at its position, with theirs
     (at most :data:`MAX_TOP_LOGPROBS`; more than 0 implies ``logprobs``).
     Neither: nothing is read, at no cost."""
+    prefix: tuple[int, ...] = ()
+    """Tokens the reply starts with, placed rather than sampled ("continue
+    with this instead": an earlier reply's tokens up to a position, then the
+    token the user chose); they stream and count as the reply's, marked
+    ``forced`` in its tokens. The model samples on from there."""
 
 
 MAX_TOP_LOGPROBS = 20

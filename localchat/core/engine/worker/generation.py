@@ -66,7 +66,20 @@ def chat(
     probe = Probe(llm, tokenizer, req.top_logprobs) if req.logprobs else None
     reads: list[Read | None] = []  # each token's log-probability, as asked
     first = tokens[prefix:]
-    if thinking is not None and inside and s.thinking == "off":
+    if req.prefix:
+        # The reply starts with tokens given (an earlier reply's, up to the
+        # token the user chose): placed, evaluated with the prompt, then the
+        # model samples on.
+        bad = [t for t in req.prefix if not 0 <= t < llm.n_vocab()]
+        if bad:
+            raise EngineError(f"token {bad[0]} is not in this model's vocabulary")
+        if len(req.prefix) >= max_new:
+            raise EngineError("the reply's start given is longer than the room for the reply")
+        for t in req.prefix:
+            reply.add(t)
+            reads.append(None)
+        first = [*first, *req.prefix]
+    elif thinking is not None and inside and s.thinking == "off":
         # Asked not to think, by a template with no switch for it: the
         # engine closes the thinking the prompt opened, before the model
         # writes a token.
