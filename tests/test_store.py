@@ -232,7 +232,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_chats(tmp_path: Path) ->
         [old] = s.list_chats()
         assert old.title == "old" and s.draft(old.id) == ""
         version = s._db.execute("PRAGMA user_version").fetchone()[0]
-        assert version == SCHEMA_VERSION == 3
+        assert version == SCHEMA_VERSION
 
 
 def test_a_version_2_database_is_migrated_and_keeps_its_chats(tmp_path: Path) -> None:
@@ -263,7 +263,7 @@ def test_a_version_2_database_is_migrated_and_keeps_its_chats(tmp_path: Path) ->
         assert (user.content, reply.content, reply.model) == ("Hi", "Hello", "m")
         assert reply.stats == {"completion_tokens": 1}
         assert user.reasoning == reply.reasoning == ""
-        assert s._db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert s._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         # The new column takes thinking from now on.
         r = s.begin_reply(chat.id, parent_id=1)
         r.append("hmm", reasoning=True)

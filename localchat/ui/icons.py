@@ -26,6 +26,7 @@ THEME_NAMES = {
     "previous": "go-previous",
     "next": "go-next",
     "check": "dialog-ok",
+    "xray": "",
 }
 """Each glyph's name in the freedesktop icon theme (the send button's
 glyphs, drawn on the accent colour, are always ours)."""
@@ -76,6 +77,15 @@ def _path(name: str) -> QPainterPath:
         p.lineTo(12.5, 7)
     elif name == "stop":
         p.addRoundedRect(QRectF(4, 4, 8, 8), 1.5, 1.5)
+    elif name == "xray":  # three bars: the candidates' probabilities
+        p.moveTo(3, 13.5)
+        p.lineTo(3, 9)
+        p.moveTo(8, 13.5)
+        p.lineTo(8, 3)
+        p.moveTo(13, 13.5)
+        p.lineTo(13, 6.5)
+        p.moveTo(1.5, 14)
+        p.lineTo(14.5, 14)
     elif name == "check":
         p.moveTo(2.5, 8.5)
         p.lineTo(6, 12)

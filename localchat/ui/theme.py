@@ -8,6 +8,8 @@ one, the platform's own style and palette.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory, QWidget
@@ -99,7 +101,10 @@ def follow_system(app: QApplication) -> None:
     QGuiApplication.styleHints().colorSchemeChanged.connect(lambda s: apply(app, s))
 
 
-def secondary(widget: QWidget, *, italic: bool = False) -> QWidget:
+W = TypeVar("W", bound=QWidget)
+
+
+def secondary(widget: W, *, italic: bool = False) -> W:
     """Secondary text (a note, a code block's language): drawn in the palette's
     placeholder tone (readable on either theme, see ``SECONDARY_*``), which
     follows the theme. Set in code rather than with a style

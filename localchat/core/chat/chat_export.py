@@ -3,7 +3,11 @@ branch, with its model, settings and stats) or as Markdown.
 
 A reasoning model's thinking is kept apart from its answer in both. In JSON,
 each message has ``"reasoning"`` (the thinking; "" when none) beside
-``"content"`` (the answer). In Markdown, a reply's thinking comes before its
+``"content"`` (the answer), and a reply whose tokens were recorded has
+``"tokens"``: each as the CLI's ``--top-logprobs`` lists it (``{"id", "text",
+"logprob", "top": [{"id", "text", "logprob"}, ...]}``, ``"reasoning": true``
+and ``"forced": true`` only where true); joined, their texts are the thinking
+and the answer as the model wrote them. In Markdown, a reply's thinking comes before its
 answer as a collapsed block::
 
     <details><summary>Thinking</summary>
@@ -26,7 +30,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from localchat.core.chat.store import ChatStore
+    from localchat.core.chat.store import ChatStore, StoredMessage
+    from localchat.core.engine.protocol import TokenLogprob
 
 
 def as_json(store: ChatStore, chat_id: int) -> dict[str, Any]:
@@ -34,20 +39,39 @@ def as_json(store: ChatStore, chat_id: int) -> dict[str, Any]:
     return {
         "title": info.title,
         "created_at": info.created_at,
-        "messages": [
-            {
-                "role": m.role,
-                "content": m.content,
-                "reasoning": m.reasoning,
-                "model": m.model,
-                "settings": m.settings,
-                "stats": m.stats,
-                "status": m.status,
-                "created_at": m.created_at,
-            }
-            for m in store.thread(chat_id)
-        ],
+        "messages": [message_json(m) for m in store.thread(chat_id)],
     }
+
+
+def message_json(m: StoredMessage) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "role": m.role,
+        "content": m.content,
+        "reasoning": m.reasoning,
+        "model": m.model,
+        "settings": m.settings,
+        "stats": m.stats,
+        "status": m.status,
+        "created_at": m.created_at,
+    }
+    if m.tokens:
+        data["tokens"] = [token_json(t) for t in m.tokens]
+    return data
+
+
+def token_json(t: TokenLogprob) -> dict[str, Any]:
+    """A token as the CLI's ``--top-logprobs`` lists it (OpenAI's shape)."""
+    data: dict[str, Any] = {
+        "id": t.id,
+        "text": t.text,
+        "logprob": round(t.logprob, 6),
+        "top": [{"id": i, "text": text, "logprob": round(lp, 6)} for i, text, lp in t.top],
+    }
+    if t.reasoning:
+        data["reasoning"] = True
+    if t.forced:
+        data["forced"] = True
+    return data
 
 
 def as_markdown(store: ChatStore, chat_id: int) -> str:

@@ -9,10 +9,14 @@ answer the model is later sent."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from localchat.core.chat import token_codec
 
 if TYPE_CHECKING:
     from localchat.core.chat.store import ChatStore, Status
+    from localchat.core.engine.protocol import TokenLogprob
 
 
 class ReplyWriter:
@@ -49,9 +53,18 @@ class ReplyWriter:
             self.store._append(self.message_id, text, thinking)
         self._last_flush = time.monotonic()
 
-    def finish(self, status: Status = "done", stats: dict[str, Any] | None = None) -> None:
+    def finish(
+        self,
+        status: Status = "done",
+        stats: dict[str, Any] | None = None,
+        tokens: Sequence[TokenLogprob] = (),
+    ) -> None:
+        """Write the rest, the outcome and, when given, the reply's tokens
+        (with their log-probabilities: they come only with the end of a
+        reply), all in one transaction."""
         text, thinking = self._take()
-        self.store._finish(self.message_id, text, status, stats, thinking)
+        blob = token_codec.encode(tokens) if tokens else None
+        self.store._finish(self.message_id, text, status, stats, thinking, blob)
         self.finished = True
 
     def _take(self) -> tuple[str, str]:

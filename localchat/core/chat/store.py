@@ -18,6 +18,11 @@
   database from a newer LocalChat is refused, never altered.
 - Each reply records the model and the generation settings that made it, by
   value: chats outlive the models they were made with.
+- A reply may also keep its tokens, each with its log-probability and the
+  model's most likely candidates (the token X-ray), compactly encoded
+  (``token_codec``, ~80 bytes a token with 10 candidates) in its
+  ``tokens`` column: written with the reply's outcome, in the same
+  transaction, and decoded only when read (:attr:`StoredMessage.tokens`).
 - A deleted chat goes to the trash first (``deleted_at``), whole, so that it
   can be restored; the trash is emptied when the store is next opened (or by
   :meth:`ChatStore.purge_deleted`). Each chat keeps the user's unsent draft.
@@ -34,58 +39,31 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from localchat.core import paths
-from localchat.core.chat import chat_export
+from localchat.core.chat import chat_export, token_codec
 from localchat.core.chat.chat_writer import ReplyWriter
+from localchat.core.chat.migrations import MIGRATIONS
+from localchat.core.engine.protocol import TokenLogprob
 from localchat.core.errors import LocalChatError
 
-__all__ = ["SCHEMA_VERSION", "ChatInfo", "ChatStore", "ReplyWriter", "StoreError", "StoredMessage"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "ChatInfo",
+    "ChatStore",
+    "ReplyWriter",
+    "StoreError",
+    "StoredMessage",
+]
 
 Role = Literal["system", "user", "assistant"]
 Status = Literal["done", "streaming", "interrupted", "cancelled", "failed"]
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: chats, and messages as a tree
-    """
-    CREATE TABLE chats (
-        id INTEGER PRIMARY KEY,
-        title TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        current_leaf INTEGER REFERENCES messages(id) ON DELETE SET NULL,
-        settings TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
-        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
-        parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
-        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
-        content TEXT NOT NULL DEFAULT '',
-        status TEXT NOT NULL DEFAULT 'done'
-            CHECK (status IN ('done', 'streaming', 'interrupted', 'cancelled', 'failed')),
-        model TEXT,
-        settings TEXT,
-        stats TEXT,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX messages_by_chat ON messages(chat_id, id);
-    CREATE INDEX messages_by_parent ON messages(parent_id, id);
-    CREATE INDEX chats_by_update ON chats(updated_at DESC);
-    """,
-    # 2: the trash (deleted, restorable until purged), and each chat's unsent draft
-    """
-    ALTER TABLE chats ADD COLUMN deleted_at REAL;
-    ALTER TABLE chats ADD COLUMN draft TEXT NOT NULL DEFAULT '';
-    """,
-    # 3: a reply's thinking (reasoning models), kept apart from its answer
-    """
-    ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT '';
-    """,
-)
 _LIVE = "deleted_at IS NULL"
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -119,6 +97,22 @@ class StoredMessage:
     reasoning: str = ""
     """A reply's thinking (reasoning models), apart from its answer (``content``);
     "" when the model did not think."""
+    token_blob: bytes | None = field(default=None, repr=False)
+    """The reply's tokens as stored (``token_codec``); None when none were
+    recorded. Read them as :attr:`tokens`."""
+
+    @cached_property
+    def tokens(self) -> tuple[TokenLogprob, ...]:
+        """Each token the reply's model wrote, with its log-probability and
+        candidates (logprobs to 1/1000 nat, see ``token_codec``); () when none
+        were recorded. Decoded on first access, then kept: loading a thread
+        decodes nothing."""
+        return token_codec.decode(self.token_blob) if self.token_blob is not None else ()
+
+    @property
+    def has_tokens(self) -> bool:
+        """Whether tokens were recorded (without decoding them)."""
+        return self.token_blob is not None
 
     @property
     def sibling_index(self) -> int:
@@ -436,16 +430,18 @@ class ChatStore:
         status: Status,
         stats: dict[str, Any] | None,
         reasoning: str = "",
+        tokens: bytes | None = None,
     ) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE messages SET content = content || ?, reasoning = reasoning || ?, "
-                "status = ?, stats = ? WHERE id = ?",
+                "status = ?, stats = ?, tokens = ? WHERE id = ?",
                 (
                     text,
                     reasoning,
                     status,
                     json.dumps(stats) if stats is not None else None,
+                    tokens,
                     message_id,
                 ),
             )
@@ -473,6 +469,7 @@ class ChatStore:
             created_at=row["created_at"],
             sibling_ids=tuple(s[0] for s in siblings),
             reasoning=row["reasoning"],
+            token_blob=row["tokens"],
         )
 
     # -- export ------------------------------------------------------------------------
