@@ -10,6 +10,7 @@ after changing what the window shows, and look at the result.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from localchat.core import hardware  # noqa: E402
 from localchat.core.chat.store import ChatStore  # noqa: E402
 from localchat.core.engine.client import Engine  # noqa: E402
+from localchat.core.engine.protocol import TokenLogprob  # noqa: E402
 from localchat.core.settings import AppSettings  # noqa: E402
 from localchat.testing.tiny_models import write_llama_gguf  # noqa: E402
 from localchat.ui import theme  # noqa: E402
@@ -103,7 +105,53 @@ def fill(store: ChatStore) -> dict[str, int]:
     reply.append("It arrives at **12:15** (9:40 + 2 h = 11:40, + 35 min = 12:15).")
     reply.finish("done", {**STATS, "thinking_ms": 3400.0, "reasoning_tokens": 48})
     chats["thinking"] = thinking
+    xray = store.create_chat("Capital of France")
+    store.add_message(xray, "user", "What is the capital of France?")
+    reply = store.begin_reply(xray, model=MODEL)
+    reply.append(XRAY_ANSWER)
+    reply.finish("done", STATS, tokens=xray_tokens())
+    chats["xray"] = xray
     return chats
+
+
+XRAY_ANSWER = "The capital of France is Paris, on the Seine."
+XRAY_PICKS = [
+    # (text, probability, [other candidates and theirs])
+    ("The", 0.62, [("Paris", 0.21), ("France", 0.08), ("It", 0.05)]),
+    (" capital", 0.81, [(" French", 0.07), (" city", 0.05), (" answer", 0.03)]),
+    (" of", 0.97, [(" city", 0.01), (" is", 0.01)]),
+    (" France", 0.99, [(" the", 0.004)]),
+    (" is", 0.93, [(",", 0.03), (" has", 0.01)]),
+    (" Paris", 0.71, [(" the", 0.12), (" a", 0.05), (" located", 0.04), (" Lyon", 0.01)]),
+    (",", 0.34, [(".", 0.52), (" (", 0.06), (" which", 0.04)]),
+    (" on", 0.18, [(" the", 0.22), (" a", 0.19), (" located", 0.15), (" known", 0.09)]),
+    (" the", 0.96, [(" both", 0.02)]),
+    (" Seine", 0.88, [(" banks", 0.06), (" river", 0.03)]),
+    (".", 0.9, [(" River", 0.05), (" river", 0.02)]),
+]
+
+
+def xray_tokens() -> tuple[TokenLogprob, ...]:
+    """Illustrative tokens for the X-ray's screenshot (the test model's own
+    replies are random): plausible probabilities and candidates."""
+    out = []
+    for i, (text, p, others) in enumerate(XRAY_PICKS):
+        top = sorted([(text, p), *others], key=lambda c: -c[1])
+        out.append(
+            TokenLogprob(
+                1000 + i,
+                text,
+                math.log(p),
+                tuple((2000 + 50 * i + k, t, math.log(q)) for k, (t, q) in enumerate(top)),
+                lse=4.0,
+            )
+        )
+    # The chosen token's id is its own candidate's.
+    fixed = []
+    for t in out:
+        cid = next(c[0] for c in t.top if c[1] == t.text)
+        fixed.append(TokenLogprob(cid, t.text, t.logprob, t.top, lse=t.lse))
+    return tuple(fixed)
 
 
 def settle(app: QApplication, window: MainWindow, seconds: float = 60) -> None:
@@ -155,6 +203,17 @@ def main() -> int:
         block.toggle()
         settle(app, window, 0)
         window.grab().save(str(out / f"thinking-open-{name}{suffix}.png"))
+        window.select_chat(chats["xray"])
+        settle(app, window)
+        reply = window.view.widgets[-1]
+        reply.xray.setChecked(True)
+        settle(app, window, 0)
+        window.grab().save(str(out / f"xray-{name}{suffix}.png"))
+        reply.token_picked.emit(reply.message.id, 5)  # " Paris"
+        settle(app, window, 0)
+        assert window._xray is not None
+        window._xray.grab().save(str(out / f"xray-panel-{name}{suffix}.png"))
+        window._xray.hide()
         window.new_chat()
         settle(app, window)
         window.grab().save(str(out / f"new-chat-{name}{suffix}.png"))

@@ -74,6 +74,8 @@ class ChatView(QScrollArea):
     """An edited user message was saved: its id and the new text to send."""
     regenerate_requested = Signal(int)
     show_sibling = Signal(int)
+    token_picked = Signal(int, int)
+    """The token X-ray: message ``id``'s token ``index`` was clicked."""
     example_chosen = Signal(str)
     """An example prompt of the welcome was clicked: the text for the composer."""
 
@@ -194,6 +196,7 @@ class ChatView(QScrollArea):
         w.edit_requested.connect(self.edit_requested)
         w.edited.connect(self.edited)
         w.regenerate_requested.connect(self.regenerate_requested)
+        w.token_picked.connect(self.token_picked)
         w.show_sibling.connect(self.show_sibling)
         self.column.insertWidget(self.column.count() - 1, w)
         self.widgets.append(w)

@@ -54,6 +54,7 @@ from localchat.ui.window_actions import add_actions
 
 if TYPE_CHECKING:
     from localchat.core.models.downloads import Downloads
+    from localchat.ui.xray_dialog import XrayDialog
 
 __all__ = ["ADAPTER_ROLE", "CLOSED_ROLE", "DEMO_LABEL", "DEMO_TIP", "Composer", "MainWindow"]
 
@@ -170,6 +171,8 @@ class MainWindow(QMainWindow):
         self.model.chosen.connect(lambda _: self.view.set_model(self.model.path))
         self.view.regenerate_requested.connect(self.replies.regenerate)
         self.view.show_sibling.connect(self.show_sibling)
+        self.view.token_picked.connect(self._token_picked)
+        self._xray: XrayDialog | None = None
 
         # The model manager and the Train window, made when first opened.
         self.windows = OtherWindows(
@@ -235,6 +238,14 @@ class MainWindow(QMainWindow):
             self._painted = True
             QTimer.singleShot(0, self, self._after_first_paint)
         return super().event(event)
+
+    def _token_picked(self, message_id: int, index: int) -> None:
+        """A token of a reply's X-ray was clicked: its candidates, in the X-ray window."""
+        if self._xray is None:
+            from localchat.ui.xray_dialog import XrayDialog
+
+            self._xray = XrayDialog(self.store, self.replies.continue_with, self)
+        self._xray.show_token(message_id, index)
 
     @property
     def panel(self) -> SettingsPanel:

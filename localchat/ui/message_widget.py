@@ -42,6 +42,7 @@ from localchat.ui.message_parts import (
 
 if TYPE_CHECKING:
     from localchat.ui.thinking_block import ThinkingBlock
+    from localchat.ui.token_view import TokenView
 
 OUTSIDE_HELP = (
     "The chat outgrew the model's context, so the model no longer sees this message. "
@@ -87,6 +88,8 @@ class MessageWidget(QFrame):
     """The user saved an edit of message ``id``: ``text`` is the new message."""
     regenerate_requested = Signal(int)
     show_sibling = Signal(int)
+    token_picked = Signal(int, int)
+    """In the token X-ray: message ``id``'s token ``index`` was clicked."""
 
     def __init__(self, role: str, title: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -178,7 +181,16 @@ class MessageWidget(QFrame):
         self.action = ActionButton(icon(action), name, f"{name} this message", shown)
         self.action.clicked.connect(self._act)
         self.action.setVisible(role in ("user", "assistant"))
-        for button in (self.copy, self.action):
+        self.xray = ActionButton(
+            icon("xray"),
+            "X-ray",
+            "Show how the model chose each token (click one for more)",
+            lambda: self.actions_shown() or self.xray.isChecked(),  # drawn while on
+        )
+        self.xray.setCheckable(True)
+        self.xray.toggled.connect(self.set_xray)
+        self.xray.hide()  # a reply whose tokens were recorded
+        for button in (self.copy, self.action, self.xray):
             button.on_focus = self._refresh_actions
             foot.addWidget(button)
         if not user:
@@ -189,6 +201,8 @@ class MessageWidget(QFrame):
         self._markdown = ""
         self.thinking: ThinkingBlock | None = None
         """A reasoning model's thinking, above the answer (made when there is some)."""
+        self.tokens_view: TokenView | None = None
+        """The token X-ray, in place of the text while it is on."""
 
     # -- the text -----------------------------------------------------------------------
 
@@ -281,12 +295,41 @@ class MessageWidget(QFrame):
             self.body.insertWidget(max(index, 0), self.thinking)
         self.thinking.set_thinking(text, running=running, seconds=seconds)
 
+    def set_xray(self, on: bool) -> None:
+        """Show the reply as its tokens, each coloured by its probability
+        (``token_view``), or as text again."""
+        message = self.message
+        on = on and message is not None and message.has_tokens
+        if on and message is not None:
+            if self.tokens_view is None:
+                from localchat.ui.token_view import TokenView
+
+                self.tokens_view = TokenView()
+                self.tokens_view.picked.connect(self._picked)
+                self.body.addWidget(self.tokens_view)
+            self.tokens_view.set_tokens(message.tokens)
+        if self.tokens_view is not None:
+            self.tokens_view.setVisible(on)
+        for segment in self.segments:
+            segment.setVisible(not on)
+        if self.xray.isChecked() != on:
+            self.xray.blockSignals(True)
+            self.xray.setChecked(on)
+            self.xray.blockSignals(False)
+
+    def _picked(self, index: int) -> None:
+        if self.message is not None:
+            self.token_picked.emit(self.message.id, index)
+
     def set_message(self, message: StoredMessage) -> None:
         self.message = message
+        self.xray.setVisible(message.role == "assistant" and message.has_tokens)
         if message.reasoning or self.thinking is not None:
             ms = (message.stats or {}).get("thinking_ms")
             self.set_thinking(message.reasoning, running=False, seconds=ms / 1000 if ms else None)
         self.set_markdown(message.content)
+        if self.xray.isChecked():
+            self.set_xray(True)  # this version's tokens (or the text, if it has none)
         note = STATUS_NOTES.get(message.status, "")
         if message.status == "failed" and message.stats and message.stats.get("error"):
             note = f"failed: {message.stats['error']}"

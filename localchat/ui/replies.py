@@ -24,6 +24,10 @@ from localchat.ui.state import ChatState, ModelState
 
 Talk = Callable[[ChatSession, OnPiece], StoredMessage]
 
+RECORDED_CANDIDATES = 10
+"""Every reply in the window keeps its tokens' log-probabilities and this
+many candidates each, for the token X-ray (what it costs: benchmarks/xray.py)."""
+
 
 class ReplyThread(JobThread):
     """``talk`` with a session for ``chat_id`` (a new chat, made here, when it is
@@ -43,7 +47,9 @@ class ReplyThread(JobThread):
     def _write(self, emit: Emit) -> StoredMessage:
         chat = self._chat_id if self._chat_id is not None else self._store.create_chat()
         self.chat_opened.emit(chat)
-        session = ChatSession(self._store, self._engine, chat, model=self._model)
+        session = ChatSession(
+            self._store, self._engine, chat, model=self._model, top_logprobs=RECORDED_CANDIDATES
+        )
         return self._talk(
             session, lambda p: (self.thought if p.reasoning else self.piece).emit(p.text)
         )
@@ -113,6 +119,19 @@ class Replies(QObject):
     def resend_edited(self, message_id: int, text: str) -> None:
         settings = self._values()
         self._run(lambda session, emit: session.edit(message_id, text, settings, emit), text)
+
+    def continue_with(self, reply_id: int, position: int, token_id: int) -> None:
+        """The token X-ray's "Continue with this instead": the reply again
+        from ``position`` with ``token_id`` there, with the settings it was
+        written with; a new version of it."""
+        if self.busy() or self.chat.id is None or self.model.loaded is None:
+            return
+        stored = self.store.message(reply_id).settings
+        settings = GenerationSettings.from_dict(stored, strict=False) if stored else self._values()
+        self._run(
+            lambda session, say: session.continue_with(reply_id, position, token_id, settings, say),
+            "",
+        )
 
     def stop(self) -> None:
         if self.busy():
