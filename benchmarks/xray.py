@@ -74,13 +74,18 @@ def main() -> int:
                     speeds[mode].append(result.tokens_per_s)
                     if mode == "on":
                         assert len(result.tokens) == result.completion_tokens
-                        stored = len(token_codec.encode(result.tokens)) * 1000 // max(
-                            len(result.tokens), 1
+                        stored = (
+                            len(token_codec.encode(result.tokens))
+                            * 1000
+                            // max(len(result.tokens), 1)
                         )
         off, on = statistics.median(speeds["off"]), statistics.median(speeds["on"])
         print(f"{model.name} ({loaded.n_vocab:,} tokens, {loaded.backend}):")
         print(f"  without logprobs:      {off:7.2f} tok/s")
-        print(f"  with top {args.top} logprobs:  {on:7.2f} tok/s   ratio {on / off:.3f} (goal >= 0.97)")
+        ratio = on / off
+        print(
+            f"  with top {args.top} logprobs:  {on:7.2f} tok/s   ratio {ratio:.3f} (goal >= 0.97)"
+        )
         print(f"  stored: {stored:,} bytes per 1,000 tokens")
     return 0
 
