@@ -85,3 +85,43 @@ def test_xray_panel_playground_and_continue(qtbot, home: Path, parts, tiny_model
     assert new.tokens[0].id == chosen[0]
     qtbot.waitUntil(lambda: window.view.widgets[-1].message.id == new.id, timeout=TIMEOUT)
     assert window.view.widgets[-1].position.text() == "2/2"
+
+
+def test_the_prompt_xray_shows_what_the_model_read(
+    qtbot, home: Path, parts, tiny_model: Path
+) -> None:
+    install(home, tiny_model)
+    window = open_window(qtbot, parts)
+    wait_ready(qtbot, window)
+    window.panel.editors["max_tokens"].setValue(8)
+    window.panel.editors["system_prompt"].setPlainText("Answer in French.")
+    send(qtbot, window, "hello world")
+    store = parts[0]
+    reply = store.thread(window.chat_id)[-1]
+    widget = window.view.widgets[-1]
+    qtbot.mouseClick(widget.xray, Qt.MouseButton.LeftButton)
+    widget.tokens_view.picked.emit(0)
+    dialog = window._xray
+    assert dialog is not None
+    dialog.tabs.setCurrentIndex(1)  # The prompt
+    prompt = dialog.prompt
+    qtbot.waitUntil(lambda: "tokens of the" in prompt.summary.text(), timeout=TIMEOUT)
+    shown = prompt.tokens.tokens
+    assert len(shown) == reply.stats["prompt_tokens"]  # what the model read, exactly
+    text = "".join(t.text for t in shown)
+    assert "Answer in French." in text and "hello world" in text  # the system prompt in
+    assert "token" in prompt.tokens.tip(0) and str(shown[0].id) in prompt.tokens.tip(0)
+    dialog.hide()
+    # A reply without recorded tokens: its X-ray is the prompt.
+    old = store.begin_reply(window.chat_id, parent_id=reply.parent_id, model="tiny-chat")
+    old.append("An older reply.")
+    old.finish("done", {"completion_tokens": 3})
+    window.show_chat()
+    qtbot.waitUntil(lambda: window.view.widgets[-1].message.id == old.message_id)
+    widget = window.view.widgets[-1]
+    assert widget.xray.isVisibleTo(widget) and "prompt" in widget.xray.toolTip()
+    qtbot.mouseClick(widget.xray, Qt.MouseButton.LeftButton)
+    assert not widget.xray.isChecked() and widget.tokens_view is None  # no tokens to show
+    assert dialog.isVisible() and dialog.tabs.currentIndex() == 1
+    assert not dialog.tabs.isTabEnabled(0)
+    qtbot.waitUntil(lambda: "tokens of the" in prompt.summary.text(), timeout=TIMEOUT)

@@ -76,6 +76,8 @@ class ChatView(QScrollArea):
     show_sibling = Signal(int)
     token_picked = Signal(int, int)
     """The token X-ray: message ``id``'s token ``index`` was clicked."""
+    prompt_picked = Signal(int)
+    """The X-ray of a reply's prompt was asked for."""
     example_chosen = Signal(str)
     """An example prompt of the welcome was clicked: the text for the composer."""
 
@@ -197,6 +199,7 @@ class ChatView(QScrollArea):
         w.edited.connect(self.edited)
         w.regenerate_requested.connect(self.regenerate_requested)
         w.token_picked.connect(self.token_picked)
+        w.prompt_picked.connect(self.prompt_picked)
         w.show_sibling.connect(self.show_sibling)
         self.column.insertWidget(self.column.count() - 1, w)
         self.widgets.append(w)

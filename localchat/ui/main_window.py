@@ -172,6 +172,9 @@ class MainWindow(QMainWindow):
         self.view.regenerate_requested.connect(self.replies.regenerate)
         self.view.show_sibling.connect(self.show_sibling)
         self.view.token_picked.connect(self._token_picked)
+        self.view.prompt_picked.connect(
+            lambda message_id: self._xray_window().show_prompt(message_id)
+        )
         self._xray: XrayDialog | None = None
 
         # The model manager and the Train window, made when first opened.
@@ -241,11 +244,16 @@ class MainWindow(QMainWindow):
 
     def _token_picked(self, message_id: int, index: int) -> None:
         """A token of a reply's X-ray was clicked: its candidates, in the X-ray window."""
+        self._xray_window().show_token(message_id, index)
+
+    def _xray_window(self) -> XrayDialog:
         if self._xray is None:
             from localchat.ui.xray_dialog import XrayDialog
 
-            self._xray = XrayDialog(self.store, self.replies.continue_with, self)
-        self._xray.show_token(message_id, index)
+            self._xray = XrayDialog(
+                self.store, self.engine, self.chat, self.model, self.replies.continue_with, self
+            )
+        return self._xray
 
     @property
     def panel(self) -> SettingsPanel:

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QEnterEvent, QGuiApplication, QKeyEvent, QPalette, QResizeEvent
+from PySide6.QtCore import QEvent, QTimer, Signal
+from PySide6.QtGui import QEnterEvent, QGuiApplication, QPalette, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
-    QPushButton,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
@@ -30,6 +28,7 @@ from localchat.core.chat.store import StoredMessage
 from localchat.ui import theme
 from localchat.ui.code_block import CodeBlock, split_markdown
 from localchat.ui.icons import icon
+from localchat.ui.message_edit import EditFrame
 from localchat.ui.message_parts import (
     ActionButton,
     Avatar,
@@ -63,22 +62,6 @@ BUBBLE_EMS = 42
 """…and at most this many font heights wide (long lines are hard to read)."""
 
 
-class MessageEditor(QPlainTextEdit):
-    """The text of a message being edited: Esc cancels, Ctrl+Enter saves."""
-
-    save = Signal()
-    cancel = Signal()
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-        if event.key() == Qt.Key.Key_Escape:
-            self.cancel.emit()
-        elif enter and event.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            self.save.emit()
-        else:
-            super().keyPressEvent(event)
-
-
 class MessageWidget(QFrame):
     """One message: who, the text, and what can be done with it."""
 
@@ -90,6 +73,8 @@ class MessageWidget(QFrame):
     show_sibling = Signal(int)
     token_picked = Signal(int, int)
     """In the token X-ray: message ``id``'s token ``index`` was clicked."""
+    prompt_picked = Signal(int)
+    """The X-ray of a reply without recorded tokens: its prompt, then."""
 
     def __init__(self, role: str, title: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -188,8 +173,8 @@ class MessageWidget(QFrame):
             lambda: self.actions_shown() or self.xray.isChecked(),  # drawn while on
         )
         self.xray.setCheckable(True)
-        self.xray.toggled.connect(self.set_xray)
-        self.xray.hide()  # a reply whose tokens were recorded
+        self.xray.toggled.connect(self._xray_clicked)
+        self.xray.hide()  # for a finished reply
         for button in (self.copy, self.action, self.xray):
             button.on_focus = self._refresh_actions
             foot.addWidget(button)
@@ -317,13 +302,27 @@ class MessageWidget(QFrame):
             self.xray.setChecked(on)
             self.xray.blockSignals(False)
 
+    def _xray_clicked(self, on: bool) -> None:
+        message = self.message
+        if message is not None and not message.has_tokens:
+            self.xray.setChecked(False)  # no tokens to show: the prompt, in the X-ray window
+            if on:
+                self.prompt_picked.emit(message.id)
+            return
+        self.set_xray(on)
+
     def _picked(self, index: int) -> None:
         if self.message is not None:
             self.token_picked.emit(self.message.id, index)
 
     def set_message(self, message: StoredMessage) -> None:
         self.message = message
-        self.xray.setVisible(message.role == "assistant" and message.has_tokens)
+        self.xray.setVisible(message.role == "assistant" and message.status != "streaming")
+        self.xray.setToolTip(
+            "Show how the model chose each token (click one for more)"
+            if message.has_tokens
+            else "Show the prompt the model read for this reply"
+        )
         if message.reasoning or self.thinking is not None:
             ms = (message.stats or {}).get("thinking_ms")
             self.set_thinking(message.reasoning, running=False, seconds=ms / 1000 if ms else None)
@@ -425,28 +424,9 @@ class MessageWidget(QFrame):
         """Turn the bubble into an editor with Save & send and Cancel."""
         if self.bubble is None or self.editor is not None:
             return
-        frame = Bubble()
-        frame.setObjectName("message-editor")
-        box = QVBoxLayout(frame)
-        box.setContentsMargins(10, 10, 10, 10)
-        self.edit_box = MessageEditor()
-        self.edit_box.setPlainText(self.message.content if self.message else self._markdown)
-        self.edit_box.setAccessibleName("Edit message")
-        self.edit_box.setToolTip("Ctrl+Enter saves and sends again; Esc cancels")
-        lines = max(3, min(12, self._markdown.count("\n") + 2))
-        self.edit_box.setFixedHeight(self.edit_box.fontMetrics().lineSpacing() * lines + 16)
-        box.addWidget(self.edit_box)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        self.cancel_button = QPushButton("Cancel")
-        self.save_button = QPushButton("Save && send")
-        self.save_button.setDefault(True)
-        self.save_button.setToolTip(
-            "Send the edited message (Ctrl+Enter); the old one stays as a version"
-        )
-        buttons.addWidget(self.cancel_button)
-        buttons.addWidget(self.save_button)
-        box.addLayout(buttons)
+        frame = EditFrame(self.message.content if self.message else self._markdown)
+        self.edit_box = frame.edit_box
+        self.cancel_button, self.save_button = frame.cancel_button, frame.save_button
         self.cancel_button.clicked.connect(self.cancel_edit)
         self.save_button.clicked.connect(self.save_edit)
         self.edit_box.cancel.connect(self.cancel_edit)

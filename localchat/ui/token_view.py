@@ -72,9 +72,12 @@ class TokenView(QTextBrowser):
         self.anchorClicked.connect(self._clicked)
         self.document().documentLayout().documentSizeChanged.connect(lambda _: self._fit())
         self.tokens: tuple[TokenLogprob, ...] = ()
+        self.plain = False
+        """Showing a prompt's tokens (no probabilities)."""
 
     def set_tokens(self, tokens: Sequence[TokenLogprob]) -> None:
         self.tokens = tuple(tokens)
+        self.plain = False
         base = self.palette().color(QPalette.ColorRole.Base)
         ink = self.palette().color(QPalette.ColorRole.Text).name()
         parts = []
@@ -88,6 +91,22 @@ class TokenView(QTextBrowser):
             parts.append(f'<a href="t:{i}" style="{style}">{text}</a>')
         self.setHtml(f'<div style="white-space:pre-wrap">{"".join(parts)}</div>')
 
+    def set_plain(self, tokens: Sequence[tuple[int, str]]) -> None:
+        """Tokens without probabilities (a prompt's): neighbours in two
+        neutral tones, the id on hover."""
+        self.tokens = tuple(TokenLogprob(i, text, 0.0, forced=True) for i, text in tokens)
+        base = self.palette().color(QPalette.ColorRole.Base)
+        mid = self.palette().color(QPalette.ColorRole.Mid)
+        ink = self.palette().color(QPalette.ColorRole.Text).name()
+        tones = (mix(base, mid, 0.18).name(), mix(base, mid, 0.40).name())
+        parts = []
+        for i, t in enumerate(self.tokens):
+            text = html.escape(t.text if t.text else "\u200b").replace("\n", "↵<br>")
+            style = f"background-color:{tones[i % 2]}; color:{ink}; text-decoration:none"
+            parts.append(f'<a href="t:{i}" style="{style}">{text}</a>')
+        self.plain = True
+        self.setHtml(f'<div style="white-space:pre-wrap">{"".join(parts)}</div>')
+
     def token_at(self, point: QPoint) -> int | None:
         anchor = self.anchorAt(point)
         if anchor.startswith("t:"):
@@ -96,6 +115,8 @@ class TokenView(QTextBrowser):
 
     def tip(self, index: int) -> str:
         t = self.tokens[index]
+        if self.plain:
+            return f"{shown(t.text)!r}  ·  token {t.id}  ·  #{index + 1}"
         if t.forced:
             return f"{shown(t.text)!r}: written by LocalChat, not sampled"
         return f"{shown(t.text)!r}  ·  {percent(math.exp(t.logprob))}  ·  token {t.id}"

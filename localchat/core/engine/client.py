@@ -45,11 +45,13 @@ from localchat.core.engine.protocol import (
     PerplexityReport,
     Piece,
     PlanContext,
+    PromptShown,
     RenderChat,
     Rendered,
     Reply,
     Request,
     Score,
+    ShowPrompt,
     Shutdown,
     Tokenize,
     Tokens,
@@ -148,6 +150,15 @@ class Engine:
         """The prompt the model would see for ``messages``, and its token count."""
         result = self._call(RenderChat(tuple(messages)))
         assert isinstance(result, Rendered)
+        return result
+
+    def prompt(
+        self, messages: Sequence[Message], settings: GenerationSettings | None = None
+    ) -> PromptShown:
+        """The exact prompt the model would read for ``messages`` now, token by
+        token (the prompt X-ray)."""
+        result = self._call(ShowPrompt(tuple(messages), settings or GenerationSettings()))
+        assert isinstance(result, PromptShown)
         return result
 
     def plan(
@@ -369,6 +380,7 @@ class Engine:
                 | LoadedModel
                 | ChatResult
                 | ContextReport
+                | PromptShown
                 | PerplexityReport
                 | LogitsReport
                 | Piece

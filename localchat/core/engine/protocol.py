@@ -134,6 +134,16 @@ class PlanContext:
 
 
 @dataclass(frozen=True)
+class ShowPrompt:
+    """The exact prompt the model would read for these messages now (the
+    prompt X-ray): the overflow policy applied, the system prompt in, every
+    token with its text."""
+
+    messages: tuple[Message, ...]
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
 class Perplexity:
     """How well the loaded model predicts a text (or token ids): each window of
     ``window + 1`` tokens (0: the context size) predicts its last ``window``
@@ -177,6 +187,7 @@ Request = (
     | RenderChat
     | Chat
     | PlanContext
+    | ShowPrompt
     | Perplexity
     | Score
     | Logits
@@ -370,6 +381,21 @@ class ContextReport:
 
 
 @dataclass(frozen=True)
+class PromptShown:
+    """The answer to :class:`ShowPrompt`."""
+
+    text: str
+    """The prompt as the template rendered it."""
+    tokens: tuple[tuple[int, str], ...]
+    """Its tokens, (id, text): the texts joined give ``text`` (a character
+    split across tokens is in the token that completes it)."""
+    dropped: tuple[int, ...] = ()
+    """Indexes of the messages left out of view (the overflow policy)."""
+    n_ctx: int = 0
+    reserve: int = 0
+
+
+@dataclass(frozen=True)
 class PerplexityReport:
     """The answer to :class:`Perplexity`."""
 
@@ -419,6 +445,7 @@ class Reply:
         | Piece
         | ChatResult
         | ContextReport
+        | PromptShown
         | PerplexityReport
         | LogitsReport
         | Ok

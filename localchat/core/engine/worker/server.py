@@ -27,11 +27,13 @@ from localchat.core.engine.protocol import (
     Perplexity,
     PerplexityReport,
     PlanContext,
+    PromptShown,
     RenderChat,
     Rendered,
     Reply,
     Request,
     Score,
+    ShowPrompt,
     Shutdown,
     Tokenize,
     Tokens,
@@ -43,10 +45,10 @@ from localchat.core.engine.worker.flags import Flags
 from localchat.core.engine.worker.llama_log import LlamaLog
 from localchat.core.engine.worker.loader import Loader, Model
 from localchat.core.engine.worker.prompt_cache import PromptCache
-from localchat.core.engine.worker.window import plan_context
+from localchat.core.engine.worker.window import plan_context, show_prompt
 from localchat.core.errors import EngineError, LocalChatError, ModelFileError, ModelLoadError
 
-KEEP_AHEAD = (PlanContext, Info, Tokenize, RenderChat)
+KEEP_AHEAD = (PlanContext, Info, Tokenize, RenderChat, ShowPrompt)
 """Requests that leave the KV cache alone: evaluating ahead resumes after them."""
 
 Answer = (
@@ -55,6 +57,7 @@ Answer = (
     | Rendered
     | ChatResult
     | ContextReport
+    | PromptShown
     | PerplexityReport
     | LogitsReport
     | Ok
@@ -93,6 +96,7 @@ class Worker:
             RenderChat: lambda req, _rid: self._render(req),
             Chat: self._chat,
             PlanContext: lambda req, _rid: plan_context(self.model, req),
+            ShowPrompt: lambda req, _rid: show_prompt(self.model, req),
             Perplexity: lambda req, _rid: scoring.perplexity(self.model, self.flags, req),
             Score: lambda req, _rid: scoring.score(self.model, self.flags, req),
             Logits: lambda req, _rid: LogitsReport(scoring.logits(self.model, self.flags, req)),

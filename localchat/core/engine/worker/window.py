@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from localchat.core.chat.context import ContextOverflow, ContextPlan, plan, reply_reserve
-from localchat.core.engine.protocol import ContextReport, Message, PlanContext
+from localchat.core.engine.protocol import (
+    ContextReport,
+    Message,
+    PlanContext,
+    PromptShown,
+    ShowPrompt,
+)
+from localchat.core.engine.streaming import Utf8Assembler
 from localchat.core.engine.worker.loader import Model
 from localchat.core.params import GenerationSettings
 
@@ -78,4 +85,25 @@ def plan_context(model: Model, req: PlanContext) -> ContextReport:
         dropped=tuple(i - added for i in chosen.dropped),
         cut=None if chosen.cut is None else chosen.cut - added,
         thinking_tokens=thinking,
+    )
+
+
+def show_prompt(model: Model, req: ShowPrompt) -> PromptShown:
+    """The exact prompt the model would read (the prompt X-ray): the
+    overflow policy applied as for a reply, each token with its text."""
+    chosen, added, prompt = window(model, req.messages, req.settings)
+    text, tokens, _shift = prompt(chosen.messages)
+    utf8 = Utf8Assembler()
+    pieces = []
+    for t in tokens:
+        pieces.append((t, utf8.feed(model.tokenizer.piece(t, special=True))))
+    if pieces:
+        last = pieces[-1]
+        pieces[-1] = (last[0], last[1] + utf8.flush())
+    return PromptShown(
+        text=text,
+        tokens=tuple(pieces),
+        dropped=tuple(i - added for i in chosen.dropped if i >= added),
+        n_ctx=chosen.n_ctx,
+        reserve=chosen.reserve,
     )
