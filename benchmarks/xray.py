@@ -52,11 +52,14 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="a small model")
+    parser.add_argument(
+        "--vocab", choices=("llama-spm", "llama-bpe"), help="only this vocabulary (both by default)"
+    )
     args = parser.parse_args()
     bench = _engine_bench()
     base = bench.QUICK_SHAPE if args.quick else bench.TINYLLAMA_SHAPE
     s = GenerationSettings(temperature=0.0, repeat_penalty=1.0, max_tokens=args.tokens, ctx=1024)
-    for vocab in ("llama-spm", "llama-bpe"):
+    for vocab in [args.vocab] if args.vocab else ["llama-spm", "llama-bpe"]:
         model = bench.cached_model({**base, "vocab": vocab})
         speeds: dict[str, list[float]] = {"off": [], "on": []}
         stored = 0

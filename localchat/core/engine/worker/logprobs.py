@@ -26,22 +26,31 @@ class Probe:
         self.top = top
         self.n_vocab = llm.n_vocab()
         self._texts: dict[int, str] = {}
+        self._buffer = np.empty(self.n_vocab, dtype=np.float32)
 
     def read(self, token: int) -> Read:
         """``token``'s log-probability at the position just sampled, and the
         ``top`` candidates there, most probable first."""
         pointer = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        scaled = self._buffer
         high = float(logits.max())
-        lse = high + float(np.log(np.exp(logits - high, dtype=np.float32).sum(dtype=np.float64)))
+        np.subtract(logits, high, out=scaled)
+        np.exp(scaled, out=scaled)  # each token's probability relative to the best
+        lse = high + float(np.log(scaled.sum()))  # float32, pairwise: ~1e-7 relative
         logprob = float(logits[token]) - lse
         if self.top <= 0:
             return logprob, (), lse
-        k = min(self.top, self.n_vocab)
-        best = np.argpartition(logits, -k)[-k:]
-        best = best[np.argsort(-logits[best], kind="stable")]
+        best = self._best(logits)
         top = tuple((int(t), self.text(int(t)), float(logits[t]) - lse) for t in best)
         return logprob, top, lse
+
+    def _best(self, logits: np.ndarray) -> np.ndarray:
+        """The ``top`` most likely tokens, most likely first (a partition of
+        the vocabulary, then a sort of the few)."""
+        k = min(self.top, self.n_vocab)
+        likely = np.argpartition(logits, -k)[-k:]
+        return likely[np.argsort(-logits[likely], kind="stable")]
 
     def text(self, token: int) -> str:
         """A candidate's text on its own (a partial character shows as U+FFFD)."""
