@@ -4,6 +4,7 @@ before any sampler), checked against llama-cpp-python with all logits kept."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def vocab_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 def reference_logits(model: Path, prompt: list[int], reply: list[int]) -> list[np.ndarray]:
     """llama.cpp's logits for the whole sequence at once (all kept): row j
     is what reply token j was drawn from."""
+    # An in-process worker of another test may have left its log callback
+    # installed in this process: llama-cpp-python's own goes back first.
+    llama_cpp.llama_log_set(llama_cpp._logger.llama_log_callback, ctypes.c_void_p(0))
     llm = llama_cpp.Llama(
         str(model), n_ctx=1024, logits_all=True, verbose=False, n_threads=1, n_batch=1024
     )
