@@ -179,3 +179,25 @@ def test_a_reply_can_start_with_tokens_given(engine: Engine, tiny_model: Path) -
     assert not any(t.forced for t in new[at + 1 :]) and len(new) == 20
     with pytest.raises(Exception, match="not in this model's vocabulary"):
         engine.chat(HI, s, prefix=[10**9]).text()
+
+
+def test_the_distribution_drawn_from_is_recorded(engine: Engine, tiny_model: Path) -> None:
+    """The sampler chain replayed at each position: every sampled token is
+    among the tokens it kept, their probabilities add up to 1, and greedy
+    keeps only the one taken."""
+    engine.load(str(tiny_model), GenerationSettings(ctx=512))
+    s = GenerationSettings(
+        temperature=1.3, top_k=5, top_p=0.9, min_p=0.1, repeat_penalty=1.3, seed=5, max_tokens=60
+    )
+    stream = engine.chat(HI, s, top_logprobs=5)
+    stream.text()
+    assert stream.result is not None
+    for t in stream.result.tokens:
+        kept = dict(t.sampled)
+        assert t.id in kept, "a token was drawn from outside what the chain kept"
+        assert 1 <= len(kept) <= 5 and sum(kept.values()) == pytest.approx(1.0, abs=1e-6)
+        assert list(kept.values()) == sorted(kept.values(), reverse=True)
+    greedy = engine.chat(HI, GenerationSettings(temperature=0.0, max_tokens=10), logprobs=True)
+    greedy.text()
+    assert greedy.result is not None
+    assert all(t.sampled == ((t.id, 1.0),) for t in greedy.result.tokens)

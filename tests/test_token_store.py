@@ -374,3 +374,35 @@ def test_the_json_export_lists_the_tokens(store: ChatStore, tiny_engine: Engine)
     # The Markdown is as it was: no tokens in it.
     title = store.chat(chat).title
     assert markdown == f"# {title}\n\n## You\n\nHello\n\n## Assistant (tiny)\n\n{reply.content}\n"
+
+
+def test_the_distribution_drawn_from_round_trips_and_old_blobs_still_read() -> None:
+    """Format 2 keeps each token's recorded distribution (to 1/65535);
+    a format-1 blob, written before it, reads as it was (none recorded)."""
+    import struct
+    import zlib
+
+    from localchat.core.chat import token_codec
+    from localchat.core.engine.protocol import TokenLogprob
+
+    tokens = (
+        TokenLogprob(5, "a", -0.1, ((5, "a", -0.1), (7, "b", -2.5)), lse=3.0,
+                     sampled=((5, 0.91), (7, 0.09))),
+        TokenLogprob(9, "", 0.0, (), forced=True),
+        TokenLogprob(7, "b", -1.0, ((7, "b", -1.0),), lse=2.0, sampled=((7, 1.0),)),
+    )  # fmt: skip
+    back = token_codec.decode(token_codec.encode(tokens))
+    for a, b in zip(tokens, back, strict=True):
+        assert [i for i, _ in a.sampled] == [i for i, _ in b.sampled]
+        for (_, p), (_, q) in zip(a.sampled, b.sampled, strict=True):
+            assert abs(p - q) <= 1 / 65535
+    # A version-1 blob: the same layout without the sampled columns.
+    blob = token_codec.encode(tokens)
+    payload = zlib.decompress(blob[5:])
+    n = len(tokens)
+    tail = 4 + n + 4 * 3 + 2 * 3  # s, counts, 3 ids, 3 probabilities
+    old = token_codec.MAGIC + bytes((1,)) + zlib.compress(payload[:-tail])
+    assert struct.unpack("<I", payload[-tail : -tail + 4]) == (3,)
+    read = token_codec.decode(old)
+    assert [t.id for t in read] == [5, 9, 7] and all(t.sampled == () for t in read)
+    assert read[0].top == back[0].top

@@ -284,17 +284,33 @@ class TokenPanel(QWidget):
             f"{sampled.entropy_raw:.2f} bits under the model, "
             f"{sampled.entropy_final:.2f} bits after sampling."
         )
-        self.chart.set_rows(
-            [
-                (c[1], float(sampled.raw[i]), float(sampled.final[i]), str(sampled.removed_by[i]),
-                 c[0] == t.id)
+        finals = [float(p) for p in sampled.final]
+        stages = [str(x) for x in sampled.removed_by]
+        notes = []
+        own = t.sampled and self._own_settings()
+        if own:
+            # The reply's own settings: the distribution recorded as the
+            # token was drawn (the whole chain, not just these candidates).
+            drawn = dict(t.sampled)
+            finals = [drawn.get(c[0], 0.0) for c in t.top]
+            stages = [
+                "" if drawn.get(c[0], 0.0) > 0 else (stages[i] or "top_k")
                 for i, c in enumerate(t.top)
             ]
+            shown_ids = {c[0] for c in t.top}
+            others = [p for i, p in t.sampled if i not in shown_ids]
+            if others:
+                notes.append(
+                    f"{len(others)} more tokens could have been drawn "
+                    f"({percent(sum(others))} together)."
+                )
+        self.chart.set_rows(
+            [(c[1], float(sampled.raw[i]), finals[i], stages[i], c[0] == t.id)
+             for i, c in enumerate(t.top)]
         )  # fmt: skip
-        notes = []
         if sampled.penalty_hit.any():
             notes.append("The repeat penalty lowered the candidates used just before.")
-        if not sampled.complete:
+        if not own and not sampled.complete:
             notes.append(
                 f"Tokens beyond the {len(t.top)} kept ({percent(1 - stored)} together) may "
                 "also be drawn with these settings."
@@ -302,6 +318,14 @@ class TokenPanel(QWidget):
         self.note.setText(" ".join(notes))
         self.note.setVisible(bool(notes))
         self._selected(self.chart.current)
+
+    def _own_settings(self) -> bool:
+        """Whether the playground is at the reply's own settings."""
+        values = self.values()
+        return all(
+            abs(float(values[name]) - float(self.settings.get(name, values[name]))) < 1e-6
+            for name in values
+        )
 
     def _selected(self, row: int) -> None:
         position = self.position

@@ -20,6 +20,16 @@ zlib-compressed payload of columns, all little-endian::
     overflow            float32[k]   the logprobs quantizing cannot hold, in order
                         (the tokens' first, then the candidates')
 
+Version 2 adds, at the end, the distribution each token was drawn from
+(``TokenLogprob.sampled``)::
+
+    s                   uint32       entries in all
+    sampled counts      uint8[n]     each token's
+    sampled ids         int32[s]
+    sampled p           uint16[s]    round(p * 65535)
+
+Version 1 blobs are read as they are (no sampled distributions).
+
 A logprob is quantized as ``round(-logprob * 1000)``: to 1/1000 nat (error at
 most 0.0005) from 0 down to -65.534. One outside that range (or not finite)
 is stored as :data:`ESCAPE` with its value, as float32, in the overflow
@@ -47,7 +57,9 @@ from localchat.core.engine.protocol import TokenLogprob
 from localchat.core.errors import LocalChatError
 
 MAGIC = b"LCTK"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
+"""The versions this one decodes."""
 ESCAPE = 0xFFFF
 """A quantized logprob that stands for the next value of the overflow column."""
 STEP = 1000
@@ -138,8 +150,8 @@ def encode(tokens: Sequence[TokenLogprob]) -> bytes:
     candidate_q: list[int] = []
     counts: list[int] = []
     for t in tokens:
-        if len(t.top) > 255:
-            raise ValueError("at most 255 candidates a token")
+        if len(t.top) > 255 or len(t.sampled) > 255:
+            raise ValueError("at most 255 candidates (and kept tokens) a token")
         counts.append(len(t.top))
     token_q = [_quantize(t.logprob, overflow) for t in tokens]
     for t in tokens:
@@ -164,6 +176,10 @@ def encode(tokens: Sequence[TokenLogprob]) -> bytes:
             _pack(_U32 if wide else _U16, candidates),
             _pack(_U16, candidate_q),
             _pack(_F32, overflow),
+            _HEAD_U32.pack(sum(len(t.sampled) for t in tokens)),
+            _pack(_U8, [len(t.sampled) for t in tokens]),
+            _pack(_I32, [i for t in tokens for i, _ in t.sampled]),
+            _pack(_U16, [min(round(p * 65535), 65535) for t in tokens for _, p in t.sampled]),
         )
     )
     return MAGIC + bytes((VERSION,)) + zlib.compress(payload, 6)
@@ -174,7 +190,8 @@ def decode(blob: bytes) -> tuple[TokenLogprob, ...]:
     quantization's precision, its lse to float32's."""
     if blob[:4] != MAGIC or len(blob) < 5:
         raise TokenCodecError("not token data")
-    if blob[4] != VERSION:
+    version = blob[4]
+    if version not in READS:
         raise TokenCodecError(
             f"the token data is in format {blob[4]}, this LocalChat reads {VERSION}: "
             "upgrade LocalChat to see it"
@@ -196,6 +213,16 @@ def decode(blob: bytes) -> tuple[TokenLogprob, ...]:
     candidates = r.array(_U32 if m > 0x10000 else _U16, c)
     candidate_q = r.array(_U16, c)
     overflow = iter(r.array(_F32, k))
+    sampled_counts: Sequence[int] = [0] * n
+    sampled_ids: Sequence[int] = ()
+    sampled_p: Sequence[int] = ()
+    if version >= 2:
+        (s,) = _HEAD_U32.unpack(r.take(_HEAD_U32.size))
+        sampled_counts = r.array(_U8, n)
+        sampled_ids = r.array(_I32, s)
+        sampled_p = r.array(_U16, s)
+        if sum(sampled_counts) != s:
+            raise TokenCodecError("the token data is damaged (its counts)")
     if r.at != len(payload) or sum(counts) != c or (candidates and max(candidates) >= m):
         raise TokenCodecError("the token data is damaged (its counts)")
 
@@ -205,11 +232,14 @@ def decode(blob: bytes) -> tuple[TokenLogprob, ...]:
     logprobs = [value(q) for q in token_q]
     table = [(i, t) for i, t in zip(table_ids, table_texts, strict=True)]
     out = []
-    at = 0
+    at = kept = 0
     for j in range(n):
         end = at + counts[j]
         top = tuple((*table[candidates[i]], value(candidate_q[i])) for i in range(at, end))
         at = end
+        upto = kept + sampled_counts[j]
+        sampled = tuple((sampled_ids[i], sampled_p[i] / 65535) for i in range(kept, upto))
+        kept = upto
         out.append(
             TokenLogprob(
                 ids[j],
@@ -219,6 +249,7 @@ def decode(blob: bytes) -> tuple[TokenLogprob, ...]:
                 bool(flags[j] & REASONING),
                 bool(flags[j] & FORCED),
                 lse[j],
+                sampled,
             )
         )
     return tuple(out)

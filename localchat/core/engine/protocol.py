@@ -309,6 +309,15 @@ class TokenLogprob:
     lse: float = 0.0
     """The position's log-normaliser: a logprob plus it is the raw logit
     (the repetition penalty acts on raw logits: see ``sampling.py``)."""
+    sampled: tuple[tuple[int, float], ...] = ()
+    """The distribution the token was drawn from: (id, probability) of the
+    tokens the sampler chain kept, at the reply's settings, most probable
+    first (at most :data:`MAX_SAMPLED`); exact when top-k limited it."""
+
+
+MAX_SAMPLED = 64
+"""The most kept tokens a position records (the rest, if any, are the least
+likely: their mass is what the recorded ones leave of 1)."""
 
 
 FinishReason = Literal["stop", "length", "cancelled", "context"]

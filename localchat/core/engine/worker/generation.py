@@ -63,7 +63,8 @@ def chat(
     thinking = model.thinking
     inside = thinking is not None and thinking.opens(model.options)
     reply = ReplyText(tokenizer, req.stop, thinking, say, inside=inside)
-    probe = Probe(llm, tokenizer, req.top_logprobs) if req.logprobs else None
+    probe = Probe(llm, tokenizer, req.top_logprobs, s) if req.logprobs else None
+    taken: list[int] = []  # what the sampler has taken, for the penalty (per generate)
     reads: list[Read | None] = []  # each token's log-probability, as asked
     first = tokens[prefix:]
     if req.prefix:
@@ -128,7 +129,8 @@ def chat(
                 finish = "stop"
                 break
             if probe is not None:
-                reads.append(probe.read(token))  # before the next decode
+                reads.append(probe.read(token, taken))  # before the next decode
+                taken.append(token)
             if reply.add(token):
                 finish = "stop"
                 break
@@ -145,6 +147,7 @@ def chat(
                     reads.append(None)
                 gen.close()
                 gen = generate([token, *thinking.close_tokens])
+                taken.clear()  # a new generate: llama-cpp-python's sampler starts afresh
     finally:
         gen.close()
     reply.finish()
