@@ -1,0 +1,186 @@
+"""OpenAI's API: ``GET /v1/models``, ``POST /v1/chat/completions`` (whole or
+streamed as server-sent events) and ``POST /v1/completions`` (501: the
+engine has no raw-text completion yet)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette.sse import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from localchat.core.engine.protocol import ChatResult, Piece, TokenLogprob
+from localchat.core.models import library
+from localchat.server import requests
+from localchat.server.errors import ApiError, error_body
+from localchat.server.responses import Guarded, closing, note_result
+from localchat.server.service import EngineService, Generation
+
+FINISH = {"stop": "stop", "cancelled": "stop", "length": "length", "context": "length"}
+"""The engine's finish reasons as OpenAI's."""
+
+
+async def models(request: Request) -> Response:
+    data = [
+        {
+            "id": p.stem,
+            "object": "model",
+            "created": int(p.stat().st_mtime),
+            "owned_by": "localchat",
+        }
+        for p in library.installed()
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def completions(request: Request) -> Response:
+    await requests.read_json(request)  # a bad body is still said as such
+    raise ApiError(
+        501,
+        "/v1/completions (raw text completion) is not supported yet: the engine only "
+        "answers chats; use /v1/chat/completions",
+        code="not_implemented",
+    )
+
+
+async def chat_completions(request: Request) -> Response:
+    service: EngineService = request.app.state.service
+    req = requests.openai_chat(await requests.read_json(request))
+    request.scope.setdefault("state", {})["model"] = req.model
+    gen = await service.start(
+        req.model,
+        req.messages,
+        req.settings,
+        stop=req.stop,
+        logprobs=req.logprobs,
+        top_logprobs=req.top_logprobs,
+    )
+    reply_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if not req.stream:
+        try:
+            pieces, result = await gen.collect()
+        finally:
+            await gen.close()
+        note_result(request, result)
+        return JSONResponse(_completion(reply_id, created, gen.model, pieces, result, req))
+    events = _chunks(request, gen, req, reply_id, created)
+    return Guarded(EventSourceResponse(events, ping=15), closing(request, gen))
+
+
+def _completion(
+    reply_id: str,
+    created: int,
+    model: str,
+    pieces: list[Piece],
+    result: ChatResult,
+    req: requests.ChatRequest,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.reply}
+    if result.reasoning:
+        message["reasoning_content"] = result.reasoning
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": message,
+        "logprobs": _logprobs(result.tokens, req.top_logprobs) if req.logprobs else None,
+        "finish_reason": FINISH[result.finish_reason],
+    }
+    return {
+        "id": reply_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        "usage": usage(result),
+    }
+
+
+async def _chunks(
+    request: Request,
+    gen: Generation,
+    req: requests.ChatRequest,
+    reply_id: str,
+    created: int,
+) -> AsyncIterator[dict[str, str]]:
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, str]:
+        body = {
+            "id": reply_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": gen.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        body["choices"][0].update(extra)  # type: ignore[index]
+        if req.include_usage:
+            body["usage"] = None
+        return {"data": json.dumps(body, ensure_ascii=False)}
+
+    yield chunk({"role": "assistant", "content": ""})
+    try:
+        async for item in gen.events():
+            if isinstance(item, Piece):
+                key = "reasoning_content" if item.reasoning else "content"
+                yield chunk({key: item.text})
+    except ApiError as exc:
+        yield {"data": json.dumps(error_body(exc), ensure_ascii=False)}
+        return
+    result = gen.result
+    assert result is not None
+    note_result(request, result)
+    # The engine reports the tokens' log-probabilities with the result: they
+    # come in the last chunk, together.
+    logprobs = _logprobs(result.tokens, req.top_logprobs) if req.logprobs else None
+    yield chunk({}, FINISH[result.finish_reason], logprobs=logprobs)
+    if req.include_usage:
+        last = {
+            "id": reply_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": gen.model,
+            "choices": [],
+            "usage": usage(result),
+        }
+        yield {"data": json.dumps(last)}
+    yield {"data": "[DONE]"}
+
+
+def usage(result: ChatResult) -> dict[str, Any]:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+        "prompt_tokens_details": {
+            "cached_tokens": max(result.prompt_tokens - result.evaluated_tokens, 0)
+        },
+        "completion_tokens_details": {"reasoning_tokens": result.reasoning_tokens},
+    }
+
+
+def _logprobs(tokens: tuple[TokenLogprob, ...], top: int) -> dict[str, Any]:
+    """The answer's tokens (not the thinking's) in OpenAI's shape."""
+
+    def entry(text: str, logprob: float) -> dict[str, Any]:
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+    content = [
+        {
+            **entry(t.text, t.logprob),
+            "top_logprobs": [entry(text, lp) for _, text, lp in t.top[:top]],
+        }
+        for t in tokens
+        if not t.reasoning
+    ]
+    return {"content": content, "refusal": None}
+
+
+ROUTES = [
+    Route("/v1/models", models, methods=["GET"]),
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+]

@@ -1,0 +1,268 @@
+"""Reading and checking request bodies: JSON within a size limit, messages,
+and the generation settings a request may set, checked by their one
+declaration (``core/params.py``): its ranges and its own validation, so an
+out-of-range value is a 400 naming the request's field and the range."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from localchat.core import params
+from localchat.core.checks import shown
+from localchat.core.engine.protocol import MAX_TOP_LOGPROBS, Message
+from localchat.core.errors import SettingError
+from localchat.server.errors import ApiError
+
+MAX_BODY_BYTES = 4 * 2**20
+"""A request body over this is refused (413)."""
+
+OPENAI_SETTINGS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_tokens",
+    # Not OpenAI's, but what llama.cpp's own server and others accept too.
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "repeat_penalty": "repeat_penalty",
+    "thinking": "thinking",
+    "reasoning_effort": "reasoning_effort",
+}
+"""A chat completion's fields that set a generation setting: field -> setting."""
+
+OLLAMA_OPTIONS = {
+    "temperature": "temperature",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "min_p": "min_p",
+    "seed": "seed",
+    "num_predict": "max_tokens",
+    "repeat_penalty": "repeat_penalty",
+}
+"""Ollama's ``options`` that set a generation setting: option -> setting."""
+
+
+@dataclass
+class ChatRequest:
+    """What a chat request asks of the engine, checked."""
+
+    model: str
+    messages: list[Message]
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Generation settings the request sets (checked), over the model's own."""
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The body as a JSON object: 413 over :data:`MAX_BODY_BYTES`, 400 when it
+    is not a JSON object."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise _too_big()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_big()
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
+def _too_big() -> ApiError:
+    return ApiError(
+        413, f"the request body is over {MAX_BODY_BYTES // 2**20} MB", code="request_too_large"
+    )
+
+
+def setting(field_name: str, name: str, value: Any) -> Any:
+    """``value`` for the setting ``name``, as the request's ``field_name``
+    gave it, checked by the setting's declaration."""
+    try:
+        checked = params.GenerationSettings().replace(**{name: value})
+    except SettingError as exc:
+        spec = params.spec(name)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and spec.minimum is not None and spec.maximum is not None:
+            message = (
+                f"{field_name} must be between {shown(spec.minimum)} and "
+                f"{shown(spec.maximum)}, got {value!r}"
+            )
+        else:
+            message = str(exc).replace(name, field_name, 1)
+        raise ApiError(400, message, param=field_name, code="invalid_value") from None
+    return getattr(checked, name)
+
+
+def settings_from(body: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
+    """The settings named in ``fields`` that ``body`` gives (null: not given)."""
+    return {
+        name: setting(key, name, body[key])
+        for key, name in fields.items()
+        if body.get(key) is not None
+    }
+
+
+def text_field(body: Mapping[str, Any], key: str, *, required: bool = True) -> str:
+    value = body.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise ApiError(400, f"{key} is required and must be text", param=key)
+    return value
+
+
+def flag(body: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{key} must be true or false, got {value!r}", param=key)
+    return value
+
+
+def stops(value: Any, key: str = "stop") -> tuple[str, ...]:
+    """``stop``: a string or a list of strings (null or none: no stop strings)."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items):
+        raise ApiError(400, f"{key} must be a string or a list of strings", param=key)
+    return tuple(items)
+
+
+def messages(value: Any, *, key: str = "messages") -> list[Message]:
+    """OpenAI's or Ollama's messages as the engine takes them: system (or
+    developer), user and assistant; content as text or text parts; an
+    assistant's null content is empty."""
+    if not isinstance(value, list) or not value:
+        raise ApiError(400, f"{key} must be a non-empty list of messages", param=key)
+    out: list[Message] = []
+    for i, m in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(m, dict):
+            raise ApiError(400, f"{where} must be an object", param=where)
+        role = m.get("role")
+        if role == "developer":
+            role = "system"
+        if role not in ("system", "user", "assistant"):
+            raise ApiError(
+                400,
+                f"{where}.role must be system, user or assistant, got {role!r} "
+                "(tool messages are not supported yet)",
+                param=f"{where}.role",
+            )
+        content = _content(m.get("content"), role, f"{where}.content")
+        message: Message = {"role": role, "content": content}
+        thought = m.get("reasoning_content", m.get("thinking"))
+        if role == "assistant" and isinstance(thought, str) and thought:
+            message["reasoning"] = thought
+        if m.get("images") or m.get("tool_calls"):
+            raise ApiError(400, f"{where}: images and tool calls are not supported yet")
+        out.append(message)
+    return out
+
+
+def _content(value: Any, role: str, where: str) -> str:
+    if value is None and role == "assistant":
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        texts = []
+        for part in value:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise ApiError(
+                    400, f"{where}: only text parts are supported (no images yet)", param=where
+                )
+            texts.append(str(part.get("text", "")))
+        return "".join(texts)
+    raise ApiError(400, f"{where} must be text", param=where)
+
+
+def openai_chat(body: Mapping[str, Any]) -> ChatRequest:
+    """A ``/v1/chat/completions`` body, checked."""
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise ApiError(400, "n must be 1: several choices are not supported", param="n")
+    for unsupported in ("tools", "functions"):
+        if body.get(unsupported):
+            raise ApiError(400, f"{unsupported} are not supported yet", param=unsupported)
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type", "text") != "text":
+        raise ApiError(
+            400, "response_format other than text is not supported yet", param="response_format"
+        )
+    for penalty in ("frequency_penalty", "presence_penalty"):
+        if body.get(penalty) not in (None, 0, 0.0):
+            raise ApiError(400, f"{penalty} is not supported (use repeat_penalty)", param=penalty)
+    top = body.get("top_logprobs")
+    if top is None:
+        top = 0
+    if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise ApiError(
+            400,
+            f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {top!r}",
+            param="top_logprobs",
+        )
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise ApiError(400, "stream_options must be an object", param="stream_options")
+    return ChatRequest(
+        model=text_field(body, "model"),
+        messages=messages(body.get("messages")),
+        settings=settings_from(body, OPENAI_SETTINGS),
+        stop=stops(body.get("stop")),
+        stream=flag(body, "stream", False),
+        include_usage=flag(options, "include_usage", False),
+        logprobs=flag(body, "logprobs", False) or top > 0,
+        top_logprobs=top,
+    )
+
+
+def ollama_chat(body: Mapping[str, Any], *, generate: bool = False) -> ChatRequest:
+    """An ``/api/chat`` body (or ``/api/generate``'s, its prompt one user
+    message after any system text), checked; Ollama streams unless told not to."""
+    if generate:
+        msgs: list[Message] = []
+        system = text_field(body, "system", required=False)
+        if system:
+            msgs.append({"role": "system", "content": system})
+        msgs.append({"role": "user", "content": text_field(body, "prompt")})
+    else:
+        msgs = messages(body.get("messages"))
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise ApiError(400, "options must be an object", param="options")
+    known = {k: v for k, v in options.items() if k in OLLAMA_OPTIONS}
+    if isinstance(known.get("num_predict"), int) and known["num_predict"] < 0:
+        del known["num_predict"]  # -1: no limit, -2: fill the context; the model's own
+    chosen = settings_from(known, OLLAMA_OPTIONS)
+    think = body.get("think")
+    if think is not None:
+        if not isinstance(think, bool):
+            raise ApiError(400, f"think must be true or false, got {think!r}", param="think")
+        chosen["thinking"] = "on" if think else "off"
+    return ChatRequest(
+        model=text_field(body, "model"),
+        messages=msgs,
+        settings=chosen,
+        stop=stops(options.get("stop"), "options.stop"),
+        stream=flag(body, "stream", True),
+    )

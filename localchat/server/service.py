@@ -1,0 +1,268 @@
+"""The one engine behind the server: requests take it in turn, in arrival
+order (an asyncio lock, which wakes its waiters first come, first served),
+and each engine call runs in a worker thread, never on the event loop.
+
+A request's model is loaded on demand when it is not the one loaded. A
+:class:`Generation` holds the engine from its start until it is closed:
+closing it (the response sent, or the client gone) cancels what is still
+being generated and waits for the engine to be free before the next request
+starts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from localchat.core.engine.client import Engine
+from localchat.core.engine.protocol import ChatResult, LoadedModel, Message, Piece
+from localchat.core.errors import (
+    EngineCrashed,
+    EngineError,
+    LocalChatError,
+    ModelFileError,
+    ModelLoadError,
+    SettingError,
+)
+from localchat.core.models import library
+from localchat.core.params import GenerationSettings
+from localchat.core.settings import AppSettings
+from localchat.server.errors import ApiError
+
+log = logging.getLogger("localchat.server")
+
+Event = tuple[str, Any]
+"""("piece", Piece), ("done", ChatResult) or ("error", an exception)."""
+
+
+def find_model(name: str) -> Path:
+    """The installed model called ``name`` (its file name, without .gguf; an
+    Ollama-style ``:latest`` tag is ignored): 404 when there is none. Only
+    installed models: a request never names a file to load."""
+    key = name.removesuffix(":latest")
+    models = library.installed()
+    if "/" not in key and "\\" not in key:
+        try:
+            path = library.resolve(key)
+        except ModelFileError:
+            path = None
+        if path is not None and path in models:
+            return path
+    raise ApiError(
+        404,
+        f"model {name!r} not found; installed: {', '.join(p.stem for p in models) or 'none'}",
+        param="model",
+        code="model_not_found",
+    )
+
+
+class EngineService:
+    """The engine, a request at a time, and the model it has loaded."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = asyncio.Lock()
+        self.model: Path | None = None
+        self.base = GenerationSettings()
+        """The loaded model's own settings (the window's choices for it)."""
+
+    def load(self, path: Path) -> LoadedModel:
+        """Load ``path`` (blocking: from a thread, or before serving)."""
+        stored = AppSettings()
+        # OpenAI's API drops nothing from a conversation: one too long is refused.
+        base = stored.generation(str(path)).replace(overflow="stop")
+        if self.engine.loaded is not None:
+            # Free the old model first: never two in memory at once (and a
+            # model loaded over another in the same worker generated ~100x
+            # slower in tests; unloading first avoids it).
+            self.engine.unload()
+        self.model = None
+        loaded = self.engine.load(path, base)
+        self.model, self.base = path, base
+        return loaded
+
+    async def start(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        changes: Mapping[str, Any],
+        *,
+        stop: Sequence[str] = (),
+        top_logprobs: int = 0,
+        logprobs: bool = False,
+    ) -> Generation:
+        """Wait for the engine, load ``model`` if need be and start the reply.
+        Failures before its first piece are :class:`ApiError`; the returned
+        generation holds the engine until it is closed."""
+        path = find_model(model)
+        await self._lock.acquire()
+        generation: Generation | None = None
+        try:
+            if self.model != path or self.engine.loaded is None:
+                try:
+                    await run_in_threadpool(self.load, path)
+                except (ModelFileError, ModelLoadError) as exc:
+                    raise ApiError(500, f"could not load {path.stem}: {exc}") from None
+                except EngineCrashed as exc:
+                    raise ApiError(500, str(exc), code="model_crashed") from None
+            try:
+                settings = self.base.replace(**changes)
+            except SettingError as exc:
+                raise ApiError(400, str(exc)) from None
+            generation = Generation(self, list(messages), settings, stop, logprobs, top_logprobs)
+            await generation.begin()
+            return generation
+        except BaseException:
+            if generation is not None:
+                await generation.close()  # releases the lock
+            else:
+                self._lock.release()
+            raise
+
+    def context_error(
+        self, messages: Sequence[Message], settings: GenerationSettings, exc: EngineError
+    ) -> ApiError:
+        """Why the engine refused ``messages``: counted exactly (the engine's
+        plan under the "stop" policy), else its own words."""
+        report = self.engine.plan(messages, settings)
+        if report.excess > 0:
+            free = report.n_ctx - report.reserve
+            return ApiError(
+                400,
+                f"the messages need {report.prompt_tokens} tokens but {free}"
+                f" are free ({report.n_ctx}-token context, {report.reserve} kept for the reply):"
+                f" {report.excess} tokens too many; shorten them or lower max_tokens",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        return ApiError(400, str(exc))
+
+    def _release(self) -> None:
+        self._lock.release()
+
+
+class Generation:
+    """One reply being generated in a worker thread, its events handed to the
+    event loop as they come."""
+
+    def __init__(
+        self,
+        service: EngineService,
+        messages: list[Message],
+        settings: GenerationSettings,
+        stop: Sequence[str],
+        logprobs: bool,
+        top_logprobs: int,
+    ) -> None:
+        self.service = service
+        self.messages = messages
+        self.settings = settings
+        self.model = service.model.stem if service.model else ""
+        self._args = (tuple(stop), logprobs, top_logprobs)
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._cancelled = threading.Event()
+        self._thread: asyncio.Future[None] | None = None
+        self._first: Event | None = None
+        self._closed = False
+        self.result: ChatResult | None = None
+        self.finished: ChatResult | None = None
+        """How the reply ended, read or not (a cancelled one too), once closed."""
+
+    async def begin(self) -> None:
+        """Start generating; wait for the first event (an error then is raised)."""
+        loop = asyncio.get_running_loop()
+
+        def put(event: Event) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens
+                loop.call_soon_threadsafe(self._queue.put_nowait, event)
+
+        self._thread = asyncio.ensure_future(run_in_threadpool(self._produce, put))
+        first = await self._queue.get()
+        if first[0] == "error":
+            raise self._api_error(first[1])
+        self._first = first
+
+    def _produce(self, put: Any) -> None:
+        engine = self.service.engine
+        stop, logprobs, top = self._args
+        try:
+            stream = engine.chat(
+                self.messages, self.settings, stop=stop, logprobs=logprobs, top_logprobs=top
+            )
+            if self._cancelled.is_set():
+                stream.cancel()
+            for piece in stream.pieces():
+                put(("piece", piece))
+            self.finished = stream.result
+            put(("done", stream.result))
+        except EngineCrashed as exc:
+            put(("error", exc))
+        except EngineError as exc:
+            try:
+                put(("error", self.service.context_error(self.messages, self.settings, exc)))
+            except LocalChatError:
+                put(("error", exc))
+        except BaseException as exc:
+            put(("error", exc))
+
+    async def events(self) -> AsyncIterator[Piece | ChatResult]:
+        """The pieces, then the result; a failure is raised as :class:`ApiError`."""
+        event = self._first
+        self._first = None
+        while True:
+            if event is None:
+                event = await self._queue.get()
+            kind, value = event
+            event = None
+            if kind == "error":
+                raise self._api_error(value)
+            yield value
+            if kind == "done":
+                self.result = value
+                return
+
+    async def collect(self) -> tuple[list[Piece], ChatResult]:
+        pieces: list[Piece] = []
+        async for item in self.events():
+            if isinstance(item, Piece):
+                pieces.append(item)
+        assert self.result is not None
+        return pieces, self.result
+
+    async def close(self) -> None:
+        """Stop generating (if it still is), wait for the engine, let the next
+        request have it. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._cancelled.set()
+        self.service.engine.cancel()
+        interrupted = False
+        try:
+            while self._thread is not None and not self._thread.done():
+                try:
+                    await asyncio.shield(self._thread)
+                except asyncio.CancelledError:
+                    interrupted = True  # still wait: the engine is not free yet
+                except Exception:  # its failure was the response's to report
+                    break
+        finally:
+            self.service._release()
+        if interrupted:
+            raise asyncio.CancelledError
+
+    def _api_error(self, exc: BaseException) -> ApiError:
+        if isinstance(exc, ApiError):
+            return exc
+        if isinstance(exc, EngineCrashed):
+            return ApiError(500, str(exc), code="model_crashed")
+        if isinstance(exc, LocalChatError):
+            return ApiError(400, str(exc))
+        log.error("generation failed", exc_info=exc)
+        return ApiError(500, "internal error (see the server's log)")
