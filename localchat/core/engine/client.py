@@ -214,11 +214,14 @@ class Engine:
         logprobs: bool = False,
         top_logprobs: int = 0,
         prefix: Sequence[int] = (),
+        grammar: str | None = None,
     ) -> ChatStream:
         """Start a reply; iterate the returned stream for its text as it comes.
         ``logprobs``: keep every token's log-probability, ``top_logprobs``:
         and this many candidates at each (``ChatResult.tokens``); ``prefix``:
-        tokens the reply starts with, placed, not sampled (``Chat.prefix``)."""
+        tokens the reply starts with, placed, not sampled (``Chat.prefix``);
+        ``grammar``: GBNF the answer must follow (``Chat.grammar``; JSON's
+        from ``json_grammar``)."""
         if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
             raise SettingError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
         request = Chat(
@@ -228,6 +231,7 @@ class Engine:
             logprobs or top_logprobs > 0,
             top_logprobs,
             tuple(prefix),
+            grammar,
         )
         with self._lock:
             rid = self._send(request)

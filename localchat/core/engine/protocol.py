@@ -119,6 +119,14 @@ class Chat:
     with this instead": an earlier reply's tokens up to a position, then the
     token the user chose); they stream and count as the reply's, marked
     ``forced`` in its tokens. The model samples on from there."""
+    grammar: str | None = None
+    """A GBNF grammar (llama.cpp's format, root rule ``root``) the answer
+    must follow, enforced while sampling: structured output, e.g. JSON from
+    ``json_grammar.py``. A reasoning model thinks freely first; the grammar
+    holds from the end of its thinking. A reply that ends by itself
+    (``finish_reason`` "stop") is complete under it; one cut short
+    ("length", "context", "cancelled") is only a prefix of a valid text.
+    A grammar llama.cpp cannot parse is an :class:`EngineError`."""
 
 
 MAX_TOP_LOGPROBS = 20

@@ -13,6 +13,7 @@ import llama_cpp
 
 from localchat.core.engine.protocol import Chat, ChatResult, FinishReason, Message, Piece
 from localchat.core.engine.worker.flags import Flags
+from localchat.core.engine.worker.grammar import compile_grammar
 from localchat.core.engine.worker.llama_log import LlamaLog
 from localchat.core.engine.worker.loader import Model
 from localchat.core.engine.worker.logprobs import Probe, Read, token_entries
@@ -34,6 +35,13 @@ def chat(
     if model.vocab_only:
         raise EngineError("this model was loaded for its tokenizer only; load it fully to chat")
     s = req.settings
+    grammar = None
+    if req.grammar is not None:
+        if req.prefix:
+            # The grammar sampler sees only sampled tokens: placed ones would
+            # leave it at the start while the reply is under way.
+            raise EngineError("a reply's start cannot be given together with a grammar")
+        grammar = compile_grammar(llm, req.grammar, log)
     seen, added, prompt = window(model, req.messages, s)
     n_ctx = llm.n_ctx()
     text, tokens, shift = prompt(seen.messages)
@@ -89,7 +97,15 @@ def chat(
             reads.append(None)
         first = [*first, *thinking.close_tokens]
 
+    # The grammar holds for the answer: a reasoning model thinks freely and
+    # the grammar starts when the thinking ends (the generate then starts
+    # afresh, as for the thinking budget). Each generate makes a new sampler,
+    # the grammar's state with it, at the grammar's start.
+    constrained = False
+
     def generate(start: list[int]) -> Generator[int, None, None]:
+        nonlocal constrained
+        constrained = grammar is not None and not reply.thinking
         return llm.generate(
             start,
             reset=False,
@@ -101,6 +117,7 @@ def chat(
             mirostat_tau=5.0,
             mirostat_eta=0.1,
             penalize_nl=True,
+            grammar=grammar if constrained else None,
             **args,
         )
 
@@ -148,6 +165,11 @@ def chat(
                 gen.close()
                 gen = generate([token, *thinking.close_tokens])
                 taken.clear()  # a new generate: llama-cpp-python's sampler starts afresh
+            elif grammar is not None and not constrained and not reply.thinking:
+                # The thinking ended: the answer follows the grammar.
+                gen.close()
+                gen = generate([token])
+                taken.clear()
     finally:
         gen.close()
     reply.finish()
