@@ -25,6 +25,10 @@ _BUFFER_LINES = {
 _WEIGHT_BUFFER = re.compile(r"(\S+) model buffer size =\s*([\d.]+) MiB")
 
 
+_INSTALLED: list[object] = []
+"""Every log callback ever handed to llama.cpp (see ``LlamaLog.__init__``)."""
+
+
 class LlamaLog:
     """llama.cpp's log callback, set for this process when made."""
 
@@ -42,6 +46,10 @@ class LlamaLog:
         self._capturing = False
         self._quiet = False
         self._callback = llama_cpp.llama_log_callback(self._on_log)
+        # llama.cpp keeps the pointer for the life of the process: the thunk
+        # must outlive this object (a freed one, called, fails with "cannot
+        # build parameter"; a worker in the tests' own process is freed).
+        _INSTALLED.append(self._callback)
         llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
 
     @contextlib.contextmanager
