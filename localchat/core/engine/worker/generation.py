@@ -16,7 +16,7 @@ from localchat.core.engine.worker.flags import Flags
 from localchat.core.engine.worker.grammar import compile_grammar
 from localchat.core.engine.worker.llama_log import LlamaLog
 from localchat.core.engine.worker.loader import Model
-from localchat.core.engine.worker.logprobs import Probe, Read, token_entries
+from localchat.core.engine.worker.logprobs import Position, Probe, token_entries
 from localchat.core.engine.worker.prompt_cache import reusable_prefix
 from localchat.core.engine.worker.reply_text import ReplyText
 from localchat.core.engine.worker.tokenizer import LlamaTokenizer
@@ -73,7 +73,7 @@ def chat(
     reply = ReplyText(tokenizer, req.stop, thinking, say, inside=inside)
     probe = Probe(llm, tokenizer, req.top_logprobs, s) if req.logprobs else None
     taken: list[int] = []  # what the sampler has taken, for the penalty (per generate)
-    reads: list[Read | None] = []  # each token's log-probability, as asked
+    reads: list[Position | None] = []  # each token's position, read as asked
     first = tokens[prefix:]
     if req.prefix:
         # The reply starts with tokens given (an earlier reply's, up to the
@@ -207,7 +207,7 @@ def chat(
         reasoning_tokens=reply.reasoning_tokens,
         content_tokens=n - reply.reasoning_tokens,
         thinking_ms=reply.thinking_ms(),
-        tokens=token_entries(reply.tokens, reply.texts, reads, reply.thinking_flags)
+        tokens=token_entries(probe, reply.tokens, reply.texts, reads, reply.thinking_flags)
         if probe is not None
         else (),
     )

@@ -5,12 +5,16 @@ and the distribution the token was actually drawn from, the sampler chain
 replayed (``sampling.py``) on the candidates that can survive it.
 
 Read between the sample and the next decode (which overwrites the logits),
-in numpy: a few tenths of a millisecond a token for a 128k vocabulary,
-against tens of milliseconds a token for a real model."""
+in numpy, keeping only what is needed (the log-normaliser, the ~100 best
+logits): a few tenths of a millisecond a token for a 128k vocabulary,
+against tens of milliseconds a token for a real model. The candidates'
+texts and the chain's replay are made once the reply is over
+(:meth:`Probe.finish`, ~0.2 ms a token), not while it streams."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import llama_cpp
 import numpy as np
@@ -24,6 +28,22 @@ Read = tuple[float, tuple[tuple[int, str, float], ...], float, tuple[tuple[int, 
 """A token's log-probability, its position's top candidates, the position's
 log-normaliser (logprob + it = the raw logit), and the distribution the
 token was drawn from."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """What :meth:`Probe.read` keeps of a position while the reply is being
+    generated (the least work between two decodes); :meth:`Probe.finish`
+    makes the :data:`Read` of it once the reply is over."""
+
+    logprob: float
+    lse: float
+    ids: np.ndarray
+    """The best raw logits' token ids, most likely first (what can survive
+    the sampler chain, and the top candidates)."""
+    logits: np.ndarray
+    window: tuple[int, ...]
+    """The tokens the sampler's penalty saw (its last ``last_n``)."""
 
 
 class Probe:
@@ -45,12 +65,17 @@ class Probe:
         """The repeat penalty's window (llama-cpp-python's sampler)."""
         self._texts: dict[int, str] = {}
         self._buffer = np.empty(self.n_vocab, dtype=np.float32)
+        # What can survive the chain: the best raw logits (top-k's k of them,
+        # with room for penalised ones to fall below).
+        k = settings.top_k if 0 < settings.top_k <= 4 * MAX_SAMPLED else 2 * MAX_SAMPLED
+        self.limited = 0 < settings.top_k <= k
+        """Whether top-k bounds the survivors: then the replay is exact."""
+        self.width = min(self.n_vocab, max(top, k + self.last_n))
 
-    def read(self, token: int, recent: Sequence[int]) -> Read:
-        """``token``'s log-probability at the position just sampled, the
-        ``top`` candidates there (most probable first), and the distribution
-        it was drawn from; ``recent``: the tokens sampled before it (the
-        sampler's penalty window)."""
+    def read(self, token: int, recent: Sequence[int]) -> Position:
+        """``token``'s log-probability at the position just sampled and the
+        candidates there, kept for :meth:`finish`; ``recent``: the tokens
+        sampled before it (the sampler's penalty window)."""
         pointer = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
         scaled = self._buffer
@@ -58,36 +83,43 @@ class Probe:
         np.subtract(logits, high, out=scaled)
         np.exp(scaled, out=scaled)  # each token's probability relative to the best
         lse = high + float(np.log(scaled.sum()))  # float32, pairwise: ~1e-7 relative
-        logprob = float(logits[token]) - lse
-        s = self.settings
-        # What can survive the chain: the best raw logits (top-k's k of them,
-        # with room for penalised ones to fall below), and the penalised ones.
-        k = s.top_k if 0 < s.top_k <= 4 * MAX_SAMPLED else 2 * MAX_SAMPLED
-        width = min(self.n_vocab, max(self.top, k + self.last_n))
-        best = np.argpartition(logits, -width)[-width:]
+        best = np.argpartition(logits, -self.width)[-self.width :]
         best = best[np.argsort(-logits[best], kind="stable")]
-        window = [int(t) for t in recent[-self.last_n :]] if self.last_n > 0 else []
-        ids = np.union1d(best, np.asarray(window, dtype=np.int64)).astype(np.int64)
-        raw = logits[ids].astype(np.float64)
-        limited = 0 < s.top_k <= k  # then every survivor is among ``ids``: exact
+        window = tuple(recent[-self.last_n :]) if self.last_n > 0 else ()
+        return Position(float(logits[token]) - lse, lse, best, logits[best].copy(), window)
+
+    def finish(self, position: Position) -> Read:
+        """The position's :data:`Read`: the top candidates with their texts,
+        and the distribution drawn from, the sampler chain replayed on the
+        candidates that can survive it (after the reply: it costs nothing
+        while it streams)."""
+        s = self.settings
+        lse = position.lse
+        # A token outside the best cannot survive: the penalty (>= 1, as
+        # declared) only lowers the tokens it touches.
+        ids = position.ids.astype(np.int64)
+        raw = position.logits.astype(np.float64)
         mass = float(np.exp(raw - lse).sum())
         chain = apply_chain(
             ids,
             raw,
-            window,
+            list(position.window),
             temperature=s.temperature,
             top_k=s.top_k,
             top_p=s.top_p,
             min_p=s.min_p,
             repeat_penalty=s.repeat_penalty,
             penalty_last_n=self.last_n,
-            rest=None if limited else max(0.0, 1.0 - mass),
+            rest=None if self.limited else max(0.0, 1.0 - mass),
         )
         kept = np.flatnonzero(chain.final > 0)
         kept = kept[np.argsort(-chain.final[kept], kind="stable")][:MAX_SAMPLED]
         sampled = tuple((int(ids[i]), float(chain.final[i])) for i in kept)
-        top = tuple((int(t), self.text(int(t)), float(logits[t]) - lse) for t in best[: self.top])
-        return logprob, top, lse, sampled
+        top = tuple(
+            (int(t), self.text(int(t)), float(v) - lse)
+            for t, v in zip(position.ids[: self.top], position.logits[: self.top], strict=True)
+        )
+        return position.logprob, top, lse, sampled
 
     def text(self, token: int) -> str:
         """A candidate's text on its own (a partial character shows as U+FFFD)."""
@@ -98,15 +130,17 @@ class Probe:
 
 
 def token_entries(
+    probe: Probe,
     tokens: list[int],
     texts: list[str],
-    reads: list[Read | None],
+    positions: list[Position | None],
     reasoning: list[bool],
 ) -> tuple[TokenLogprob, ...]:
     """The reply's tokens as :class:`TokenLogprob` (a token the engine wrote
     itself has no read: it is marked ``forced``)."""
     out = []
-    for token, text, read, thinking in zip(tokens, texts, reads, reasoning, strict=True):
+    for token, text, position, thinking in zip(tokens, texts, positions, reasoning, strict=True):
+        read = probe.finish(position) if position is not None else None
         if read is None:
             out.append(TokenLogprob(token, text, 0.0, (), thinking, forced=True))
         else:
