@@ -112,7 +112,9 @@ async def _reply(request: Request, *, generate: bool) -> Response:
     service: EngineService = request.app.state.service
     req = requests.ollama_chat(await requests.read_json(request), generate=generate)
     request.scope.setdefault("state", {})["model"] = req.model
-    gen = await service.start(req.model, req.messages, req.settings, stop=req.stop)
+    gen = await service.start(
+        req.model, req.messages, req.settings, stop=req.stop, grammar=req.grammar
+    )
     if not req.stream:
         try:
             pieces, result = await gen.collect()

@@ -60,6 +60,7 @@ async def chat_completions(request: Request) -> Response:
         stop=req.stop,
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs,
+        grammar=req.grammar,
     )
     reply_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())

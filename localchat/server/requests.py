@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from localchat.core import params
 from localchat.core.checks import shown
+from localchat.core.engine.json_grammar import JSON_OBJECT_GRAMMAR, schema_grammar
 from localchat.core.engine.protocol import MAX_TOP_LOGPROBS, Message
 from localchat.core.errors import SettingError
 from localchat.server.errors import ApiError
@@ -61,6 +62,9 @@ class ChatRequest:
     include_usage: bool = False
     logprobs: bool = False
     top_logprobs: int = 0
+    grammar: str | None = None
+    """The GBNF grammar the reply must follow (``response_format`` / Ollama's
+    ``format``): JSON, or JSON valid against a schema."""
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -196,6 +200,45 @@ def _content(value: Any, role: str, where: str) -> str:
     raise ApiError(400, f"{where} must be text", param=where)
 
 
+def response_format_error(message: str, param: str = "response_format") -> ApiError:
+    return ApiError(400, message, param=param)
+
+
+def response_grammar(fmt: Any) -> str | None:
+    """OpenAI's ``response_format``: ``text`` (none), ``json_object`` (any
+    JSON object) or ``json_schema`` (valid against ``json_schema.schema``),
+    as the grammar that enforces it; a schema part the grammar cannot
+    enforce is a 400 naming it."""
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict):
+        raise response_format_error("response_format must be an object")
+    kind = fmt.get("type", "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return JSON_OBJECT_GRAMMAR
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict | bool):
+            raise response_format_error(
+                "response_format.json_schema.schema must be a JSON schema",
+                "response_format.json_schema",
+            )
+        return schema_to_grammar(spec["schema"], "response_format.json_schema.schema")
+    raise response_format_error(
+        f"response_format type must be text, json_object or json_schema, got {kind!r}",
+        "response_format.type",
+    )
+
+
+def schema_to_grammar(schema: Any, param: str) -> str:
+    try:
+        return schema_grammar(schema)
+    except SettingError as exc:
+        raise ApiError(400, f"{param}: {exc}", param=param) from None
+
+
 def openai_chat(body: Mapping[str, Any]) -> ChatRequest:
     """A ``/v1/chat/completions`` body, checked."""
     n = body.get("n")
@@ -204,11 +247,7 @@ def openai_chat(body: Mapping[str, Any]) -> ChatRequest:
     for unsupported in ("tools", "functions"):
         if body.get(unsupported):
             raise ApiError(400, f"{unsupported} are not supported yet", param=unsupported)
-    fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type", "text") != "text":
-        raise ApiError(
-            400, "response_format other than text is not supported yet", param="response_format"
-        )
+    grammar = response_grammar(body.get("response_format"))
     for penalty in ("frequency_penalty", "presence_penalty"):
         if body.get(penalty) not in (None, 0, 0.0):
             raise ApiError(400, f"{penalty} is not supported (use repeat_penalty)", param=penalty)
@@ -233,6 +272,7 @@ def openai_chat(body: Mapping[str, Any]) -> ChatRequest:
         include_usage=flag(options, "include_usage", False),
         logprobs=flag(body, "logprobs", False) or top > 0,
         top_logprobs=top,
+        grammar=grammar,
     )
 
 
@@ -259,10 +299,19 @@ def ollama_chat(body: Mapping[str, Any], *, generate: bool = False) -> ChatReque
         if not isinstance(think, bool):
             raise ApiError(400, f"think must be true or false, got {think!r}", param="think")
         chosen["thinking"] = "on" if think else "off"
+    fmt = body.get("format")
+    grammar = None
+    if fmt == "json":
+        grammar = JSON_OBJECT_GRAMMAR
+    elif isinstance(fmt, dict):
+        grammar = schema_to_grammar(fmt, "format")
+    elif fmt not in (None, ""):
+        raise ApiError(400, 'format must be "json" or a JSON schema', param="format")
     return ChatRequest(
         model=text_field(body, "model"),
         messages=msgs,
         settings=chosen,
         stop=stops(options.get("stop"), "options.stop"),
         stream=flag(body, "stream", True),
+        grammar=grammar,
     )

@@ -96,6 +96,7 @@ class EngineService:
         stop: Sequence[str] = (),
         top_logprobs: int = 0,
         logprobs: bool = False,
+        grammar: str | None = None,
     ) -> Generation:
         """Wait for the engine, load ``model`` if need be and start the reply.
         Failures before its first piece are :class:`ApiError`; the returned
@@ -115,7 +116,9 @@ class EngineService:
                 settings = self.base.replace(**changes)
             except SettingError as exc:
                 raise ApiError(400, str(exc)) from None
-            generation = Generation(self, list(messages), settings, stop, logprobs, top_logprobs)
+            generation = Generation(
+                self, list(messages), settings, stop, logprobs, top_logprobs, grammar
+            )
             await generation.begin()
             return generation
         except BaseException:
@@ -159,12 +162,13 @@ class Generation:
         stop: Sequence[str],
         logprobs: bool,
         top_logprobs: int,
+        grammar: str | None = None,
     ) -> None:
         self.service = service
         self.messages = messages
         self.settings = settings
         self.model = service.model.stem if service.model else ""
-        self._args = (tuple(stop), logprobs, top_logprobs)
+        self._args = (tuple(stop), logprobs, top_logprobs, grammar)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._thread: asyncio.Future[None] | None = None
@@ -190,10 +194,15 @@ class Generation:
 
     def _produce(self, put: Any) -> None:
         engine = self.service.engine
-        stop, logprobs, top = self._args
+        stop, logprobs, top, grammar = self._args
         try:
             stream = engine.chat(
-                self.messages, self.settings, stop=stop, logprobs=logprobs, top_logprobs=top
+                self.messages,
+                self.settings,
+                stop=stop,
+                logprobs=logprobs,
+                top_logprobs=top,
+                grammar=grammar,
             )
             if self._cancelled.is_set():
                 stream.cancel()
