@@ -12,8 +12,6 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from localchat.core.chat import token_codec
-
 if TYPE_CHECKING:
     from localchat.core.chat.store import ChatStore, Status
     from localchat.core.engine.protocol import TokenLogprob
@@ -63,7 +61,11 @@ class ReplyWriter:
         (with their log-probabilities: they come only with the end of a
         reply), all in one transaction."""
         text, thinking = self._take()
-        blob = token_codec.encode(tokens) if tokens else None
+        blob = None
+        if tokens:
+            from localchat.core.chat import token_codec  # with the engine, not at start-up
+
+            blob = token_codec.encode(tokens)
         self.store._finish(self.message_id, text, status, stats, thinking, blob)
         self.finished = True
 

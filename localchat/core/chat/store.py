@@ -42,14 +42,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from localchat.core import paths
-from localchat.core.chat import chat_export, token_codec
+from localchat.core.chat import chat_export
 from localchat.core.chat.chat_writer import ReplyWriter
 from localchat.core.chat.migrations import MIGRATIONS
-from localchat.core.engine.protocol import TokenLogprob
 from localchat.core.errors import LocalChatError
+
+if TYPE_CHECKING:
+    from localchat.core.engine.protocol import TokenLogprob
 
 __all__ = [
     "MIGRATIONS",
@@ -107,7 +109,13 @@ class StoredMessage:
         candidates (logprobs to 1/1000 nat, see ``token_codec``); () when none
         were recorded. Decoded on first access, then kept: loading a thread
         decodes nothing."""
-        return token_codec.decode(self.token_blob) if self.token_blob is not None else ()
+        if self.token_blob is None:
+            return ()
+        # Imported here: the window opens (and paints) before the engine's
+        # protocol is loaded; a reply's tokens are read only when shown.
+        from localchat.core.chat import token_codec
+
+        return token_codec.decode(self.token_blob)
 
     @property
     def has_tokens(self) -> bool:
