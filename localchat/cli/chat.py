@@ -17,13 +17,13 @@ from typing import IO, Any
 from localchat.cli import output
 from localchat.cli.usage import UsageError, add_json
 from localchat.core import params
+from localchat.core.chat.chat_export import token_json
 from localchat.core.engine.client import ChatStream, Engine
 from localchat.core.engine.protocol import (
     MAX_TOP_LOGPROBS,
     ChatResult,
     Message,
     Piece,
-    TokenLogprob,
 )
 from localchat.core.errors import EXIT_INTERRUPTED, SettingError
 from localchat.core.models import library
@@ -156,7 +156,7 @@ class Session:
             backend = self.engine.loaded.backend if self.engine.loaded else "CPU"
             data = _json(result, backend)
             if self.top_logprobs:
-                data["tokens"] = [_token(t) for t in result.tokens]
+                data["tokens"] = [token_json(t) for t in result.tokens]
             output.json_line(data, self.out)
         return EXIT_INTERRUPTED if interrupted else 0
 
@@ -263,22 +263,6 @@ def _json(result: ChatResult, backend: str) -> dict[str, Any]:
     data["backend"] = backend
     data["ttft_ms"] = round(result.ttft_ms, 2)
     data["tokens_per_s"] = round(result.tokens_per_s, 2)
-    return data
-
-
-def _token(t: TokenLogprob) -> dict[str, Any]:
-    """A token as ``--top-logprobs`` lists it (OpenAI's shape; ``reasoning``
-    and ``forced`` only where true)."""
-    data: dict[str, Any] = {
-        "id": t.id,
-        "text": t.text,
-        "logprob": round(t.logprob, 6),
-        "top": [{"id": i, "text": text, "logprob": round(lp, 6)} for i, text, lp in t.top],
-    }
-    if t.reasoning:
-        data["reasoning"] = True
-    if t.forced:
-        data["forced"] = True
     return data
 
 

@@ -60,7 +60,8 @@ def message_json(m: StoredMessage) -> dict[str, Any]:
 
 
 def token_json(t: TokenLogprob) -> dict[str, Any]:
-    """A token as the CLI's ``--top-logprobs`` lists it (OpenAI's shape)."""
+    """A token as the JSON export and the CLI's ``--top-logprobs`` list it
+    (OpenAI's shape; ``reasoning`` and ``forced`` only where true)."""
     data: dict[str, Any] = {
         "id": t.id,
         "text": t.text,
