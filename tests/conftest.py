@@ -53,6 +53,18 @@ def tiny_model(models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def r1_model(models_dir: Path) -> Path:
+    """DeepSeek-R1-Distill's template, whose prompt opens <think>: a random
+    model never closes it by itself (what a thinking budget is tested on)."""
+    return write_llama_gguf(
+        models_dir / "r1-distill-tiny.gguf",
+        chat_template=fixture_template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"),
+        suppress_special=True,
+        ascii_only=True,
+    )
+
+
+@pytest.fixture(scope="session")
 def phi3_model(models_dir: Path) -> Path:
     """Phi-3's real tokenizer and chat template."""
     return write_llama_gguf(models_dir / "phi3.gguf", vocab="phi-3")

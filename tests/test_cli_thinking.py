@@ -41,14 +41,6 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def r1_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("r1") / "r1-distill-tiny.gguf"
-    return write_llama_gguf(
-        path, chat_template=fixture_template(R1), suppress_special=True, ascii_only=True
-    )
-
-
-@pytest.fixture(scope="module")
 def r1_keeps_thinking(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """R1's template, changed to show an earlier answer's thinking
     (``reasoning_content``) in the history: what the CLI sends back becomes

@@ -32,15 +32,6 @@ def settings(**changes: Any) -> GenerationSettings:
 
 
 @pytest.fixture(scope="module")
-def r1_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The R1 distill's template: its prompt opens <think>."""
-    path = tmp_path_factory.mktemp("r1") / "r1-distill-tiny.gguf"
-    return write_llama_gguf(
-        path, chat_template=fixture_template(R1), suppress_special=True, ascii_only=True
-    )
-
-
-@pytest.fixture(scope="module")
 def r1_no_switch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The R1 distill's template as first published: no switch to turn thinking off."""
     switch = "{% if not enable_thinking %}{{- '</think>' -}}{% endif %}"

@@ -20,7 +20,6 @@ import ollama
 import openai
 import pytest
 
-from localchat.testing.tiny_models import fixture_template, write_llama_gguf
 from tests.server_helpers import Server, install
 
 HI = [{"role": "user", "content": "hello there"}]
@@ -65,18 +64,12 @@ CHUNK_SCHEMA = {
 
 @pytest.fixture(scope="module")
 def server_home(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, slow_model: Path
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, slow_model: Path, r1_model: Path
 ) -> Path:
     home = tmp_path_factory.mktemp("server-home")
     install(home, tiny_model, "tiny.gguf")
     install(home, slow_model, "slow.gguf")
-    r1 = write_llama_gguf(
-        tmp_path_factory.mktemp("r1") / "r1-distill-tiny.gguf",
-        chat_template=fixture_template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"),
-        suppress_special=True,
-        ascii_only=True,
-    )
-    install(home, r1, "r1-distill-tiny.gguf")
+    install(home, r1_model, "r1-distill-tiny.gguf")
     return home
 
 

@@ -7,25 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from PySide6.QtGui import QGuiApplication
 
 from localchat.core.chat.store import ChatStore
 from localchat.core.engine.client import Engine
 from localchat.core.settings import AppSettings
-from localchat.testing.tiny_models import fixture_template, write_llama_gguf
 from tests.test_window import TIMEOUT, install, open_window, type_and_send, wait_ready
-
-
-@pytest.fixture(scope="module")
-def r1_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("r1") / "r1.gguf"
-    return write_llama_gguf(
-        path,
-        chat_template=fixture_template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"),
-        suppress_special=True,
-        ascii_only=True,
-    )
 
 
 def test_thinking_streams_collapsed_opens_copies_and_comes_back(
