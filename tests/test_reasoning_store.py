@@ -4,9 +4,6 @@ while streaming, across a kill, in exports, and when sent back to the model."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -19,6 +16,7 @@ from localchat.core.engine.client import Engine
 from localchat.core.engine.protocol import ChatResult, Message, Piece
 from localchat.core.errors import EngineCrashed
 from localchat.core.params import GenerationSettings
+from tests.test_store import stream_and_kill
 
 S = GenerationSettings(temperature=0.0, max_tokens=20)
 
@@ -81,16 +79,7 @@ while True:
 
 def test_kill_9_while_thinking_loses_at_most_a_few_pieces_of_either(tmp_path: Path) -> None:
     path = tmp_path / "chats.sqlite3"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", STREAMER, str(path)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    chat = int(proc.stdout.readline())
-    appended = -1
-    while appended < 900:
-        appended = int(proc.stdout.readline())
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    chat, appended = stream_and_kill(STREAMER, path, 900)
     with ChatStore(path) as store:
         assert store.integrity_ok()
         _, reply = store.thread(chat)

@@ -186,18 +186,26 @@ while True:
 """
 
 
-def test_kill_9_while_streaming_loses_at_most_a_few_tokens(tmp_path: Path) -> None:
-    path = tmp_path / "chats.sqlite3"
+def stream_and_kill(streamer: str, path: Path, pieces: int) -> tuple[int, int]:
+    """Run ``streamer`` (a script that prints its chat's id, then each piece's
+    number once appended) on the store at ``path`` and kill -9 it once at
+    least ``pieces`` were appended: (the chat, the last number printed)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", STREAMER, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", streamer, str(path)], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     chat = int(proc.stdout.readline())
     appended = -1
-    while appended < 1500:
+    while appended < pieces:
         appended = int(proc.stdout.readline())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    return chat, appended
+
+
+def test_kill_9_while_streaming_loses_at_most_a_few_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "chats.sqlite3"
+    chat, appended = stream_and_kill(STREAMER, path, 1500)
     # Everything appended before the kill was printed first: at least that much was sent.
     with ChatStore(path) as store:
         assert store.integrity_ok()
