@@ -3,6 +3,7 @@ place, statistics, and the welcome of an empty chat."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -110,8 +111,13 @@ def test_the_actions_show_on_hover_and_on_keyboard_focus(view, qtbot) -> None:
         assert min(card.copy.width(), card.copy.height()) >= 24
     assert user.action.accessibleName() == "Edit"
     assert reply.action.accessibleName() == "Regenerate"
+    redrawn: list[str] = []
+    for button in (reply.copy, reply.action, reply.xray):
+        button.update = functools.partial(redrawn.append, button.text())  # type: ignore[method-assign]
     hover(reply, True)
     assert reply.copy.drawn() and reply.action.drawn() and not user.copy.drawn()
+    assert reply.xray.isVisibleTo(reply) and reply.xray.drawn()
+    assert redrawn == ["Copy", "Regenerate", "X-ray"]  # each is painted as the pointer enters
     hover(reply, False)
     assert not reply.copy.drawn()
     view.activateWindow()

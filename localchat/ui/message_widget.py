@@ -382,8 +382,8 @@ class MessageWidget(QFrame):
         return self._hover or (focus is not None and self.isAncestorOf(focus))
 
     def _refresh_actions(self) -> None:
-        self.copy.update()
-        self.action.update()
+        for button in (self.copy, self.action, self.xray):
+            button.update()
 
     def enterEvent(self, event: QEnterEvent) -> None:
         super().enterEvent(event)
