@@ -6,7 +6,12 @@ A request's model is loaded on demand when it is not the one loaded. A
 :class:`Generation` holds the engine from its start until it is closed:
 closing it (the response sent, or the client gone) cancels what is still
 being generated and waits for the engine to be free before the next request
-starts."""
+starts.
+
+The window runs the same service over its own engine (the "Local server"
+switch): its replies take a :meth:`EngineService.turn` from their thread,
+in the same arrival order, and a model the server loads is announced to the
+``on_load`` listeners."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +73,45 @@ class EngineService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.model: Path | None = None
         self.base = GenerationSettings()
         """The loaded model's own settings (the window's choices for it)."""
+        self.on_load: list[Callable[[Path], None]] = []
+        """Called (from a worker thread) with each model the server loads."""
+
+    def attach(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Serve on ``loop`` (None: no longer serving): :meth:`turn` then
+        waits there for the engine."""
+        self._loop = loop
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the engine from another thread than the server's (the
+        window's reply): wait, in arrival order with the requests, for the one
+        in progress to end; the requests that come meanwhile wait for this
+        turn. Without a server running, it holds nothing."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            yield
+            return
+        asyncio.run_coroutine_threadsafe(self._lock.acquire(), loop).result()
+        try:
+            yield
+        finally:
+            loop.call_soon_threadsafe(self._lock.release)
+
+    def _needs_load(self, path: Path) -> bool:
+        loaded = self.engine.loaded
+        if loaded is None or Path(loaded.path) != path.resolve() or loaded.lora:
+            return True
+        if self.model != path:  # loaded by the window: take its settings
+            self.model, self.base = path, _server_settings(path)
+        return False
 
     def load(self, path: Path) -> LoadedModel:
         """Load ``path`` (blocking: from a thread, or before serving)."""
-        stored = AppSettings()
-        # OpenAI's API drops nothing from a conversation: one too long is refused.
-        base = stored.generation(str(path)).replace(overflow="stop")
+        base = _server_settings(path)
         if self.engine.loaded is not None:
             # Free the old model first: never two in memory at once (and a
             # model loaded over another in the same worker generated ~100x
@@ -85,6 +120,8 @@ class EngineService:
         self.model = None
         loaded = self.engine.load(path, base)
         self.model, self.base = path, base
+        for listener in self.on_load:
+            listener(path)
         return loaded
 
     async def start(
@@ -105,7 +142,7 @@ class EngineService:
         await self._lock.acquire()
         generation: Generation | None = None
         try:
-            if self.model != path or self.engine.loaded is None:
+            if self._needs_load(path):
                 try:
                     await run_in_threadpool(self.load, path)
                 except (ModelFileError, ModelLoadError) as exc:
@@ -148,6 +185,12 @@ class EngineService:
 
     def _release(self) -> None:
         self._lock.release()
+
+
+def _server_settings(path: Path) -> GenerationSettings:
+    """The model's own settings, as the window keeps them; but OpenAI's API
+    drops nothing from a conversation: one too long is refused."""
+    return AppSettings().generation(str(path)).replace(overflow="stop")
 
 
 class Generation:
