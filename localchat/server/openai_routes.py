@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
@@ -16,6 +16,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from localchat.core.engine.protocol import ChatResult, Piece, TokenLogprob
+from localchat.core.engine.tools.calls import ToolCall
+from localchat.core.engine.tools.formats import parse
+from localchat.core.engine.tools.stream import ToolStream
 from localchat.core.models import library
 from localchat.server import requests
 from localchat.server.errors import ApiError, error_body
@@ -61,16 +64,18 @@ async def chat_completions(request: Request) -> Response:
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs,
         grammar=req.grammar,
+        tools=req.tools,
+        tool_choice=req.tool_choice,
     )
     reply_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if not req.stream:
         try:
-            pieces, result = await gen.collect()
+            _pieces, result = await gen.collect()
         finally:
             await gen.close()
         note_result(request, result)
-        return JSONResponse(_completion(reply_id, created, gen.model, pieces, result, req))
+        return JSONResponse(_completion(reply_id, created, gen, result, req))
     events = _chunks(request, gen, req, reply_id, created)
     return Guarded(EventSourceResponse(events, ping=15), closing(request, gen))
 
@@ -78,25 +83,31 @@ async def chat_completions(request: Request) -> Response:
 def _completion(
     reply_id: str,
     created: int,
-    model: str,
-    pieces: list[Piece],
+    gen: Generation,
     result: ChatResult,
     req: requests.ChatRequest,
 ) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": result.reply}
+    content, calls = result.reply, []
+    if req.tools:
+        content, calls = parse(gen.tool_format, result.reply, req.tools)
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
+        # OpenAI's: no text beside the calls is null, not "".
+        message["content"] = content.strip() or None
+        message["tool_calls"] = [c.as_message_call() for c in calls]
     if result.reasoning:
         message["reasoning_content"] = result.reasoning
     choice: dict[str, Any] = {
         "index": 0,
         "message": message,
         "logprobs": _logprobs(result.tokens, req.top_logprobs) if req.logprobs else None,
-        "finish_reason": FINISH[result.finish_reason],
+        "finish_reason": "tool_calls" if calls else FINISH[result.finish_reason],
     }
     return {
         "id": reply_id,
         "object": "chat.completion",
         "created": created,
-        "model": model,
+        "model": gen.model,
         "choices": [choice],
         "usage": usage(result),
     }
@@ -122,22 +133,54 @@ async def _chunks(
             body["usage"] = None
         return {"data": json.dumps(body, ensure_ascii=False)}
 
+    calls = ToolStream(gen.tool_format, req.tools) if req.tools else None
+
+    def answer(events: list[str | ToolCall]) -> Iterator[dict[str, str]]:
+        for event in events:
+            if isinstance(event, str):
+                yield chunk({"content": event})
+                continue
+            # A call, whole: its id and name, then its arguments.
+            index = len(called)
+            called.append(event)
+            head = {"name": event.name, "arguments": ""}
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {"index": index, "id": event.id, "type": "function", "function": head}
+                    ]
+                }
+            )
+            yield chunk(
+                {"tool_calls": [{"index": index, "function": {"arguments": event.arguments}}]}
+            )
+
+    called: list[ToolCall] = []
     yield chunk({"role": "assistant", "content": ""})
     try:
         async for item in gen.events():
             if isinstance(item, Piece):
-                key = "reasoning_content" if item.reasoning else "content"
-                yield chunk({key: item.text})
+                if item.reasoning:
+                    yield chunk({"reasoning_content": item.text})
+                elif calls is not None:
+                    for out in answer(calls.feed(item.text)):
+                        yield out
+                else:
+                    yield chunk({"content": item.text})
     except ApiError as exc:
         yield {"data": json.dumps(error_body(exc), ensure_ascii=False)}
         return
+    if calls is not None:
+        for out in answer(calls.finish()):
+            yield out
     result = gen.result
     assert result is not None
     note_result(request, result)
     # The engine reports the tokens' log-probabilities with the result: they
     # come in the last chunk, together.
     logprobs = _logprobs(result.tokens, req.top_logprobs) if req.logprobs else None
-    yield chunk({}, FINISH[result.finish_reason], logprobs=logprobs)
+    finish = "tool_calls" if called else FINISH[result.finish_reason]
+    yield chunk({}, finish, logprobs=logprobs)
     if req.include_usage:
         last = {
             "id": reply_id,

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from localchat.core import params
 from localchat.core.checks import shown
 from localchat.core.engine.json_grammar import JSON_OBJECT_GRAMMAR, schema_grammar
-from localchat.core.engine.protocol import MAX_TOP_LOGPROBS, Message
+from localchat.core.engine.protocol import MAX_TOP_LOGPROBS, Message, Tool
+from localchat.core.engine.tools.calls import NAME, tool_names
 from localchat.core.errors import SettingError
 from localchat.server.errors import ApiError
 
@@ -65,6 +66,11 @@ class ChatRequest:
     grammar: str | None = None
     """The GBNF grammar the reply must follow (``response_format`` / Ollama's
     ``format``): JSON, or JSON valid against a schema."""
+    tools: tuple[Tool, ...] = ()
+    """The functions the model may call (none with ``tool_choice`` "none")."""
+    tool_choice: str = "auto"
+    """"auto" (the model decides), "required" (at least one call), or the
+    name of the one function it must call."""
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -153,8 +159,8 @@ def stops(value: Any, key: str = "stop") -> tuple[str, ...]:
 
 def messages(value: Any, *, key: str = "messages") -> list[Message]:
     """OpenAI's or Ollama's messages as the engine takes them: system (or
-    developer), user and assistant; content as text or text parts; an
-    assistant's null content is empty."""
+    developer), user, assistant (with its tool calls) and tool results;
+    content as text or text parts; an assistant's null content is empty."""
     if not isinstance(value, list) or not value:
         raise ApiError(400, f"{key} must be a non-empty list of messages", param=key)
     out: list[Message] = []
@@ -165,26 +171,64 @@ def messages(value: Any, *, key: str = "messages") -> list[Message]:
         role = m.get("role")
         if role == "developer":
             role = "system"
-        if role not in ("system", "user", "assistant"):
+        if role not in ("system", "user", "assistant", "tool"):
             raise ApiError(
                 400,
-                f"{where}.role must be system, user or assistant, got {role!r} "
-                "(tool messages are not supported yet)",
+                f"{where}.role must be system, user, assistant or tool, got {role!r}",
                 param=f"{where}.role",
             )
+        calls = m.get("tool_calls") if role == "assistant" else None
         content = _content(m.get("content"), role, f"{where}.content")
         message: Message = {"role": role, "content": content}
         thought = m.get("reasoning_content", m.get("thinking"))
         if role == "assistant" and isinstance(thought, str) and thought:
             message["reasoning"] = thought
-        if m.get("images") or m.get("tool_calls"):
-            raise ApiError(400, f"{where}: images and tool calls are not supported yet")
+        if calls:
+            message["tool_calls"] = _calls(calls, f"{where}.tool_calls")
+        if role == "tool":
+            call_id = m.get("tool_call_id")
+            if call_id is not None and not isinstance(call_id, str):
+                raise ApiError(400, f"{where}.tool_call_id must be text", param=where)
+            message["tool_call_id"] = call_id or ""
+            name = m.get("name", m.get("tool_name"))
+            if isinstance(name, str) and name:
+                message["name"] = name
+        if m.get("images"):
+            raise ApiError(400, f"{where}: images are not supported yet", param=where)
         out.append(message)
     return out
 
 
+def _calls(value: Any, where: str) -> list[dict[str, Any]]:
+    """An assistant's tool calls (OpenAI's, arguments as JSON text, or
+    Ollama's, arguments as an object), in OpenAI's shape."""
+    if not isinstance(value, list):
+        raise ApiError(400, f"{where} must be a list", param=where)
+    out = []
+    for j, call in enumerate(value):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise ApiError(400, f"{where}[{j}].function.name is required", param=f"{where}[{j}]")
+        arguments = fn.get("arguments", {})
+        if isinstance(arguments, dict):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        if not isinstance(arguments, str):
+            raise ApiError(
+                400, f"{where}[{j}].function.arguments must be JSON text", param=f"{where}[{j}]"
+            )
+        call_id = call.get("id") or f"call{j}"
+        out.append(
+            {
+                "id": str(call_id),
+                "type": "function",
+                "function": {"name": fn["name"], "arguments": arguments},
+            }
+        )
+    return out
+
+
 def _content(value: Any, role: str, where: str) -> str:
-    if value is None and role == "assistant":
+    if value is None and role in ("assistant", "tool"):
         return ""
     if isinstance(value, str):
         return value
@@ -239,15 +283,92 @@ def schema_to_grammar(schema: Any, param: str) -> str:
         raise ApiError(400, f"{param}: {exc}", param=param) from None
 
 
+def tool_list(value: Any) -> tuple[Tool, ...]:
+    """``tools``: functions, each with a name (OpenAI's characters) and an
+    optional description and parameters schema."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ApiError(400, "tools must be a list of functions", param="tools")
+    out: list[Tool] = []
+    seen: set[str] = set()
+    for i, tool in enumerate(value):
+        where = f"tools[{i}]"
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if (
+            not isinstance(tool, dict)
+            or tool.get("type", "function") != "function"
+            or not isinstance(fn, dict)
+        ):
+            raise ApiError(
+                400, f'{where} must be {{"type": "function", "function": {{...}}}}', param=where
+            )
+        name = fn.get("name")
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ApiError(
+                400,
+                f"{where}.function.name must be 1 to 64 letters, digits, _ . or -, got {name!r}",
+                param=f"{where}.function.name",
+            )
+        if name in seen:
+            raise ApiError(400, f"{where}: two functions are named {name!r}", param=where)
+        seen.add(name)
+        schema = fn.get("parameters")
+        if schema is not None and not isinstance(schema, dict):
+            raise ApiError(
+                400,
+                f"{where}.function.parameters must be a JSON schema",
+                param=f"{where}.function.parameters",
+            )
+        clean: dict[str, Any] = {"name": name}
+        if isinstance(fn.get("description"), str):
+            clean["description"] = fn["description"]
+        clean["parameters"] = schema if schema is not None else {"type": "object", "properties": {}}
+        out.append({"type": "function", "function": clean})
+    return tuple(out)
+
+
+def tool_choice(value: Any, tools: tuple[Tool, ...]) -> str:
+    """``tool_choice``: "auto", "none", "required" or ``{"type": "function",
+    "function": {"name": ...}}`` naming one of ``tools``."""
+    if value is None:
+        return "auto" if tools else "none"
+    if value in ("auto", "none", "required"):
+        if value == "required" and not tools:
+            raise ApiError(400, 'tool_choice "required" needs tools', param="tool_choice")
+        return str(value)
+    fn = value.get("function") if isinstance(value, dict) else None
+    name = fn.get("name") if isinstance(fn, dict) else None
+    if not isinstance(name, str):
+        raise ApiError(
+            400,
+            'tool_choice must be "auto", "none", "required" or {"type": "function", '
+            '"function": {"name": ...}}',
+            param="tool_choice",
+        )
+    if name not in tool_names(tools):
+        raise ApiError(
+            400, f"tool_choice names {name!r}, which is not one of the tools", param="tool_choice"
+        )
+    return name
+
+
 def openai_chat(body: Mapping[str, Any]) -> ChatRequest:
     """A ``/v1/chat/completions`` body, checked."""
     n = body.get("n")
     if n is not None and n != 1:
         raise ApiError(400, "n must be 1: several choices are not supported", param="n")
-    for unsupported in ("tools", "functions"):
-        if body.get(unsupported):
-            raise ApiError(400, f"{unsupported} are not supported yet", param=unsupported)
+    if body.get("functions"):
+        raise ApiError(
+            400, "functions (the old API) are not supported: use tools", param="functions"
+        )
+    tools = tool_list(body.get("tools"))
+    choice = tool_choice(body.get("tool_choice"), tools)
     grammar = response_grammar(body.get("response_format"))
+    if grammar is not None and choice not in ("auto", "none"):
+        raise ApiError(
+            400, "response_format cannot be combined with a required tool call", param="tool_choice"
+        )
     for penalty in ("frequency_penalty", "presence_penalty"):
         if body.get(penalty) not in (None, 0, 0.0):
             raise ApiError(400, f"{penalty} is not supported (use repeat_penalty)", param=penalty)
@@ -273,6 +394,8 @@ def openai_chat(body: Mapping[str, Any]) -> ChatRequest:
         logprobs=flag(body, "logprobs", False) or top > 0,
         top_logprobs=top,
         grammar=grammar,
+        tools=() if choice == "none" else tools,
+        tool_choice=choice,
     )
 
 

@@ -26,7 +26,9 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from localchat.core.engine.client import Engine
-from localchat.core.engine.protocol import ChatResult, LoadedModel, Message, Piece
+from localchat.core.engine.protocol import ChatResult, LoadedModel, Message, Piece, Tool
+from localchat.core.engine.tools.formats import FORMATS, ToolFormat
+from localchat.core.engine.tools.grammar import call_grammar
 from localchat.core.errors import (
     EngineCrashed,
     EngineError,
@@ -134,10 +136,15 @@ class EngineService:
         top_logprobs: int = 0,
         logprobs: bool = False,
         grammar: str | None = None,
+        tools: Sequence[Tool] = (),
+        tool_choice: str = "auto",
     ) -> Generation:
         """Wait for the engine, load ``model`` if need be and start the reply.
-        Failures before its first piece are :class:`ApiError`; the returned
-        generation holds the engine until it is closed."""
+        ``tools``: functions it may call; ``tool_choice``: "auto", "required"
+        or the one function's name, a call then enforced by a grammar in the
+        loaded model's format. Failures before its first piece are
+        :class:`ApiError`; the returned generation holds the engine until it
+        is closed."""
         path = find_model(model)
         await self._lock.acquire()
         generation: Generation | None = None
@@ -153,8 +160,15 @@ class EngineService:
                 settings = self.base.replace(**changes)
             except SettingError as exc:
                 raise ApiError(400, str(exc)) from None
+            fmt = self.tool_format()
+            if tools and tool_choice not in ("auto", "none"):
+                name = None if tool_choice == "required" else tool_choice
+                try:
+                    grammar = call_grammar(fmt, tools, name)
+                except SettingError as exc:
+                    raise ApiError(400, str(exc), param="tools") from None
             generation = Generation(
-                self, list(messages), settings, stop, logprobs, top_logprobs, grammar
+                self, list(messages), settings, stop, logprobs, top_logprobs, grammar, tuple(tools)
             )
             await generation.begin()
             return generation
@@ -165,12 +179,21 @@ class EngineService:
                 self._lock.release()
             raise
 
+    def tool_format(self) -> ToolFormat:
+        """How the loaded model writes tool calls."""
+        loaded = self.engine.loaded
+        return FORMATS.get(loaded.tool_format if loaded else "", FORMATS["generic"])
+
     def context_error(
-        self, messages: Sequence[Message], settings: GenerationSettings, exc: EngineError
+        self,
+        messages: Sequence[Message],
+        settings: GenerationSettings,
+        exc: EngineError,
+        tools: Sequence[Tool] = (),
     ) -> ApiError:
         """Why the engine refused ``messages``: counted exactly (the engine's
         plan under the "stop" policy), else its own words."""
-        report = self.engine.plan(messages, settings)
+        report = self.engine.plan(messages, settings, tools=tools)
         if report.excess > 0:
             free = report.n_ctx - report.reserve
             return ApiError(
@@ -206,11 +229,15 @@ class Generation:
         logprobs: bool,
         top_logprobs: int,
         grammar: str | None = None,
+        tools: tuple[Tool, ...] = (),
     ) -> None:
         self.service = service
         self.messages = messages
         self.settings = settings
         self.model = service.model.stem if service.model else ""
+        self.tools = tools
+        self.tool_format = service.tool_format()
+        """The format the reply's calls are read in."""
         self._args = (tuple(stop), logprobs, top_logprobs, grammar)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._cancelled = threading.Event()
@@ -246,6 +273,7 @@ class Generation:
                 logprobs=logprobs,
                 top_logprobs=top,
                 grammar=grammar,
+                tools=self.tools,
             )
             if self._cancelled.is_set():
                 stream.cancel()
@@ -257,7 +285,12 @@ class Generation:
             put(("error", exc))
         except EngineError as exc:
             try:
-                put(("error", self.service.context_error(self.messages, self.settings, exc)))
+                put(
+                    (
+                        "error",
+                        self.service.context_error(self.messages, self.settings, exc, self.tools),
+                    )
+                )
             except LocalChatError:
                 put(("error", exc))
         except BaseException as exc:

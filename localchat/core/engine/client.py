@@ -55,6 +55,7 @@ from localchat.core.engine.protocol import (
     Shutdown,
     Tokenize,
     Tokens,
+    Tool,
     Unload,
 )
 from localchat.core.errors import (
@@ -153,20 +154,32 @@ class Engine:
         return result
 
     def prompt(
-        self, messages: Sequence[Message], settings: GenerationSettings | None = None
+        self,
+        messages: Sequence[Message],
+        settings: GenerationSettings | None = None,
+        *,
+        tools: Sequence[Tool] = (),
     ) -> PromptShown:
         """The exact prompt the model would read for ``messages`` now, token by
         token (the prompt X-ray)."""
-        result = self._call(ShowPrompt(tuple(messages), settings or GenerationSettings()))
+        result = self._call(
+            ShowPrompt(tuple(messages), settings or GenerationSettings(), tuple(tools))
+        )
         assert isinstance(result, PromptShown)
         return result
 
     def plan(
-        self, messages: Sequence[Message], settings: GenerationSettings | None = None
+        self,
+        messages: Sequence[Message],
+        settings: GenerationSettings | None = None,
+        *,
+        tools: Sequence[Tool] = (),
     ) -> ContextReport:
         """What the model would see of ``messages`` if they were sent now (the
         overflow policy applied, counted exactly), without generating."""
-        result = self._call(PlanContext(tuple(messages), settings or GenerationSettings()))
+        result = self._call(
+            PlanContext(tuple(messages), settings or GenerationSettings(), tuple(tools))
+        )
         assert isinstance(result, ContextReport)
         return result
 
@@ -215,13 +228,15 @@ class Engine:
         top_logprobs: int = 0,
         prefix: Sequence[int] = (),
         grammar: str | None = None,
+        tools: Sequence[Tool] = (),
     ) -> ChatStream:
         """Start a reply; iterate the returned stream for its text as it comes.
         ``logprobs``: keep every token's log-probability, ``top_logprobs``:
         and this many candidates at each (``ChatResult.tokens``); ``prefix``:
         tokens the reply starts with, placed, not sampled (``Chat.prefix``);
         ``grammar``: GBNF the answer must follow (``Chat.grammar``; JSON's
-        from ``json_grammar``)."""
+        from ``json_grammar``); ``tools``: functions the model may call
+        (``Chat.tools``)."""
         if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
             raise SettingError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
         request = Chat(
@@ -232,6 +247,7 @@ class Engine:
             top_logprobs,
             tuple(prefix),
             grammar,
+            tuple(tools),
         )
         with self._lock:
             rid = self._send(request)

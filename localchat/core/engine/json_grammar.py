@@ -170,9 +170,30 @@ def schema_grammar(schema: dict[str, Any] | bool) -> str:
     return converter.text()
 
 
+def schema_rules(schemas: list[tuple[Any, str]]) -> tuple[list[str], str]:
+    """Rules for the values valid under each of several schemas (each with
+    where it is, for errors), to use in a bigger grammar (tool calls):
+    each schema's rule name, and the text of all the rules (none is
+    ``root``). A one-line :class:`SettingError` as for :func:`schema_grammar`."""
+    names: list[str] = []
+    rules: dict[str, str] = {}
+    for i, (schema, where) in enumerate(schemas):
+        if not isinstance(schema, dict | bool):
+            raise SettingError(f"{where} must be a JSON schema (an object)")
+        converter = _Converter(schema, prefix=f"t{i}")
+        try:
+            expr = converter.visit(schema, "value", "#")
+        except SettingError as exc:
+            raise SettingError(f"{where}: {exc}") from None
+        names.append(converter.add("value", expr, always=True))
+        rules.update(converter.rules)
+    return names, "".join(f"{name} ::= {body}\n" for name, body in rules.items())
+
+
 class _Converter:
-    def __init__(self, root: dict[str, Any] | bool) -> None:
+    def __init__(self, root: dict[str, Any] | bool, prefix: str = "") -> None:
         self.root = root
+        self.prefix = prefix
         self.rules: dict[str, str] = {}
         self.refs: dict[str, str] = {}  # a $ref -> its rule's name
 
@@ -188,13 +209,14 @@ class _Converter:
                 self.primitive(dep)
         return name
 
-    def add(self, name: str, body: str) -> str:
+    def add(self, name: str, body: str, *, always: bool = False) -> str:
         """A rule with this body, named after ``name`` (made unique); its
-        name, to use in other rules."""
+        name, to use in other rules (``always``: a new rule, even where the
+        body is another rule's)."""
         base = re.sub(r"[^a-zA-Z0-9-]+", "-", name).strip("-") or "value"
-        base = f"s-{base}"  # never a primitive's name
+        base = f"s{self.prefix}-{base}"  # never a primitive's name
         key, i = base, 0
-        while key in self.rules and self.rules[key] != body:
+        while key in self.rules and (always or self.rules[key] != body):
             i += 1
             key = f"{base}-{i}"
         self.rules[key] = body

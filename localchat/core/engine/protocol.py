@@ -24,12 +24,24 @@ from localchat.core.params import GenerationSettings
 class Message(TypedDict):
     """One chat message, as chat templates expect it."""
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
     reasoning: NotRequired[str]
     """An assistant message's thinking, apart from its answer (``content``):
     the template gets it in the field it reads, if any (``reasoning_content``,
     ``thinking``), never as part of the content."""
+    tool_calls: NotRequired[list[dict[str, Any]]]
+    """An assistant message's calls, in OpenAI's shape (``id``, ``type``,
+    ``function`` with ``name`` and ``arguments``)."""
+    tool_call_id: NotRequired[str]
+    """A tool message's: the call it answers."""
+    name: NotRequired[str]
+    """A tool message's: the function that answered."""
+
+
+Tool = dict[str, Any]
+"""A function the model may call, in OpenAI's shape: ``{"type": "function",
+"function": {"name", "description", "parameters"}}``."""
 
 
 # -- shared memory ---------------------------------------------------------------
@@ -127,6 +139,11 @@ class Chat:
     (``finish_reason`` "stop") is complete under it; one cut short
     ("length", "context", "cancelled") is only a prefix of a valid text.
     A grammar llama.cpp cannot parse is an :class:`EngineError`."""
+    tools: tuple[Tool, ...] = ()
+    """Functions the model may call: rendered by its chat template (or, for
+    a template without tools, described in a system prompt), their markers
+    kept in the reply's text for the caller to parse (``tools/formats.py``,
+    in the format ``LoadedModel.tool_format`` names)."""
 
 
 MAX_TOP_LOGPROBS = 20
@@ -139,6 +156,7 @@ class PlanContext:
 
     messages: tuple[Message, ...]
     settings: GenerationSettings
+    tools: tuple[Tool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +167,7 @@ class ShowPrompt:
 
     messages: tuple[Message, ...]
     settings: GenerationSettings
+    tools: tuple[Tool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -257,6 +276,10 @@ class LoadedModel:
     reasoning_controls: tuple[str, ...] = ()
     """What its template lets the user set: "thinking" (a budget, for any
     reasoning model), "thinking_switch" (on or off), "reasoning_effort"."""
+    tool_format: str = "generic"
+    """How it writes tool calls (``tools/formats.py``): "hermes", "qwen-xml",
+    "llama3", "mistral", "mistral-args", "gemma4", or "generic" (a template
+    without tools: our system prompt teaches Hermes' format)."""
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,11 @@ import jinja2.meta
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from localchat.core.engine.protocol import Message
+from localchat.core.engine.protocol import Message, Tool
 from localchat.core.engine.reasoning import history_fields
+from localchat.core.engine.tools import formats
+from localchat.core.engine.tools.calls import template_messages
+from localchat.core.engine.tools.prompting import plain_messages
 from localchat.core.errors import EngineError, ModelLoadError
 
 FALLBACK_TEMPLATE = (
@@ -93,6 +96,10 @@ class ChatTemplate:
             raise ModelLoadError(f"the model's chat template is invalid: {exc}") from None
         self.reasoning_fields = history_fields(self.source)
         """The fields of an assistant message it reads earlier thinking from."""
+        self.reads_tools = "tools" in self.variables
+        self.tool_format = formats.detect(self.source, self.reads_tools)
+        """How its model writes tool calls."""
+        self._short_ids = "length != 9" in self.source  # Mistral's call ids
 
     def render(
         self,
@@ -100,16 +107,28 @@ class ChatTemplate:
         *,
         add_generation_prompt: bool = True,
         options: dict[str, Any] | None = None,
+        tools: Sequence[Tool] = (),
     ) -> str:
         """The prompt text for ``messages``; ``options`` are the template's own
-        variables (``enable_thinking``, ``reasoning_effort``...).
+        variables (``enable_thinking``, ``reasoning_effort``...); ``tools``:
+        the functions the model may call.
 
         A message's thinking (``reasoning``) goes into the field the template
         reads it from, if it reads one, never into the content. Templates
         that refuse a system message (Gemma's, for one) get the system prompt
-        folded into the first user message instead."""
+        folded into the first user message instead. Calls and tool results
+        go to a template that reads tools as transformers gives them; one
+        that does not gets the tools, the calls and the results as text
+        (``tools/prompting.py``)."""
         msgs = [self._with_reasoning(m) for m in messages]
-        extra = options or {}
+        extra = dict(options or {})
+        uses_tools = bool(tools) or any(m.get("tool_calls") or m["role"] == "tool" for m in msgs)
+        if uses_tools and not self.reads_tools:
+            msgs = plain_messages(msgs, tools)
+        elif uses_tools:
+            msgs = template_messages(msgs, short_ids=self._short_ids)
+            if tools:
+                extra["tools"] = list(tools)
         try:
             return self._render(msgs, add_generation_prompt, extra)
         except _TemplateRaised as exc:
@@ -123,6 +142,10 @@ class ChatTemplate:
 
     def _with_reasoning(self, message: Message) -> dict[str, Any]:
         out: dict[str, Any] = dict(message)
+        if out.get("content") is None:
+            # Clients send a call's message with content null, which some
+            # templates cannot add to a string (QwQ's).
+            out["content"] = ""
         reasoning = out.pop("reasoning", "")
         if reasoning:
             for name in self.reasoning_fields:

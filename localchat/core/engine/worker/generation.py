@@ -42,7 +42,7 @@ def chat(
             # leave it at the start while the reply is under way.
             raise EngineError("a reply's start cannot be given together with a grammar")
         grammar = compile_grammar(llm, req.grammar, log)
-    seen, added, prompt = window(model, req.messages, s)
+    seen, added, prompt = window(model, req.messages, s, req.tools)
     n_ctx = llm.n_ctx()
     text, tokens, shift = prompt(seen.messages)
     if len(tokens) >= n_ctx:
@@ -70,7 +70,8 @@ def chat(
     args.pop("seed", None)
     thinking = model.thinking
     inside = thinking is not None and thinking.opens(model.options)
-    reply = ReplyText(tokenizer, req.stop, thinking, say, inside=inside)
+    shown = model.tool_marker_tokens() if req.tools else frozenset()
+    reply = ReplyText(tokenizer, req.stop, thinking, say, inside=inside, shown=shown)
     probe = Probe(llm, tokenizer, req.top_logprobs, s) if req.logprobs else None
     taken: list[int] = []  # what the sampler has taken, for the penalty (per generate)
     reads: list[Position | None] = []  # each token's position, read as asked

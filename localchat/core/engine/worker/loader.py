@@ -20,7 +20,7 @@ from typing import Any
 import llama_cpp
 
 from localchat.core.engine import cpu_layout, layouts
-from localchat.core.engine.protocol import Load, LoadedModel, LoadStage, Message
+from localchat.core.engine.protocol import Load, LoadedModel, LoadStage, Message, Tool
 from localchat.core.engine.template import ChatTemplate
 from localchat.core.engine.worker.devices import (
     describe_backend,
@@ -55,16 +55,32 @@ class Model:
     """The template variables of the request in hand (thinking on or off,
     its effort), set by :meth:`use`; the next prompt evaluated ahead keeps
     them."""
+    tools: tuple[Tool, ...] = ()
+    """The functions the request in hand offers (kept likewise)."""
 
-    def use(self, settings: GenerationSettings) -> None:
-        """Render with the template variables ``settings`` set."""
+    def use(self, settings: GenerationSettings, tools: tuple[Tool, ...] = ()) -> None:
+        """Render with the template variables ``settings`` set, and ``tools``."""
         self.options = self.thinking.options(settings) if self.thinking else {}
+        self.tools = tools
 
     def render(self, messages: tuple[Message, ...], add_generation_prompt: bool = True) -> str:
         """The prompt the chat template makes of ``messages``."""
         return self.template.render(
-            messages, add_generation_prompt=add_generation_prompt, options=self.options
+            messages,
+            add_generation_prompt=add_generation_prompt,
+            options=self.options,
+            tools=self.tools,
         )
+
+    def tool_marker_tokens(self) -> frozenset[int]:
+        """The control tokens that spell the tool format's markers (their
+        text is then kept in a reply, for the calls to be parsed)."""
+        found = set()
+        for marker in self.template.tool_format.markers:
+            tokens = self.tokenizer.tokenize(marker, add_bos=False, special=True)
+            if len(tokens) == 1 and self.tokenizer.is_control(tokens[0]):
+                found.add(tokens[0])
+        return frozenset(found)
 
     def forget_cache(self) -> None:
         """Empty the KV cache (after scoring, say): the next turn starts afresh."""
@@ -149,6 +165,7 @@ class Loader:
             cpu_variant=self.log.cpu_variant,
             reasoning=model.thinking.fmt.family if model.thinking else "",
             reasoning_controls=model.thinking.capabilities() if model.thinking else (),
+            tool_format=model.template.tool_format.name,
         )
         return model, loaded
 

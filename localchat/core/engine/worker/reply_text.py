@@ -24,13 +24,16 @@ class ReplyText:
         say: Callable[[Piece], None],
         *,
         inside: bool = False,
+        shown: frozenset[int] = frozenset(),
     ) -> None:
+        """``shown``: control tokens whose text is part of the reply (a tool
+        call's markers)."""
         self.tokenizer = tokenizer
         self._utf8 = Utf8Assembler()
         self._stops = StopMatcher(stops)
         self._say = say
         self.splitter = Splitter(thinking.fmt, inside=inside) if thinking else None
-        self._markers = thinking.marker_tokens if thinking else frozenset()
+        self._markers = (thinking.marker_tokens if thinking else frozenset()) | shown
         self.tokens: list[int] = []
         """Every token of the reply (the engine's own closing of the thinking too)."""
         self.texts: list[str] = []

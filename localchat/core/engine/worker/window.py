@@ -3,6 +3,7 @@ each candidate prompt counted with the very tokens that will be evaluated."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 from localchat.core.chat.context import ContextOverflow, ContextPlan, plan, reply_reserve
@@ -12,6 +13,7 @@ from localchat.core.engine.protocol import (
     PlanContext,
     PromptShown,
     ShowPrompt,
+    Tool,
 )
 from localchat.core.engine.streaming import Utf8Assembler
 from localchat.core.engine.worker.loader import Model
@@ -22,13 +24,13 @@ Prompt = tuple[str, list[int], tuple[int, int] | None]
 
 
 def window(
-    model: Model, messages: Sequence[Message], s: GenerationSettings
+    model: Model, messages: Sequence[Message], s: GenerationSettings, tools: tuple[Tool, ...] = ()
 ) -> tuple[ContextPlan, int, Callable[[Sequence[Message]], Prompt]]:
     """Apply the chat's overflow policy: what the model sees of
     ``messages``, counted with the very tokens that will be evaluated, room
     kept for the reply. Returns the plan, how many messages were put in
     front (the settings' system prompt), and the memoized prompt builder."""
-    model.use(s)  # thinking on or off, its effort: what the template renders
+    model.use(s, tools)  # thinking on or off, its effort, the tools: what the template renders
     msgs = list(messages)
     added = 0
     if s.system_prompt and not any(m["role"] == "system" for m in msgs):
@@ -38,10 +40,10 @@ def window(
     reserve = reply_reserve(s.max_tokens, n_ctx)
     cache = model.cache
     # Each candidate is rendered and tokenized once, the chosen one included.
-    prompts: dict[tuple[tuple[str, str, str], ...], Prompt] = {}
+    prompts: dict[str, Prompt] = {}
 
     def prompt(candidate: Sequence[Message]) -> Prompt:
-        key = tuple((m["role"], m["content"], m.get("reasoning", "")) for m in candidate)
+        key = json.dumps(candidate, sort_keys=True)
         if key not in prompts:
             rendered = model.render(tuple(candidate))
             prompts[key] = (rendered, *cache.prompt_tokens(rendered))
@@ -63,7 +65,7 @@ def window(
 def plan_context(model: Model, req: PlanContext) -> ContextReport:
     """What the model would see of the messages if they were sent now."""
     try:
-        chosen, added, prompt = window(model, req.messages, req.settings)
+        chosen, added, prompt = window(model, req.messages, req.settings, req.tools)
     except ContextOverflow as exc:  # the "stop" policy: nothing dropped, the excess said
         return ContextReport(
             prompt_tokens=exc.n_ctx - exc.reserve + exc.excess,
@@ -75,7 +77,8 @@ def plan_context(model: Model, req: PlanContext) -> ContextReport:
     if model.template.reasoning_fields and any(m.get("reasoning") for m in chosen.messages):
         # What the thinking costs: the prompt with and without it.
         bare: list[Message] = [
-            {"role": m["role"], "content": m["content"]} for m in chosen.messages
+            {k: v for k, v in m.items() if k != "reasoning"}  # type: ignore[misc]
+            for m in chosen.messages
         ]
         thinking = max(chosen.prompt_tokens - len(prompt(bare)[1]), 0)
     return ContextReport(
@@ -91,7 +94,7 @@ def plan_context(model: Model, req: PlanContext) -> ContextReport:
 def show_prompt(model: Model, req: ShowPrompt) -> PromptShown:
     """The exact prompt the model would read (the prompt X-ray): the
     overflow policy applied as for a reply, each token with its text."""
-    chosen, added, prompt = window(model, req.messages, req.settings)
+    chosen, added, prompt = window(model, req.messages, req.settings, req.tools)
     text, tokens, _shift = prompt(chosen.messages)
     utf8 = Utf8Assembler()
     pieces = []
