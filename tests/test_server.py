@@ -242,8 +242,52 @@ def test_errors_have_openais_shape_and_status(server: Server) -> None:
     assert error["code"] == "model_not_found"
     huge = b'{"model": "tiny", "messages": [{"role": "user", "content": "' + b"a" * 5_000_000
     assert_openai_error(post(server, chat, huge + b'"}]}'), 413)
+    error = assert_openai_error(
+        post(server, "/v1/completions", {"model": "tiny", "prompt": ["a", "b"]}), 400, "one text"
+    )
+    assert error["param"] == "prompt"
     assert_openai_error(
-        post(server, "/v1/completions", {"model": "tiny", "prompt": "x"}), 501, "not supported"
+        post(server, "/v1/completions", {"model": "tiny", "prompt": "a", "suffix": "z"}), 400
+    )
+
+
+def test_a_text_completion_continues_the_prompt_as_it_is(
+    client: openai.OpenAI, server: Server
+) -> None:
+    """/v1/completions: no chat template (the prompt's tokens are the text's),
+    the chat's samplers, streamed the same as whole, logprobs in the legacy
+    shape, echo, and the prompt cache across a growing text."""
+    prompt = "Once upon a time"
+    kw: dict[str, Any] = {"model": "tiny", "prompt": prompt, "max_tokens": 12, "seed": 5}
+    whole = client.completions.create(**kw)
+    choice = whole.choices[0]
+    assert whole.object == "text_completion" and choice.finish_reason in ("stop", "length")
+    assert whole.usage.completion_tokens <= 12
+    chat_prompt = ask(client, messages=[{"role": "user", "content": prompt}], max_tokens=1)
+    assert whole.usage.prompt_tokens < chat_prompt.usage.prompt_tokens  # no template
+    chunks = list(client.completions.create(**kw, stream=True))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == choice.text
+    assert chunks[-1].choices[0].finish_reason == choice.finish_reason
+    # Log-probabilities: each token's, its top candidates', where it starts.
+    probed = client.completions.create(**kw, logprobs=3).choices[0]
+    assert probed.text == choice.text
+    lp = probed.logprobs
+    assert lp is not None and "".join(lp.tokens or []) == choice.text
+    assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(len(lp.tokens))]
+    for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True):
+        assert len(top) <= 3 and logprob <= 0
+        assert max(top.values()) >= logprob - 1e-4 or token not in top
+    # echo says the prompt first.
+    echoed = client.completions.create(**kw, echo=True).choices[0]
+    assert echoed.text == prompt + choice.text
+    # The text grows as a client's does: only the new part is evaluated.
+    grown = client.completions.create(**{**kw, "prompt": prompt + choice.text + " and"})
+    details = grown.usage.prompt_tokens_details
+    assert details is not None and details.cached_tokens >= whole.usage.prompt_tokens - 1
+    assert_openai_error(
+        post(server, "/v1/completions", {"model": "tiny", "prompt": "word " * 6000}),
+        400,
+        "the prompt needs",
     )
 
 

@@ -1,6 +1,6 @@
-"""OpenAI's API: ``GET /v1/models``, ``POST /v1/chat/completions`` (whole or
-streamed as server-sent events) and ``POST /v1/completions`` (501: the
-engine has no raw-text completion yet)."""
+"""OpenAI's API: ``GET /v1/models``, ``POST /v1/chat/completions`` and
+``POST /v1/completions`` (a text continued as it is), each whole or
+streamed as server-sent events."""
 
 from __future__ import annotations
 
@@ -43,13 +43,86 @@ async def models(request: Request) -> Response:
 
 
 async def completions(request: Request) -> Response:
-    await requests.read_json(request)  # a bad body is still said as such
-    raise ApiError(
-        501,
-        "/v1/completions (raw text completion) is not supported yet: the engine only "
-        "answers chats; use /v1/chat/completions",
-        code="not_implemented",
+    """A text completion: the prompt continued as it is, no chat template."""
+    service: EngineService = request.app.state.service
+    req = requests.openai_completion(await requests.read_json(request))
+    request.scope.setdefault("state", {})["model"] = req.model
+    gen = await service.start(
+        req.model,
+        [],
+        req.settings,
+        stop=req.stop,
+        logprobs=req.logprobs,
+        top_logprobs=req.top_logprobs,
+        raw=req.raw,
     )
+    reply_id = f"cmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+
+    def body(text: str, finish: str | None, logprobs: Any = None) -> dict[str, Any]:
+        choice = {"text": text, "index": 0, "logprobs": logprobs, "finish_reason": finish}
+        return {
+            "id": reply_id,
+            "object": "text_completion",
+            "created": created,
+            "model": gen.model,
+            "choices": [choice],
+        }
+
+    echo = req.raw if req.echo and req.raw else ""
+    if not req.stream:
+        try:
+            _pieces, result = await gen.collect()
+        finally:
+            await gen.close()
+        note_result(request, result)
+        logprobs = (
+            _text_logprobs(result.tokens, req.top_logprobs, len(echo)) if req.logprobs else None
+        )
+        whole = body(echo + result.reply, FINISH[result.finish_reason], logprobs)
+        return JSONResponse({**whole, "usage": usage(result)})
+
+    async def chunks() -> AsyncIterator[dict[str, str]]:
+        if echo:
+            yield {"data": json.dumps(body(echo, None), ensure_ascii=False)}
+        try:
+            async for item in gen.events():
+                if isinstance(item, Piece) and item.text:
+                    yield {"data": json.dumps(body(item.text, None), ensure_ascii=False)}
+        except ApiError as exc:
+            yield {"data": json.dumps(error_body(exc), ensure_ascii=False)}
+            return
+        result = gen.result
+        assert result is not None
+        note_result(request, result)
+        logprobs = (
+            _text_logprobs(result.tokens, req.top_logprobs, len(echo)) if req.logprobs else None
+        )
+        yield {
+            "data": json.dumps(body("", FINISH[result.finish_reason], logprobs), ensure_ascii=False)
+        }
+        if req.include_usage:
+            last = {**body("", None), "choices": [], "usage": usage(result)}
+            yield {"data": json.dumps(last)}
+        yield {"data": "[DONE]"}
+
+    return Guarded(EventSourceResponse(chunks(), ping=15), closing(request, gen))
+
+
+def _text_logprobs(tokens: tuple[TokenLogprob, ...], top: int, offset: int) -> dict[str, Any]:
+    """The legacy completions' shape: tokens, their log-probabilities, the
+    ``top`` candidates of each as text -> log-probability, where each starts."""
+    texts, offsets, at = [], [], offset
+    for t in tokens:
+        texts.append(t.text)
+        offsets.append(at)
+        at += len(t.text)
+    return {
+        "tokens": texts,
+        "token_logprobs": [t.logprob for t in tokens],
+        "top_logprobs": [{text: lp for _, text, lp in t.top[:top]} for t in tokens],
+        "text_offset": offsets,
+    }
 
 
 async def chat_completions(request: Request) -> Response:
@@ -87,7 +160,7 @@ def _completion(
     result: ChatResult,
     req: requests.ChatRequest,
 ) -> dict[str, Any]:
-    content, calls = result.reply, []
+    content, calls = result.reply, list[ToolCall]()
     if req.tools:
         content, calls = parse(gen.tool_format, result.reply, req.tools)
     message: dict[str, Any] = {"role": "assistant", "content": content}

@@ -71,6 +71,10 @@ class ChatRequest:
     tool_choice: str = "auto"
     """"auto" (the model decides), "required" (at least one call), or the
     name of the one function it must call."""
+    raw: str | None = None
+    """A text completion's prompt (``/v1/completions``), in place of messages."""
+    echo: bool = False
+    """A text completion's prompt said again before its completion."""
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -437,4 +441,60 @@ def ollama_chat(body: Mapping[str, Any], *, generate: bool = False) -> ChatReque
         stop=stops(options.get("stop"), "options.stop"),
         stream=flag(body, "stream", True),
         grammar=grammar,
+    )
+
+
+COMPLETION_MAX_TOKENS = 16
+"""OpenAI's default ``max_tokens`` for a text completion (the clients'
+scripts count on it)."""
+
+
+def openai_completion(body: Mapping[str, Any]) -> ChatRequest:
+    """A ``/v1/completions`` body, checked: one prompt (text, or a list of
+    one text), the chat's samplers, ``logprobs`` as a number of candidates."""
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise ApiError(400, "n must be 1: several choices are not supported", param="n")
+    best = body.get("best_of")
+    if best is not None and best != 1:
+        raise ApiError(400, "best_of must be 1: it is not supported", param="best_of")
+    if body.get("suffix"):
+        raise ApiError(400, "suffix (inserting text) is not supported", param="suffix")
+    for penalty in ("frequency_penalty", "presence_penalty"):
+        if body.get(penalty) not in (None, 0, 0.0):
+            raise ApiError(400, f"{penalty} is not supported (use repeat_penalty)", param=penalty)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if isinstance(prompt, list):
+        raise ApiError(
+            400, "prompt must be one text: several prompts are not supported", param="prompt"
+        )
+    if not isinstance(prompt, str) or not prompt:
+        raise ApiError(400, "prompt is required and must be text", param="prompt")
+    top = body.get("logprobs")
+    if top is None or top is False:
+        top = -1
+    if top is True:
+        top = 0
+    if not isinstance(top, int) or not -1 <= top <= MAX_TOP_LOGPROBS:
+        raise ApiError(
+            400, f"logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {top!r}", param="logprobs"
+        )
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise ApiError(400, "stream_options must be an object", param="stream_options")
+    chosen = settings_from(body, OPENAI_SETTINGS)
+    chosen.setdefault("max_tokens", COMPLETION_MAX_TOKENS)
+    return ChatRequest(
+        model=text_field(body, "model"),
+        messages=[],
+        settings=chosen,
+        stop=stops(body.get("stop")),
+        stream=flag(body, "stream", False),
+        include_usage=flag(options, "include_usage", False),
+        logprobs=top >= 0,
+        top_logprobs=max(top, 0),
+        raw=prompt,
+        echo=flag(body, "echo", False),
     )

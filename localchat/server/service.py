@@ -138,13 +138,14 @@ class EngineService:
         grammar: str | None = None,
         tools: Sequence[Tool] = (),
         tool_choice: str = "auto",
+        raw: str | None = None,
     ) -> Generation:
         """Wait for the engine, load ``model`` if need be and start the reply.
         ``tools``: functions it may call; ``tool_choice``: "auto", "required"
         or the one function's name, a call then enforced by a grammar in the
         loaded model's format. Failures before its first piece are
         :class:`ApiError`; the returned generation holds the engine until it
-        is closed."""
+        is closed. ``raw``: a text to complete, in place of the messages."""
         path = find_model(model)
         await self._lock.acquire()
         generation: Generation | None = None
@@ -168,7 +169,15 @@ class EngineService:
                 except SettingError as exc:
                     raise ApiError(400, str(exc), param="tools") from None
             generation = Generation(
-                self, list(messages), settings, stop, logprobs, top_logprobs, grammar, tuple(tools)
+                self,
+                list(messages),
+                settings,
+                stop,
+                logprobs,
+                top_logprobs,
+                grammar,
+                tuple(tools),
+                raw,
             )
             await generation.begin()
             return generation
@@ -230,8 +239,10 @@ class Generation:
         top_logprobs: int,
         grammar: str | None = None,
         tools: tuple[Tool, ...] = (),
+        raw: str | None = None,
     ) -> None:
         self.service = service
+        self.raw = raw
         self.messages = messages
         self.settings = settings
         self.model = service.model.stem if service.model else ""
@@ -274,6 +285,7 @@ class Generation:
                 top_logprobs=top,
                 grammar=grammar,
                 tools=self.tools,
+                raw=self.raw,
             )
             if self._cancelled.is_set():
                 stream.cancel()
@@ -284,6 +296,9 @@ class Generation:
         except EngineCrashed as exc:
             put(("error", exc))
         except EngineError as exc:
+            if self.raw is not None:  # no messages to count
+                put(("error", ApiError(400, str(exc), param="prompt")))
+                return
             try:
                 put(
                     (

@@ -229,6 +229,7 @@ class Engine:
         prefix: Sequence[int] = (),
         grammar: str | None = None,
         tools: Sequence[Tool] = (),
+        raw: str | None = None,
     ) -> ChatStream:
         """Start a reply; iterate the returned stream for its text as it comes.
         ``logprobs``: keep every token's log-probability, ``top_logprobs``:
@@ -236,7 +237,8 @@ class Engine:
         tokens the reply starts with, placed, not sampled (``Chat.prefix``);
         ``grammar``: GBNF the answer must follow (``Chat.grammar``; JSON's
         from ``json_grammar``); ``tools``: functions the model may call
-        (``Chat.tools``)."""
+        (``Chat.tools``); ``raw``: a text to complete in place of the
+        messages (``Chat.raw``)."""
         if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
             raise SettingError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
         request = Chat(
@@ -247,7 +249,8 @@ class Engine:
             top_logprobs,
             tuple(prefix),
             grammar,
-            tuple(tools),
+            raw=raw,
+            tools=tuple(tools),
         )
         with self._lock:
             rid = self._send(request)

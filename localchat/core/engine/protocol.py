@@ -139,6 +139,10 @@ class Chat:
     (``finish_reason`` "stop") is complete under it; one cut short
     ("length", "context", "cancelled") is only a prefix of a valid text.
     A grammar llama.cpp cannot parse is an :class:`EngineError`."""
+    raw: str | None = None
+    """A prompt given as text (OpenAI's ``/v1/completions``), completed as
+    it is, in place of ``messages``: no chat template, no thinking told
+    apart (its special tokens' text is read as those tokens)."""
     tools: tuple[Tool, ...] = ()
     """Functions the model may call: rendered by its chat template (or, for
     a template without tools, described in a system prompt), their markers

@@ -42,12 +42,21 @@ def chat(
             # leave it at the start while the reply is under way.
             raise EngineError("a reply's start cannot be given together with a grammar")
         grammar = compile_grammar(llm, req.grammar, log)
-    seen, added, prompt = window(model, req.messages, s, req.tools)
     n_ctx = llm.n_ctx()
-    text, tokens, shift = prompt(seen.messages)
+    if req.raw is None:
+        seen, added, prompt = window(model, req.messages, s, req.tools)
+        messages, dropped = seen.messages, tuple(i - added for i in seen.dropped)
+        text, tokens, shift = prompt(messages)
+    else:
+        # A text completed as it is: no template, nothing dropped.
+        model.use(s)
+        messages, dropped = (), ()
+        text = req.raw
+        tokens, shift = cache.prompt_tokens(text)
     if len(tokens) >= n_ctx:
         raise EngineError(
-            f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx}; "
+            f"{'the prompt' if req.raw is not None else 'the conversation'} needs "
+            f"{len(tokens)} tokens but the context holds {n_ctx}; "
             "start a new chat or raise the context size"
         )
     room = n_ctx - len(tokens)
@@ -68,7 +77,7 @@ def chat(
     llm.set_seed(s.seed if s.seed >= 0 else random.randrange(2**32 - 1))
     args = s.llama_args("sampling")
     args.pop("seed", None)
-    thinking = model.thinking
+    thinking = model.thinking if req.raw is None else None
     inside = thinking is not None and thinking.opens(model.options)
     shown = model.tool_marker_tokens() if req.tools else frozenset()
     reply = ReplyText(tokenizer, req.stop, thinking, say, inside=inside, shown=shown)
@@ -180,14 +189,16 @@ def chat(
     answer, thought = "".join(reply.answer), "".join(reply.thought)
     if reply.hit_stop or reply.used_markers:
         cache.remember(text, tokens, "", [])
+    elif req.raw is not None:
+        cache.remember(text, tokens, answer, reply.tokens)
     else:
-        cache.remember(text, tokens, *as_rendered(model, seen.messages, text, answer, reply.tokens))
+        cache.remember(text, tokens, *as_rendered(model, messages, text, answer, reply.tokens))
     conversation: tuple[Message, ...] | None = None
-    if finish != "cancelled":  # else the user wants the machine back
+    if finish != "cancelled" and req.raw is None:  # else the user wants the machine back
         said: Message = {"role": "assistant", "content": answer}
         if thought:
             said["reasoning"] = thought
-        conversation = (*seen.messages, said)
+        conversation = (*messages, said)
     now = time.perf_counter()
     n = len(reply.tokens)
     result = ChatResult(
@@ -201,8 +212,8 @@ def chat(
         tokens_per_s=(n - 1) / (t_last - t_first) if n > 1 and t_last > t_first else 0.0,
         context_size=n_ctx,
         context_used=len(tokens) + n,
-        trimmed_messages=len(seen.dropped),
-        dropped=tuple(i - added for i in seen.dropped),
+        trimmed_messages=len(dropped),
+        dropped=dropped,
         shifted_tokens=shifted,
         reasoning=thought,
         reasoning_tokens=reply.reasoning_tokens,
