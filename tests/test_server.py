@@ -20,6 +20,7 @@ import ollama
 import openai
 import pytest
 
+from localchat.testing.tiny_models import write_llama_gguf
 from tests.server_helpers import Server, install
 
 HI = [{"role": "user", "content": "hello there"}]
@@ -70,6 +71,10 @@ def server_home(
     install(home, tiny_model, "tiny.gguf")
     install(home, slow_model, "slow.gguf")
     install(home, r1_model, "r1-distill-tiny.gguf")
+    made = tmp_path_factory.mktemp("accents")
+    install(
+        home, write_llama_gguf(made / "accents.gguf", tensor_hook=writes_e_acute), "accents.gguf"
+    )
     return home
 
 
@@ -107,6 +112,24 @@ def assert_openai_error(r: httpx.Response, status: int, *words: str) -> dict[str
     for w in words:
         assert w in error["message"], error
     return error
+
+
+def writes_e_acute(name: str, array: Any) -> Any:
+    """A model that writes "é" over and over, a byte token at a time (0xC3,
+    then 0xA9): what it writes depends only on the token it reads (one
+    dimension of the embeddings dominates for 0xC3, another for the rest)."""
+    lead, trail = FIRST_BYTE + 0xC3, FIRST_BYTE + 0xA9
+    if name == "token_embd.weight":
+        array[:, 2] = 30.0
+        array[lead, 2], array[lead, 1] = 0.0, 60.0
+    if name == "output.weight":
+        array[trail, 1] = 200.0  # after 0xC3
+        array[lead, 2] = 200.0  # after anything else
+    return array
+
+
+FIRST_BYTE = 5
+"""The byte vocabulary's <0x00> (after <unk>, <s>, </s> and ChatML's two)."""
 
 
 # -- OpenAI ------------------------------------------------------------------
@@ -289,6 +312,31 @@ def test_a_text_completion_continues_the_prompt_as_it_is(
         400,
         "the prompt needs",
     )
+
+
+def test_a_character_split_across_tokens_reaches_the_client_whole(server: Server) -> None:
+    """Each byte of "é" is a token of its own: every chunk, OpenAI's and
+    Ollama's, carries whole characters, and so do the log-probabilities."""
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    chunks = list(
+        ask(client, model="accents", stream=True, max_tokens=8, logprobs=True, top_logprobs=2)
+    )
+    pieces = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
+    assert "".join(pieces) == "é" * 4
+    assert all(set(p) == {"é"} for p in pieces)  # never half of one
+    assert chunks[-1].choices[0].finish_reason == "length"
+    whole = ask(client, model="accents", max_tokens=8, logprobs=True)
+    assert whole.choices[0].message.content == "é" * 4
+    assert "".join(t.token for t in whole.choices[0].logprobs.content) == "é" * 4
+    lines = httpx.post(
+        f"{server.url}/api/generate",
+        json={"model": "accents", "prompt": "hi", "options": {"num_predict": 8}},
+        timeout=60,
+    ).text.splitlines()
+    texts = [json.loads(line)["response"] for line in lines]
+    assert "".join(texts) == "é" * 4 and "\ufffd" not in "".join(texts)
 
 
 def test_a_prompt_over_the_context_says_by_how_much(client: openai.OpenAI) -> None:

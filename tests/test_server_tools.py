@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
+import ollama
 import openai
 import pytest
 
@@ -40,6 +41,22 @@ TOOLS = [
 ]
 SCHEMAS = {"get_weather": WEATHER, "add": ADD}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+CALLED = {"city": "Paris", "units": "C"}
+CALL_TEXT = (
+    '<tool_call>\n{"name": "get_weather", "arguments": ' + json.dumps(CALLED) + "}\n</tool_call>"
+)
+
+
+def calls_by_itself(name: str, array: Any) -> Any:
+    """A model that writes its last token whatever it reads: one dimension
+    of every embedding dominates the normed hidden state, and only that
+    token's output row reads it."""
+    if name == "token_embd.weight":
+        array[:, 0] = 30.0
+    if name == "output.weight":
+        array[-1, 0] = 200.0
+    return array
+
 
 FAMILIES: dict[str, dict[str, Any]] = {
     "hermes": {"chat_template": fixture_template("Qwen-Qwen2.5-7B-Instruct"), "ascii_only": True},
@@ -71,13 +88,18 @@ FAMILIES: dict[str, dict[str, Any]] = {
     },
     "generic": {"chat_template": fixture_template("google-gemma-2-2b-it"), "ascii_only": True},
 }
+CALLER = {
+    "chat_template": fixture_template("Qwen-Qwen2.5-7B-Instruct"),
+    "added_tokens": [(CALL_TEXT, 4)],
+    "tensor_hook": calls_by_itself,
+}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("tools-home")
     made = tmp_path_factory.mktemp("tool-models")
-    for name, options in FAMILIES.items():
+    for name, options in {**FAMILIES, "caller": CALLER}.items():
         install(home, write_llama_gguf(made / f"{name}.gguf", **options), f"{name}.gguf")
     s = Server(home).wait()
     yield s
@@ -250,3 +272,50 @@ def test_bad_tool_requests_are_400s_naming_the_field(
     assert isinstance(error, dict)
     assert error["param"] == param
     assert words in error["message"] and "\n" not in error["message"]
+
+
+def test_a_call_the_model_chooses_to_make_is_read_back(client: openai.OpenAI) -> None:
+    """``tool_choice`` auto: no grammar; the "caller" model writes a call by
+    itself (one token spelling it), which comes back as a call, whole and
+    streamed, not as text."""
+    reply = ask(client, "caller", max_tokens=1)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", CALLED)
+    calls, finish, text = reassembled(list(ask(client, "caller", max_tokens=1, stream=True)))
+    assert finish == "tool_calls" and text == ""
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [("get_weather", CALLED)]
+    # Without tools offered, the same text is the answer.
+    plain = ask(client, "caller", max_tokens=1, tools=openai.NOT_GIVEN).choices[0]
+    assert plain.message.content == CALL_TEXT and not plain.message.tool_calls
+
+
+def test_ollama_clients_get_calls_and_send_results(server: Server) -> None:
+    """Ollama's /api/chat with tools: the call comes as ``message.tool_calls``
+    with its arguments as an object, whole or streamed; a conversation with
+    the call and the tool's result goes back in Ollama's shapes."""
+    client = ollama.Client(host=server.url)
+    options = {"num_predict": 1}
+    reply = client.chat(model="caller", messages=ASK, tools=TOOLS, options=options)
+    (call,) = reply.message.tool_calls or []
+    assert (call.function.name, dict(call.function.arguments)) == ("get_weather", CALLED)
+    assert not reply.message.content
+    parts = list(
+        client.chat(model="caller", messages=ASK, tools=TOOLS, options=options, stream=True)
+    )
+    streamed = [c for p in parts for c in (p.message.tool_calls or [])]
+    assert [(c.function.name, dict(c.function.arguments)) for c in streamed] == [
+        ("get_weather", CALLED)
+    ]
+    assert "".join(p.message.content or "" for p in parts) == ""
+    messages: list[Any] = [
+        *ASK,
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "eighteen degrees, light wind", "tool_name": "get_weather"},
+    ]
+    answered = client.chat(model="hermes", messages=messages, tools=TOOLS, options=options)
+    asked = client.chat(model="hermes", messages=ASK, tools=TOOLS, options=options)
+    assert answered.prompt_eval_count and asked.prompt_eval_count
+    assert answered.prompt_eval_count > asked.prompt_eval_count + 10  # the call and its result
+    assert "tools" in (client.show("hermes").capabilities or [])

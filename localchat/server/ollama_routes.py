@@ -1,11 +1,12 @@
-"""Ollama's API: ``GET /api/version``, ``GET /api/tags``, ``POST /api/chat``,
-``POST /api/generate`` (the prompt as one user message) and ``POST
-/api/show``. Replies stream as JSON lines unless ``"stream": false``."""
+"""Ollama's API: ``GET /api/version``, ``GET /api/tags``, ``POST /api/chat``
+(with tools), ``POST /api/generate`` (the prompt as one user message, or
+as it is with ``"raw": true``) and ``POST /api/show``. Replies stream as
+JSON lines unless ``"stream": false``."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,10 @@ from starlette.routing import Route
 
 from localchat import __version__
 from localchat.core.engine.gguf_info import read_model_info
-from localchat.core.engine.protocol import ChatResult, Piece
+from localchat.core.engine.protocol import ChatResult, Piece, Tool
+from localchat.core.engine.tools.calls import ToolCall
+from localchat.core.engine.tools.formats import parse
+from localchat.core.engine.tools.stream import ToolStream
 from localchat.core.errors import ModelFileError
 from localchat.core.models import library
 from localchat.server import requests
@@ -94,7 +98,8 @@ async def show(request: Request) -> Response:
                 "general.parameter_count": info.parameter_count,
                 f"{info.architecture}.context_length": info.context_length,
             },
-            "capabilities": ["completion"],
+            # Every model takes tools: through its template, or our prompt.
+            "capabilities": ["completion", "tools"],
             "modified_at": _modified(path),
         }
     )
@@ -113,7 +118,13 @@ async def _reply(request: Request, *, generate: bool) -> Response:
     req = requests.ollama_chat(await requests.read_json(request), generate=generate)
     request.scope.setdefault("state", {})["model"] = req.model
     gen = await service.start(
-        req.model, req.messages, req.settings, stop=req.stop, grammar=req.grammar
+        req.model,
+        req.messages,
+        req.settings,
+        stop=req.stop,
+        grammar=req.grammar,
+        tools=req.tools,
+        raw=req.raw,
     )
     if not req.stream:
         try:
@@ -123,40 +134,74 @@ async def _reply(request: Request, *, generate: bool) -> Response:
         note_result(request, result)
         text = "".join(p.text for p in pieces if not p.reasoning)
         thinking = "".join(p.text for p in pieces if p.reasoning)
-        return JSONResponse(_line(gen.model, text, thinking, generate, result))
-    lines = _lines(request, gen, generate)
+        calls: list[ToolCall] = []
+        if req.tools:
+            text, calls = parse(gen.tool_format, text, req.tools)
+        return JSONResponse(_line(gen.model, text, thinking, generate, result, calls))
+    lines = _lines(request, gen, generate, req.tools)
     return Guarded(
         StreamingResponse(lines, media_type="application/x-ndjson"), closing(request, gen)
     )
 
 
-async def _lines(request: Request, gen: Generation, generate: bool) -> AsyncIterator[str]:
+async def _lines(
+    request: Request, gen: Generation, generate: bool, tools: tuple[Tool, ...]
+) -> AsyncIterator[str]:
+    calls = ToolStream(gen.tool_format, tools) if tools else None
+
+    def answer(events: list[str | ToolCall]) -> Iterator[str]:
+        for event in events:
+            if isinstance(event, str):
+                yield json.dumps(_line(gen.model, event, "", generate)) + "\n"
+            else:  # a call, whole, on its line
+                yield json.dumps(_line(gen.model, "", "", generate, calls=[event])) + "\n"
+
     try:
         async for item in gen.events():
-            if isinstance(item, Piece):
-                text, thinking = ("", item.text) if item.reasoning else (item.text, "")
-                yield json.dumps(_line(gen.model, text, thinking, generate)) + "\n"
+            if not isinstance(item, Piece):
+                continue
+            if item.reasoning:
+                yield json.dumps(_line(gen.model, "", item.text, generate)) + "\n"
+            elif calls is not None:
+                for line in answer(calls.feed(item.text)):
+                    yield line
+            else:
+                yield json.dumps(_line(gen.model, item.text, "", generate)) + "\n"
     except ApiError as exc:
         yield json.dumps({"error": exc.message}) + "\n"
         return
+    if calls is not None:
+        for line in answer(calls.finish()):
+            yield line
     assert gen.result is not None
     note_result(request, gen.result)
     yield json.dumps(_line(gen.model, "", "", generate, gen.result)) + "\n"
 
 
 def _line(
-    model: str, text: str, thinking: str, generate: bool, result: ChatResult | None = None
+    model: str,
+    text: str,
+    thinking: str,
+    generate: bool,
+    result: ChatResult | None = None,
+    calls: Sequence[ToolCall] = (),
 ) -> dict[str, Any]:
-    """One line of a reply (the last, with ``result``: done, and the counts)."""
+    """One line of a reply (the last, with ``result``: done, and the counts;
+    ``calls``: tool calls, arguments as objects as Ollama gives them)."""
     line: dict[str, Any] = {"model": model, "created_at": _now()}
     if generate:
         line["response"] = text
         if thinking:
             line["thinking"] = thinking
     else:
-        message = {"role": "assistant", "content": text}
+        message: dict[str, Any] = {"role": "assistant", "content": text}
         if thinking:
             message["thinking"] = thinking
+        if calls:
+            message["tool_calls"] = [
+                {"id": c.id, "function": {"name": c.name, "arguments": json.loads(c.arguments)}}
+                for c in calls
+            ]
         line["message"] = message
     line["done"] = result is not None
     if result is not None:

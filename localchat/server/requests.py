@@ -406,14 +406,20 @@ def openai_chat(body: Mapping[str, Any]) -> ChatRequest:
 def ollama_chat(body: Mapping[str, Any], *, generate: bool = False) -> ChatRequest:
     """An ``/api/chat`` body (or ``/api/generate``'s, its prompt one user
     message after any system text), checked; Ollama streams unless told not to."""
+    raw = None
+    tools: tuple[Tool, ...] = ()
     if generate:
         msgs: list[Message] = []
         system = text_field(body, "system", required=False)
-        if system:
-            msgs.append({"role": "system", "content": system})
-        msgs.append({"role": "user", "content": text_field(body, "prompt")})
+        if flag(body, "raw", False):
+            raw = text_field(body, "prompt")  # no template: the text as it is
+        else:
+            if system:
+                msgs.append({"role": "system", "content": system})
+            msgs.append({"role": "user", "content": text_field(body, "prompt")})
     else:
         msgs = messages(body.get("messages"))
+        tools = tool_list(body.get("tools"))
     options = body.get("options") or {}
     if not isinstance(options, dict):
         raise ApiError(400, "options must be an object", param="options")
@@ -441,6 +447,9 @@ def ollama_chat(body: Mapping[str, Any], *, generate: bool = False) -> ChatReque
         stop=stops(options.get("stop"), "options.stop"),
         stream=flag(body, "stream", True),
         grammar=grammar,
+        tools=tools,
+        tool_choice="auto" if tools else "none",
+        raw=raw,
     )
 
 
