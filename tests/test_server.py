@@ -101,7 +101,7 @@ def streamed(client: openai.OpenAI, **kw: Any) -> list[Any]:
 
 def post(server: Server, path: str, body: Any, **kw: Any) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(f"{server.url}{path}", content=content, timeout=60, **kw)
+    return httpx.post(f"{server.url}{path}", content=content, **{"timeout": 60, **kw})
 
 
 def assert_openai_error(r: httpx.Response, status: int, *words: str) -> dict[str, Any]:
@@ -449,6 +449,22 @@ def test_a_client_that_disconnects_cancels_its_reply(server: Server) -> None:
     # It ended soon after the client went: its time is the stream's, plus little.
     took_ms = float(first.rsplit(" ", 2)[1])
     assert took_ms < streamed_ms + 1000, (took_ms, streamed_ms)
+
+
+def test_a_client_that_gives_up_on_a_whole_reply_cancels_it(server: Server) -> None:
+    """Not streamed: the client's timeout closes the connection; the reply
+    is cancelled, not generated to its end for no one."""
+    body = {"model": "slow", "messages": HI, "max_tokens": 3000, "seed": 11}
+    before = server.stderr().count("model=slow")
+    with pytest.raises(httpx.TimeoutException):
+        post(server, "/v1/chat/completions", body, timeout=1.5)
+    quick = {"model": "slow", "messages": HI, "max_tokens": 2}
+    t0 = time.monotonic()
+    reply = post(server, "/v1/chat/completions", quick).json()
+    assert reply["usage"]["completion_tokens"] == 2
+    assert time.monotonic() - t0 < 5  # not after 3,000 tokens
+    lines = [ln for ln in server.stderr().splitlines() if "model=slow" in ln][before:]
+    assert "finish=cancelled" in lines[0], lines
 
 
 def test_a_crash_mid_reply_is_a_500_and_the_server_goes_on(server: Server) -> None:

@@ -128,7 +128,7 @@ async def _reply(request: Request, *, generate: bool) -> Response:
     )
     if not req.stream:
         try:
-            pieces, result = await gen.collect()
+            pieces, result = await gen.collect(request.is_disconnected)
         finally:
             await gen.close()
         note_result(request, result)

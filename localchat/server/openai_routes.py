@@ -72,7 +72,7 @@ async def completions(request: Request) -> Response:
     echo = req.raw if req.echo and req.raw else ""
     if not req.stream:
         try:
-            _pieces, result = await gen.collect()
+            _pieces, result = await gen.collect(request.is_disconnected)
         finally:
             await gen.close()
         note_result(request, result)
@@ -144,7 +144,7 @@ async def chat_completions(request: Request) -> Response:
     created = int(time.time())
     if not req.stream:
         try:
-            _pieces, result = await gen.collect()
+            _pieces, result = await gen.collect(request.is_disconnected)
         finally:
             await gen.close()
         note_result(request, result)

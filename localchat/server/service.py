@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,9 @@ from localchat.core.settings import AppSettings
 from localchat.server.errors import ApiError
 
 log = logging.getLogger("localchat.server")
+
+DISCONNECT_POLL_S = 0.05
+"""How often a whole reply's client is checked for having gone."""
 
 Event = tuple[str, Any]
 """("piece", Piece), ("done", ChatResult) or ("error", an exception)."""
@@ -327,11 +330,30 @@ class Generation:
                 self.result = value
                 return
 
-    async def collect(self) -> tuple[list[Piece], ChatResult]:
+    async def collect(
+        self, gone: Callable[[], Awaitable[bool]] | None = None
+    ) -> tuple[list[Piece], ChatResult]:
+        """The whole reply; ``gone``: whether the client has disconnected,
+        asked every :data:`DISCONNECT_POLL_S` meanwhile: then the reply is
+        cancelled (it ends "cancelled", for no one) and the engine freed."""
         pieces: list[Piece] = []
-        async for item in self.events():
-            if isinstance(item, Piece):
-                pieces.append(item)
+
+        async def read() -> None:
+            async for item in self.events():
+                if isinstance(item, Piece):
+                    pieces.append(item)
+
+        task = asyncio.ensure_future(read())
+        try:
+            while gone is not None and not task.done():
+                await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+                if not task.done() and await gone():
+                    self._cancelled.set()
+                    self.service.engine.cancel()
+                    break
+            await task
+        finally:
+            task.cancel()
         assert self.result is not None
         return pieces, self.result
 
