@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gguf
 import numpy as np
 import pytest
 
@@ -23,7 +22,12 @@ from localchat.core.engine.gguf_info import read_model_info
 from localchat.core.engine.protocol import FLAG_BYTES, Flag, Message, Unload
 from localchat.core.errors import EngineCrashed, EngineError, ModelFileError, ModelLoadError
 from localchat.core.params import GenerationSettings
-from localchat.testing.tiny_models import fixture_template, fixture_vocab, write_llama_gguf
+from localchat.testing.tiny_models import (
+    fixture_template,
+    fixture_vocab,
+    write_llama_gguf,
+    write_lora_gguf,
+)
 
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=24, repeat_penalty=1.0)
 
@@ -529,32 +533,12 @@ def test_bad_model_files_are_one_line_errors(
     assert engine.load(tiny_model).n_vocab > 0  # the same worker still serves
 
 
-def _write_lora(path: Path, base: Path, *, shape_ok: bool = True, rank: int = 4) -> Path:
-    info = read_model_info(base)
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_string("general.type", "adapter")
-    w.add_string("adapter.type", "lora")
-    w.add_float32("adapter.lora.alpha", float(rank))
-    rng = np.random.default_rng(0)
-    n = info.n_embd
-    for i in range(info.n_layer):
-        a = rng.standard_normal((rank, n)).astype(np.float32)
-        b = rng.standard_normal((n, rank if shape_ok else rank + 1)).astype(np.float32)
-        w.add_tensor(f"blk.{i}.attn_q.weight.lora_a", a)
-        w.add_tensor(f"blk.{i}.attn_q.weight.lora_b", b)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
-
-
 def test_lora_adapters_apply_and_bad_ones_are_refused(
     engine: Engine, tmp_path: Path, tiny_model: Path
 ) -> None:
     engine.load(tiny_model)
     base = engine.chat(user("Hi"), GREEDY).text()
-    lora = _write_lora(tmp_path / "good.gguf", tiny_model)
+    lora = write_lora_gguf(tmp_path / "good.gguf", tiny_model)
     loaded = engine.load(tiny_model, GREEDY.replace(lora_scale=4.0), lora=lora)
     assert loaded.lora == str(lora)
     tuned = engine.chat(user("Hi"), GREEDY).text()
@@ -562,7 +546,7 @@ def test_lora_adapters_apply_and_bad_ones_are_refused(
     off = engine.load(tiny_model, GREEDY.replace(lora_scale=0.0), lora=lora)
     assert off.lora and engine.chat(user("Hi"), GREEDY).text() == base
 
-    broken = _write_lora(tmp_path / "broken.gguf", tiny_model, shape_ok=False)
+    broken = write_lora_gguf(tmp_path / "broken.gguf", tiny_model, shape_ok=False)
     with pytest.raises(ModelLoadError, match=r"cannot load adapter broken\.gguf"):
         engine.load(tiny_model, lora=broken)
     with pytest.raises(ModelFileError, match="not a LoRA adapter"):

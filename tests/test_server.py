@@ -20,7 +20,7 @@ import ollama
 import openai
 import pytest
 
-from localchat.testing.tiny_models import write_llama_gguf
+from localchat.testing.tiny_models import write_llama_gguf, write_lora_gguf
 from tests.server_helpers import Server, install
 
 HI = [{"role": "user", "content": "hello there"}]
@@ -72,6 +72,8 @@ def server_home(
     install(home, slow_model, "slow.gguf")
     install(home, r1_model, "r1-distill-tiny.gguf")
     made = tmp_path_factory.mktemp("accents")
+    (home / "adapters").mkdir()
+    write_lora_gguf(home / "adapters" / "tiny-lora.gguf", tiny_model, base_file="tiny.gguf")
     install(
         home, write_llama_gguf(made / "accents.gguf", tensor_hook=writes_e_acute), "accents.gguf"
     )
@@ -137,8 +139,28 @@ FIRST_BYTE = 5
 
 def test_models_are_the_installed_ones(client: openai.OpenAI) -> None:
     models = client.models.list().data
-    assert {m.id for m in models} == {"tiny", "slow", "r1-distill-tiny"}
+    assert {m.id for m in models} == {
+        "tiny",
+        "slow",
+        "r1-distill-tiny",
+        "accents",
+        "tiny+tiny-lora",
+    }
     assert all(m.object == "model" and m.owned_by == "localchat" for m in models)
+
+
+def test_a_model_with_its_adapter_is_a_model_of_its_own(client: openai.OpenAI) -> None:
+    """``model+adapter`` loads the model with the adapter (and back without)."""
+    greedy: dict[str, Any] = {"temperature": 0.0, "max_tokens": 12}
+    plain = ask(client, **greedy)
+    tuned = ask(client, model="tiny+tiny-lora", **greedy)
+    assert tuned.model == "tiny+tiny-lora"
+    assert tuned.choices[0].message.content != plain.choices[0].message.content
+    again = ask(client, **greedy)
+    assert again.model == "tiny"
+    assert again.choices[0].message.content == plain.choices[0].message.content
+    with pytest.raises(openai.NotFoundError):
+        ask(client, model="tiny+nope")
 
 
 def test_the_same_seed_gives_the_same_reply_streamed_and_not(client: openai.OpenAI) -> None:
@@ -491,7 +513,7 @@ def test_a_crash_mid_reply_is_a_500_and_the_server_goes_on(server: Server) -> No
 
 def test_ollama_list_and_chat(server: Server) -> None:
     client = ollama.Client(host=server.url)
-    assert {m.model for m in client.list().models} == {"tiny", "slow", "r1-distill-tiny"}
+    assert {m.model for m in client.list().models} == {"tiny", "slow", "r1-distill-tiny", "accents"}
     assert httpx.get(f"{server.url}/api/version").json()["version"]
     options = {"seed": 5, "temperature": 0.8, "num_predict": 6}
     whole = client.chat(model="tiny", messages=HI, options=options, stream=False)

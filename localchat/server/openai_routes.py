@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -19,8 +20,7 @@ from localchat.core.engine.protocol import ChatResult, Piece, TokenLogprob
 from localchat.core.engine.tools.calls import ToolCall
 from localchat.core.engine.tools.formats import parse
 from localchat.core.engine.tools.stream import ToolStream
-from localchat.core.models import library
-from localchat.server import requests
+from localchat.server import requests, targets
 from localchat.server.errors import ApiError, error_body
 from localchat.server.responses import Guarded, closing, note_result
 from localchat.server.service import EngineService, Generation
@@ -30,16 +30,21 @@ FINISH = {"stop": "stop", "cancelled": "stop", "length": "length", "context": "l
 
 
 async def models(request: Request) -> Response:
-    data = [
-        {
-            "id": p.stem,
-            "object": "model",
-            "created": int(p.stat().st_mtime),
-            "owned_by": "localchat",
-        }
-        for p in library.installed()
-    ]
-    return JSONResponse({"object": "list", "data": data})
+    """The installed models, and each with each adapter made for it
+    (``model+adapter``)."""
+
+    def listing() -> list[dict[str, Any]]:
+        return [
+            {
+                "id": t.name,
+                "object": "model",
+                "created": int((t.adapter or t.model).stat().st_mtime),
+                "owned_by": "localchat",
+            }
+            for t in targets.pairs()
+        ]
+
+    return JSONResponse({"object": "list", "data": await run_in_threadpool(listing)})
 
 
 async def completions(request: Request) -> Response:

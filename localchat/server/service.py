@@ -37,10 +37,10 @@ from localchat.core.errors import (
     ModelLoadError,
     SettingError,
 )
-from localchat.core.models import library
 from localchat.core.params import GenerationSettings
 from localchat.core.settings import AppSettings
 from localchat.server.errors import ApiError
+from localchat.server.targets import Target, find
 
 log = logging.getLogger("localchat.server")
 
@@ -52,24 +52,8 @@ Event = tuple[str, Any]
 
 
 def find_model(name: str) -> Path:
-    """The installed model called ``name`` (its file name, without .gguf; an
-    Ollama-style ``:latest`` tag is ignored): 404 when there is none. Only
-    installed models: a request never names a file to load."""
-    key = name.removesuffix(":latest")
-    models = library.installed()
-    if "/" not in key and "\\" not in key:
-        try:
-            path = library.resolve(key)
-        except ModelFileError:
-            path = None
-        if path is not None and path in models:
-            return path
-    raise ApiError(
-        404,
-        f"model {name!r} not found; installed: {', '.join(p.stem for p in models) or 'none'}",
-        param="model",
-        code="model_not_found",
-    )
+    """The installed model ``name`` names (its adapter, if any, aside)."""
+    return find(name).model
 
 
 class EngineService:
@@ -80,6 +64,7 @@ class EngineService:
         self._lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.model: Path | None = None
+        self.adapter: Path | None = None
         self.base = GenerationSettings()
         """The loaded model's own settings (the window's choices for it)."""
         self.on_load: list[Callable[[Path], None]] = []
@@ -106,25 +91,34 @@ class EngineService:
         finally:
             loop.call_soon_threadsafe(self._lock.release)
 
-    def _needs_load(self, path: Path) -> bool:
+    def _needs_load(self, target: Target) -> bool:
         loaded = self.engine.loaded
-        if loaded is None or Path(loaded.path) != path.resolve() or loaded.lora:
+        lora = str(target.adapter.resolve()) if target.adapter else None
+        if loaded is None or Path(loaded.path) != target.model.resolve() or loaded.lora != lora:
             return True
-        if self.model != path:  # loaded by the window: take its settings
-            self.model, self.base = path, _server_settings(path)
+        if (self.model, self.adapter) != (target.model, target.adapter):
+            # Loaded by the window: take its settings.
+            self.model, self.adapter = target.model, target.adapter
+            self.base = _server_settings(target.model)
         return False
 
-    def load(self, path: Path) -> LoadedModel:
-        """Load ``path`` (blocking: from a thread, or before serving)."""
+    @property
+    def name(self) -> str:
+        """The loaded model's id (``model+adapter`` with an adapter)."""
+        return Target(self.model, self.adapter).name if self.model else ""
+
+    def load(self, path: Path, adapter: Path | None = None) -> LoadedModel:
+        """Load ``path``, with ``adapter`` (blocking: from a thread, or before
+        serving)."""
         base = _server_settings(path)
         if self.engine.loaded is not None:
             # Free the old model first: never two in memory at once (and a
             # model loaded over another in the same worker generated ~100x
             # slower in tests; unloading first avoids it).
             self.engine.unload()
-        self.model = None
-        loaded = self.engine.load(path, base)
-        self.model, self.base = path, base
+        self.model = self.adapter = None
+        loaded = self.engine.load(path, base, lora=adapter)
+        self.model, self.adapter, self.base = path, adapter, base
         for listener in self.on_load:
             listener(path)
         return loaded
@@ -149,15 +143,18 @@ class EngineService:
         loaded model's format. Failures before its first piece are
         :class:`ApiError`; the returned generation holds the engine until it
         is closed. ``raw``: a text to complete, in place of the messages."""
-        path = find_model(model)
+        target = find(model)
+        path = target.model
         await self._lock.acquire()
         generation: Generation | None = None
         try:
-            if self._needs_load(path):
+            if self._needs_load(target):
                 try:
-                    await run_in_threadpool(self.load, path)
+                    await run_in_threadpool(self.load, path, target.adapter)
                 except (ModelFileError, ModelLoadError) as exc:
-                    raise ApiError(500, f"could not load {path.stem}: {exc}") from None
+                    # With an adapter, most likely one for another model: the request's.
+                    status = 400 if target.adapter else 500
+                    raise ApiError(status, f"could not load {target.name}: {exc}") from None
                 except EngineCrashed as exc:
                     raise ApiError(500, str(exc), code="model_crashed") from None
             try:
@@ -248,7 +245,7 @@ class Generation:
         self.raw = raw
         self.messages = messages
         self.settings = settings
-        self.model = service.model.stem if service.model else ""
+        self.model = service.name
         self.tools = tools
         self.tool_format = service.tool_format()
         """The format the reply's calls are read in."""

@@ -251,3 +251,35 @@ def quantize(source: str | os.PathLike[str], target: str | os.PathLike[str], kin
     if done.returncode != 0:
         raise RuntimeError(f"quantizing to {kind} failed: {done.stderr.strip()[-500:]}")
     return Path(target)
+
+
+def write_lora_gguf(
+    path: str | os.PathLike[str],
+    base: str | os.PathLike[str],
+    *,
+    shape_ok: bool = True,
+    rank: int = 4,
+    base_file: str | None = None,
+) -> Path:
+    """A random LoRA adapter (on every layer's query projection) for the
+    model at ``base``; ``shape_ok=False`` makes one llama.cpp refuses;
+    ``base_file``: the base model's file name, recorded as our trainer does."""
+    info = read_model_info(base)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_string("general.type", "adapter")
+    w.add_string("adapter.type", "lora")
+    w.add_float32("adapter.lora.alpha", float(rank))
+    if base_file is not None:
+        w.add_string("localchat.lora.base.file", base_file)
+    rng = np.random.default_rng(0)
+    n = info.n_embd
+    for i in range(info.n_layer):
+        a = rng.standard_normal((rank, n)).astype(np.float32)
+        b = rng.standard_normal((n, rank if shape_ok else rank + 1)).astype(np.float32)
+        w.add_tensor(f"blk.{i}.attn_q.weight.lora_a", a)
+        w.add_tensor(f"blk.{i}.attn_q.weight.lora_b", b)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return Path(path)
