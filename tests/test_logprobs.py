@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import math
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 import numpy as np
@@ -115,6 +116,39 @@ def test_texts_join_into_the_reply_across_split_characters_and_stops(
     cut = stream.text()
     assert stream.result is not None and cut == reply[: reply.index(stop)]
     assert "".join(t.text for t in stream.result.tokens) == cut
+
+
+def test_streamed_entries_follow_the_text_out(
+    engine: Engine, tmp_path: Path, r1_model: Path
+) -> None:
+    """With stream_logprobs, a piece carries the entries of the answer's
+    tokens whose text is out by then: never ahead of the text (a held
+    stop string's start, a partial character), in order, the same as the
+    result's, and none of the thinking's."""
+
+    def check(stream: Any) -> None:
+        out, sent = "", []
+        for piece in stream.pieces():
+            if not piece.reasoning:
+                out += piece.text
+            sent += piece.tokens
+            assert "".join(t.text for t in sent) == out[: len("".join(t.text for t in sent))]
+            assert len("".join(t.text for t in sent)) <= len(out)
+        answer = [t for t in stream.result.tokens if not t.reasoning]
+        assert sent, "nothing streamed"
+        assert [(t.id, t.logprob, t.top) for t in sent] == [
+            (t.id, t.logprob, t.top) for t in answer[: len(sent)]
+        ]
+
+    model = write_llama_gguf(tmp_path / "bytes.gguf", suppress_special=True, seed=3)
+    engine.load(str(model), GenerationSettings(ctx=512))
+    s = GenerationSettings(temperature=1.5, seed=11, max_tokens=60)
+    reply = engine.chat(HI, s).text()
+    stop = reply[len(reply) // 2 : len(reply) // 2 + 3]
+    check(engine.chat(HI, s, stop=[stop], top_logprobs=2, stream_logprobs=True))
+    engine.load(str(r1_model), GenerationSettings(ctx=512))
+    thinking = GenerationSettings(temperature=1.0, seed=2, max_tokens=80)
+    check(engine.chat(HI, thinking, top_logprobs=2, stream_logprobs=True))
 
 
 def test_off_by_default_and_bounded(engine: Engine, tiny_model: Path) -> None:

@@ -233,6 +233,27 @@ def test_logprobs_are_sorted_and_consistent(client: openai.OpenAI) -> None:
     streamed_tokens = [t for c in chunks if c.choices and c.choices[0].logprobs for t in
                        c.choices[0].logprobs.content]  # fmt: skip
     assert [t.token for t in streamed_tokens] == [t.token for t in content]
+    assert [t.top_logprobs[0].token for t in streamed_tokens] == [
+        t.top_logprobs[0].token for t in content
+    ]
+    # Each chunk carries its own tokens' log-probabilities, as it goes.
+    carrying = [c for c in chunks if c.choices and c.choices[0].logprobs]
+    assert len(carrying) > 1
+    for c in carrying:
+        tokens = "".join(t.token for t in c.choices[0].logprobs.content)
+        assert tokens == (c.choices[0].delta.content or "") or c.choices[0].finish_reason
+    # The same for text completions, in their shape.
+    text_chunks = [
+        c
+        for c in client.completions.create(
+            model="tiny", prompt="hello", max_tokens=8, seed=7, stream=True, logprobs=2
+        )
+        if c.choices and c.choices[0].logprobs
+    ]
+    assert len(text_chunks) > 1
+    offsets = [o for c in text_chunks for o in c.choices[0].logprobs.text_offset]
+    tokens = [t for c in text_chunks for t in c.choices[0].logprobs.tokens]
+    assert offsets == [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
     bad = ask
     with pytest.raises(openai.BadRequestError, match="top_logprobs"):
         bad(client, logprobs=True, top_logprobs=21)

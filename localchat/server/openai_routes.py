@@ -60,6 +60,7 @@ async def completions(request: Request) -> Response:
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs,
         raw=req.raw,
+        stream_logprobs=req.stream and req.logprobs,
     )
     reply_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -90,10 +91,17 @@ async def completions(request: Request) -> Response:
     async def chunks() -> AsyncIterator[dict[str, str]]:
         if echo:
             yield {"data": json.dumps(body(echo, None), ensure_ascii=False)}
+        sent, at = 0, len(echo)  # tokens whose log-probabilities went out; where the next starts
         try:
             async for item in gen.events():
-                if isinstance(item, Piece) and item.text:
-                    yield {"data": json.dumps(body(item.text, None), ensure_ascii=False)}
+                if isinstance(item, Piece) and (item.text or item.tokens):
+                    logprobs = None
+                    if item.tokens:
+                        logprobs = _text_logprobs(item.tokens, req.top_logprobs, at)
+                        sent += len(item.tokens)
+                        at += sum(len(t.text) for t in item.tokens)
+                    chunk = body(item.text, None, logprobs)
+                    yield {"data": json.dumps(chunk, ensure_ascii=False)}
         except ApiError as exc:
             yield {"data": json.dumps(error_body(exc), ensure_ascii=False)}
             return
@@ -101,7 +109,7 @@ async def completions(request: Request) -> Response:
         assert result is not None
         note_result(request, result)
         logprobs = (
-            _text_logprobs(result.tokens, req.top_logprobs, len(echo)) if req.logprobs else None
+            _text_logprobs(result.tokens[sent:], req.top_logprobs, at) if req.logprobs else None
         )
         yield {
             "data": json.dumps(body("", FINISH[result.finish_reason], logprobs), ensure_ascii=False)
@@ -144,6 +152,7 @@ async def chat_completions(request: Request) -> Response:
         grammar=req.grammar,
         tools=req.tools,
         tool_choice=req.tool_choice,
+        stream_logprobs=req.stream and req.logprobs,
     )
     reply_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -234,17 +243,24 @@ async def _chunks(
             )
 
     called: list[ToolCall] = []
+    sent = 0  # the answer's tokens whose log-probabilities went out
     yield chunk({"role": "assistant", "content": ""})
     try:
         async for item in gen.events():
-            if isinstance(item, Piece):
-                if item.reasoning:
-                    yield chunk({"reasoning_content": item.text})
-                elif calls is not None:
-                    for out in answer(calls.feed(item.text)):
-                        yield out
-                else:
-                    yield chunk({"content": item.text})
+            if not isinstance(item, Piece):
+                continue
+            if item.reasoning:
+                yield chunk({"reasoning_content": item.text})
+            elif calls is not None:
+                for out in answer(calls.feed(item.text)):
+                    yield out
+            elif item.tokens:
+                sent += len(item.tokens)
+                yield chunk(
+                    {"content": item.text}, logprobs=_logprobs(item.tokens, req.top_logprobs)
+                )
+            else:
+                yield chunk({"content": item.text})
     except ApiError as exc:
         yield {"data": json.dumps(error_body(exc), ensure_ascii=False)}
         return
@@ -254,9 +270,13 @@ async def _chunks(
     result = gen.result
     assert result is not None
     note_result(request, result)
-    # The engine reports the tokens' log-probabilities with the result: they
-    # come in the last chunk, together.
-    logprobs = _logprobs(result.tokens, req.top_logprobs) if req.logprobs else None
+    # Each chunk had its tokens' log-probabilities; those of the text held
+    # back to the end (a stop string's start, a last partial character)
+    # come with the last chunk.
+    logprobs: dict[str, Any] | None = None
+    if req.logprobs:
+        answer_tokens = tuple(t for t in result.tokens if not t.reasoning)
+        logprobs = _logprobs(answer_tokens[sent:], req.top_logprobs)
     finish = "tool_calls" if called else FINISH[result.finish_reason]
     yield chunk({}, finish, logprobs=logprobs)
     if req.include_usage:

@@ -136,6 +136,7 @@ class EngineService:
         tools: Sequence[Tool] = (),
         tool_choice: str = "auto",
         raw: str | None = None,
+        stream_logprobs: bool = False,
     ) -> Generation:
         """Wait for the engine, load ``model`` if need be and start the reply.
         ``tools``: functions it may call; ``tool_choice``: "auto", "required"
@@ -178,6 +179,7 @@ class EngineService:
                 grammar,
                 tuple(tools),
                 raw,
+                stream_logprobs,
             )
             await generation.begin()
             return generation
@@ -240,8 +242,10 @@ class Generation:
         grammar: str | None = None,
         tools: tuple[Tool, ...] = (),
         raw: str | None = None,
+        stream_logprobs: bool = False,
     ) -> None:
         self.service = service
+        self.stream_logprobs = stream_logprobs
         self.raw = raw
         self.messages = messages
         self.settings = settings
@@ -286,6 +290,7 @@ class Generation:
                 grammar=grammar,
                 tools=self.tools,
                 raw=self.raw,
+                stream_logprobs=self.stream_logprobs,
             )
             if self._cancelled.is_set():
                 stream.cancel()

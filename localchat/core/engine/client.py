@@ -230,6 +230,7 @@ class Engine:
         grammar: str | None = None,
         tools: Sequence[Tool] = (),
         raw: str | None = None,
+        stream_logprobs: bool = False,
     ) -> ChatStream:
         """Start a reply; iterate the returned stream for its text as it comes.
         ``logprobs``: keep every token's log-probability, ``top_logprobs``:
@@ -238,7 +239,8 @@ class Engine:
         ``grammar``: GBNF the answer must follow (``Chat.grammar``; JSON's
         from ``json_grammar``); ``tools``: functions the model may call
         (``Chat.tools``); ``raw``: a text to complete in place of the
-        messages (``Chat.raw``)."""
+        messages (``Chat.raw``); ``stream_logprobs``: the log-probabilities
+        with each piece too (``Chat.stream_logprobs``)."""
         if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
             raise SettingError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
         request = Chat(
@@ -251,6 +253,7 @@ class Engine:
             grammar,
             raw=raw,
             tools=tuple(tools),
+            stream_logprobs=stream_logprobs,
         )
         with self._lock:
             rid = self._send(request)

@@ -139,6 +139,9 @@ class Chat:
     (``finish_reason`` "stop") is complete under it; one cut short
     ("length", "context", "cancelled") is only a prefix of a valid text.
     A grammar llama.cpp cannot parse is an :class:`EngineError`."""
+    stream_logprobs: bool = False
+    """With ``logprobs``: each piece carries its tokens' log-probabilities
+    (``Piece.tokens``) as they go out, for a client that streams them."""
     raw: str | None = None
     """A prompt given as text (OpenAI's ``/v1/completions``), completed as
     it is, in place of ``messages``: no chat template, no thinking told
@@ -320,6 +323,10 @@ class Piece:
 
     text: str
     reasoning: bool = False
+    tokens: tuple[TokenLogprob, ...] = ()
+    """With ``Chat.stream_logprobs``: the answer's tokens whose text has
+    gone out (in this piece or before), each with its log-probability and
+    top candidates (no ``sampled``: that is the result's)."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,14 @@ from collections.abc import Callable, Generator, Sequence
 
 import llama_cpp
 
-from localchat.core.engine.protocol import Chat, ChatResult, FinishReason, Message, Piece
+from localchat.core.engine.protocol import (
+    Chat,
+    ChatResult,
+    FinishReason,
+    Message,
+    Piece,
+    TokenLogprob,
+)
 from localchat.core.engine.worker.flags import Flags
 from localchat.core.engine.worker.grammar import compile_grammar
 from localchat.core.engine.worker.llama_log import LlamaLog
@@ -80,10 +87,25 @@ def chat(
     thinking = model.thinking if req.raw is None else None
     inside = thinking is not None and thinking.opens(model.options)
     shown = model.tool_marker_tokens() if req.tools else frozenset()
-    reply = ReplyText(tokenizer, req.stop, thinking, say, inside=inside, shown=shown)
     probe = Probe(llm, tokenizer, req.top_logprobs, s) if req.logprobs else None
     taken: list[int] = []  # what the sampler has taken, for the penalty (per generate)
     reads: list[Position | None] = []  # each token's position, read as asked
+
+    def entry(i: int) -> TokenLogprob:
+        assert probe is not None
+        read = reads[i] if i < len(reads) else None  # a placed token's comes after it
+        return probe.streamed(reply.tokens[i], reply.texts[i], read)
+
+    streamed = probe is not None and req.stream_logprobs
+    reply = ReplyText(
+        tokenizer,
+        req.stop,
+        thinking,
+        say,
+        inside=inside,
+        shown=shown,
+        entry=entry if streamed else None,
+    )
     first = tokens[prefix:]
     if req.prefix:
         # The reply starts with tokens given (an earlier reply's, up to the

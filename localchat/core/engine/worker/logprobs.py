@@ -121,6 +121,17 @@ class Probe:
         )
         return position.logprob, top, lse, sampled
 
+    def streamed(self, token: int, text: str, position: Position | None) -> TokenLogprob:
+        """A token's entry while the reply streams: its log-probability and
+        top candidates (the chain's replay waits for :meth:`finish`)."""
+        if position is None:
+            return TokenLogprob(token, text, 0.0, (), forced=True)
+        top = tuple(
+            (int(t), self.text(int(t)), float(v) - position.lse)
+            for t, v in zip(position.ids[: self.top], position.logits[: self.top], strict=True)
+        )
+        return TokenLogprob(token, text, position.logprob, top, lse=position.lse)
+
     def text(self, token: int) -> str:
         """A candidate's text on its own (a partial character shows as U+FFFD)."""
         if token not in self._texts:

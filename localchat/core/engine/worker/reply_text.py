@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from localchat.core.engine.protocol import Piece
+from localchat.core.engine.protocol import Piece, TokenLogprob
 from localchat.core.engine.reasoning import Part, Splitter
 from localchat.core.engine.streaming import StopMatcher, Utf8Assembler
 from localchat.core.engine.worker.thinking import Thinking
@@ -25,10 +25,17 @@ class ReplyText:
         *,
         inside: bool = False,
         shown: frozenset[int] = frozenset(),
+        entry: Callable[[int], TokenLogprob] | None = None,
     ) -> None:
         """``shown``: control tokens whose text is part of the reply (a tool
-        call's markers)."""
+        call's markers); ``entry``: the streamed entry of the i-th token, to
+        send each answer token's with the piece its text went out in (or the
+        next one)."""
         self.tokenizer = tokenizer
+        self._entry = entry
+        self._pending: list[Piece] = []  # said while adding a token
+        self._ends: list[int] = []  # each token's text's end, counted in characters
+        self._next_entry = 0  # the first token whose entry has not gone out
         self._utf8 = Utf8Assembler()
         self._stops = StopMatcher(stops)
         self._say = say
@@ -67,6 +74,7 @@ class ReplyText:
         piece = self.tokenizer.piece(token, special=token in self._markers, lstrip=lstrip)
         text = self._utf8.feed(piece)
         self.texts.append(text)
+        self._ends.append((self._ends[-1] if self._ends else 0) + len(text))
         out, self.hit_stop = self._stops.feed(text)
         self._text(out)
         counted = was or self.thinking  # its markers count as thinking
@@ -77,6 +85,7 @@ class ReplyText:
                 self._think_start = time.perf_counter()
             if was and not self.thinking:
                 self._think_end = time.perf_counter()
+        self._flush()
         return self.hit_stop
 
     def finish(self) -> None:
@@ -92,6 +101,7 @@ class ReplyText:
             self._send(self.splitter.flush())
         if self._think_start and not self._think_end:
             self._think_end = time.perf_counter()  # it ended while thinking
+        self._flush(ended=True)
         self._trim()
 
     def _trim(self) -> None:
@@ -119,4 +129,32 @@ class ReplyText:
     def _send(self, parts: list[Part]) -> None:
         for part in parts:
             (self.thought if part.reasoning else self.answer).append(part.text)
-            self._say(Piece(part.text, part.reasoning))
+            self._pending.append(Piece(part.text, part.reasoning))
+
+    def _flush(self, *, ended: bool = False) -> None:
+        """Say what the last token (or the end) brought out, the answer's
+        last piece with the entries of the tokens whose text is out (those
+        of the end are the result's)."""
+        pending, self._pending = self._pending, []
+        last = max((i for i, p in enumerate(pending) if not p.reasoning), default=None)
+        if self._entry is not None and last is not None and not ended:
+            entries = self._ready()
+            if entries:
+                pending[last] = Piece(pending[last].text, False, tuple(entries))
+        for piece in pending:
+            self._say(piece)
+
+    def _ready(self) -> list[TokenLogprob]:
+        """The entries of the answer's tokens whose whole text has gone out
+        (past the stop strings and the thinking's markers held back)."""
+        assert self._entry is not None
+        out_to = self._written - (len(self.splitter._buf) if self.splitter else 0)
+        entries = []
+        while self._next_entry < len(self.thinking_flags):
+            i = self._next_entry
+            if self._ends[i] > out_to:
+                break
+            if not self.thinking_flags[i]:
+                entries.append(self._entry(i))
+            self._next_entry += 1
+        return entries
