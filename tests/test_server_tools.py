@@ -181,6 +181,14 @@ def test_required_makes_one_or_more_calls_of_the_tools(client: openai.OpenAI) ->
         for call in calls:
             assert_valid(call.function.name, call.function.arguments)
         assert len({c.id for c in calls}) == len(calls)
+    several = [
+        len(ask(client, "hermes", tool_choice="required", seed=seed).choices[0].message.tool_calls)
+        for seed in range(4, 12)
+    ]
+    assert max(several) > 1  # a random model, free to, makes several calls at times
+    for seed in range(4, 12):
+        one = ask(client, "hermes", tool_choice="required", seed=seed, parallel_tool_calls=False)
+        assert len(one.choices[0].message.tool_calls) == 1
 
 
 @pytest.mark.parametrize("family", FAMILIES)

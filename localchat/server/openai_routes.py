@@ -152,6 +152,7 @@ async def chat_completions(request: Request) -> Response:
         grammar=req.grammar,
         tools=req.tools,
         tool_choice=req.tool_choice,
+        parallel=req.parallel,
         stream_logprobs=req.stream and req.logprobs,
     )
     reply_id = f"chatcmpl-{uuid.uuid4().hex}"

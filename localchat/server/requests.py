@@ -71,6 +71,9 @@ class ChatRequest:
     tool_choice: str = "auto"
     """"auto" (the model decides), "required" (at least one call), or the
     name of the one function it must call."""
+    parallel: bool = True
+    """Whether the model may make several calls at once (OpenAI's
+    ``parallel_tool_calls``; held to one by the grammar where it is one)."""
     raw: str | None = None
     """A text completion's prompt (``/v1/completions``), in place of messages."""
     echo: bool = False
@@ -400,6 +403,7 @@ def openai_chat(body: Mapping[str, Any]) -> ChatRequest:
         grammar=grammar,
         tools=() if choice == "none" else tools,
         tool_choice=choice,
+        parallel=flag(body, "parallel_tool_calls", True),
     )
 
 

@@ -135,6 +135,7 @@ class EngineService:
         grammar: str | None = None,
         tools: Sequence[Tool] = (),
         tool_choice: str = "auto",
+        parallel: bool = True,
         raw: str | None = None,
         stream_logprobs: bool = False,
     ) -> Generation:
@@ -166,7 +167,7 @@ class EngineService:
             if tools and tool_choice not in ("auto", "none"):
                 name = None if tool_choice == "required" else tool_choice
                 try:
-                    grammar = call_grammar(fmt, tools, name)
+                    grammar = call_grammar(fmt, tools, name, several=parallel)
                 except SettingError as exc:
                     raise ApiError(400, str(exc), param="tools") from None
             generation = Generation(

@@ -19,11 +19,17 @@ MORE_CALLS = 4
 
 
 def call_grammar(
-    fmt: ToolFormat, tools: Sequence[Mapping[str, Any]], name: str | None = None
+    fmt: ToolFormat,
+    tools: Sequence[Mapping[str, Any]],
+    name: str | None = None,
+    *,
+    several: bool = True,
 ) -> str:
     """GBNF for one call of ``name`` (None: one or more calls of any of
-    ``tools``) as ``fmt`` writes it. A schema the grammar cannot enforce is a
-    one-line :class:`~localchat.core.errors.SettingError` naming the tool."""
+    ``tools``, or one only unless ``several``) as ``fmt`` writes it. A
+    schema the grammar cannot enforce is a one-line
+    :class:`~localchat.core.errors.SettingError` naming the tool."""
+    several = several and name is None
     chosen = [(i, t) for i, t in enumerate(tools) if name is None or t["function"]["name"] == name]
     schemas = [(parameters(t), f"tools[{i}].function.parameters") for i, t in chosen]
     if fmt.name == "qwen-xml":
@@ -39,10 +45,10 @@ def call_grammar(
     lines = [f"call ::= {' | '.join(calls)}"]
     if fmt.name == "mistral":
         body = '"[TOOL_CALLS][" call ' + (
-            f'( "," " "? call ){{0,{MORE_CALLS}}} ' if name is None else ""
+            f'( "," " "? call ){{0,{MORE_CALLS}}} ' if several else ""
         )
         lines.append(f'root ::= {body}"]"')
-    elif name is None and fmt.name != "llama3":
+    elif several and fmt.name != "llama3":
         lines.append(f'root ::= {one} ( "\\n" {one} ){{0,{MORE_CALLS}}}')
     else:
         lines.append(f"root ::= {one}")
