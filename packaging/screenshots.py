@@ -154,6 +154,38 @@ def xray_tokens() -> tuple[TokenLogprob, ...]:
     return tuple(fixed)
 
 
+SERVED = [
+    # (seconds after the first, client, method and path, model, status, tokens, tok/s, ms)
+    (0, "127.0.0.1", "GET /v1/models", None, 200, None, None, 3),
+    (2, "127.0.0.1", "POST /v1/chat/completions", MODEL, 200, 118, 31.2, 4210),
+    (9, "127.0.0.1", "POST /api/chat", MODEL, 200, 64, 30.8, 2330),
+    (15, "127.0.0.1", "POST /v1/chat/completions", "llama-3.2-1b", 404, None, None, 2),
+    (21, "127.0.0.1", "POST /v1/chat/completions", MODEL, 200, 256, 29.7, 8990),
+    (34, "127.0.0.1", "POST /v1/chat/completions", MODEL, 0, 12, 30.1, 610),
+]
+
+
+def serve_for_show(window: MainWindow) -> None:
+    """The status bar's "API on …" and the request log, as after a few
+    requests (illustrative records, like the chats: nothing is served)."""
+    from localchat.server.app import RequestRecord
+
+    window.settings.set_server(on=True)  # the switch as it would be (undone after the shot)
+    state = window.server.state
+    state.set("on", "127.0.0.1:4891")
+    first = time.mktime((2026, 5, 4, 14, 2, 10, 0, 0, -1))
+    for after, client, request, model, status, tokens, rate, ms in SERVED:
+        method, path = request.split()
+        finish = ("length" if tokens == 256 else "stop") if tokens else None
+        state.log(
+            RequestRecord(
+                first + after, client, method, path, model, status, tokens, rate, finish, ms
+            )
+        )
+    window.server_view.open_log()
+    window.settings_dock.show()
+
+
 def settle(app: QApplication, window: MainWindow, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and (window.loaded is None or window.busy()):
@@ -190,6 +222,16 @@ def main() -> int:
         settle(app, window)
         window.grab().save(str(out / f"settings-{name}{suffix}.png"))
         window.settings_dock.hide()
+        serve_for_show(window)
+        settle(app, window, 0)
+        bar = window.panel.verticalScrollBar()
+        bar.setValue(bar.maximum())  # the "Local server" form, at the foot of the settings
+        settle(app, window, 0)
+        window.grab().save(str(out / f"server-{name}{suffix}.png"))
+        window.server_view.dock.hide()
+        window.settings_dock.hide()
+        window.settings.set_server(on=False)
+        window.server.state.set("off")
         window.select_chat(chats["long"])
         settle(app, window)
         window.view.verticalScrollBar().setValue(window.view.verticalScrollBar().maximum() // 2)

@@ -163,6 +163,54 @@ def test_the_deb_depends_on_what_qt_s_x11_plugin_links(tmp_path: Path) -> None:
     assert "libc6" in depends  # and what ldd resolves on this machine, as before
 
 
+def spec_hidden_imports() -> list[str]:
+    """The spec's hidden imports, without building: the spec run with
+    PyInstaller's build steps stubbed, the Analysis' arguments kept."""
+    pytest.importorskip("PyInstaller", reason="needs the package extra")
+    seen: dict[str, object] = {}
+
+    def analysis(*_args: object, **kwargs: object) -> object:
+        seen.update(kwargs)
+        return type("A", (), {"pure": [], "scripts": [], "binaries": [], "datas": []})()
+
+    stub = lambda *_args, **_kwargs: None  # noqa: E731
+    spec = ROOT / "packaging" / "localchat.spec"
+    names = {"SPECPATH": str(spec.parent), "Analysis": analysis, "PYZ": stub, "EXE": stub}
+    exec(compile(spec.read_text(), str(spec), "exec"), {**names, "COLLECT": stub, "BUNDLE": stub})
+    hidden = seen["hiddenimports"]
+    assert isinstance(hidden, list)
+    return hidden
+
+
+def test_the_bundle_has_what_the_api_server_imports_by_name() -> None:
+    """uvicorn names its loop, protocols, lifespan and log formatter in
+    strings (``uvicorn/config.py``); the spec lists each module those our
+    settings use name, and each of them is there to import."""
+    import uvicorn.config as config
+
+    loops = getattr(config, "LOOP_FACTORIES", None) or getattr(config, "LOOP_SETUPS", {})
+    named = [
+        loops["auto"],
+        config.HTTP_PROTOCOLS["auto"],
+        config.WS_PROTOCOLS["auto"],
+        config.LIFESPAN["auto"],
+        config.LOGGING_CONFIG["formatters"]["default"]["()"].rsplit(".", 1)[0],
+    ]
+    hidden = spec_hidden_imports()
+    for name in named:
+        assert isinstance(name, str)
+        assert name.split(":")[0] in hidden, name
+    for module in (
+        "h11",
+        "uvicorn.protocols.http.h11_impl",
+        "sse_starlette.sse",
+        "starlette.routing",
+    ):
+        assert module in hidden, module
+    for module in hidden:
+        assert importlib.util.find_spec(module) is not None, module
+
+
 def test_the_desktop_entry_and_metadata_are_valid() -> None:
     entry = configparser.ConfigParser(interpolation=None)
     entry.optionxform = str  # type: ignore[assignment,method-assign]

@@ -43,10 +43,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from localchat.cli.usage import UsageError
     from localchat.server.app import create_app
+    from localchat.server.runner import make_server, uvicorn_config
     from localchat.server.security import ServerConfig, check_bind
     from localchat.server.service import EngineService
 
@@ -68,17 +67,8 @@ def run(args: argparse.Namespace) -> int:
             if loaded.notice:
                 print(f"note: {loaded.notice}", file=sys.stderr)
         app = create_app(service, config)
-        server = _server(
-            uvicorn.Config(
-                app,
-                host=config.host,
-                port=config.port,
-                log_level="warning",
-                access_log=False,
-                timeout_graceful_shutdown=3,
-            ),
-            engine,
-        )
+        # Ctrl+C cancels the reply in flight: the shutdown does not wait for it.
+        server = make_server(uvicorn_config(app, config), engine.cancel)
         shown = f"[{config.host}]" if ":" in config.host else config.host
         print(
             f"LocalChat API on http://{shown}:{config.port} (OpenAI: /v1, Ollama: /api)",
@@ -89,19 +79,6 @@ def run(args: argparse.Namespace) -> int:
         if not server.started:
             raise LocalChatError(f"cannot listen on {config.host}:{config.port}")
     return 0
-
-
-def _server(config: Any, engine: Engine) -> Any:
-    """uvicorn's server, cancelling the reply in flight on Ctrl+C so that
-    the shutdown does not wait for it (uvicorn is imported only to serve)."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            engine.cancel()
-            super().handle_exit(sig, frame)
-
-    return Server(config)
 
 
 def _log_to_stderr() -> None:

@@ -2,7 +2,8 @@
 
 What is kept: the generation settings the user chose (app-wide defaults, and
 overrides per model, remembered by the model's file name), and window state
-(the last chat, the last model, the window geometry). Values are checked
+(the last chat, the last model, the window geometry, the window's API
+server: :class:`ServerChoice`). Values are checked
 against the declaration in ``params.py`` on the way in and on the way out: a
 stored value that no longer validates is dropped, not fatal.
 
@@ -18,6 +19,7 @@ import json
 import os
 import tempfile
 import threading
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,36 @@ DEMO_SETTINGS: dict[str, Any] = {"temperature": 0.2}
 """The bundled demo model's own settings: a 1.8M-parameter model answers on
 its subject near greedy (its welcome's prompts are tested so) and rambles at
 the usual 0.7. The user's choices, app-wide or for it, still come first."""
+
+
+SERVER_PORT = 4891
+"""The API server's port in the window, GPT4All's: its users' scripts keep working."""
+
+
+@dataclass(frozen=True)
+class ServerChoice:
+    """The window's "Local server": whether it runs (it starts again with the
+    app), where it listens and the API key it asks for ("": none). Checked
+    here for type and range; that a host other computers can reach needs a
+    key is the server's own rule (``server.security.check_bind``), applied
+    when it starts."""
+
+    on: bool = False
+    host: str = "127.0.0.1"
+    port: int = SERVER_PORT
+    api_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.on, bool):
+            raise SettingError("the server's switch must be true or false")
+        if not isinstance(self.host, str) or not self.host or any(c.isspace() for c in self.host):
+            raise SettingError(f"the server's host must be an address, got {self.host!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise SettingError(f"the server's port must be a number, got {self.port!r}")
+        if not 0 <= self.port <= 65535:
+            raise SettingError(f"the server's port must be between 0 and 65535, got {self.port}")
+        if not isinstance(self.api_key, str) or any(c.isspace() for c in self.api_key):
+            raise SettingError("the server's API key must be text without spaces")
 
 
 class AppSettings:
@@ -116,6 +148,33 @@ class AppSettings:
         with self._lock:
             self._data["ui"][key] = value
             self._save()
+
+    # -- the window's API server -----------------------------------------------------------
+
+    def server(self) -> ServerChoice:
+        """The window's server settings (kept with the window state); a stored
+        value that no longer validates is dropped, its default used."""
+        stored = self.ui("server", {})
+        values: dict[str, Any] = {}
+        if isinstance(stored, dict):
+            for f in fields(ServerChoice):
+                if f.name in stored:
+                    try:
+                        ServerChoice(**{**values, f.name: stored[f.name]})
+                    except (SettingError, TypeError):
+                        continue
+                    values[f.name] = stored[f.name]
+        return ServerChoice(**values)
+
+    def set_server(self, **changes: Any) -> ServerChoice:
+        """Remember changes to the server settings; returns them all. Raises
+        :class:`SettingError` for a bad value, storing nothing."""
+        try:
+            choice = ServerChoice(**{**asdict(self.server()), **changes})
+        except TypeError as exc:
+            raise SettingError(f"unknown server setting: {exc}") from None
+        self.set_ui("server", asdict(choice))
+        return choice
 
     # -- file ---------------------------------------------------------------------------
 

@@ -1,12 +1,16 @@
 """The server's Starlette app: the OpenAI and Ollama routes over one
 :class:`EngineService`, behind the Host/key guard (and CORS only when asked),
 a catch-all that answers a bug with one line (the traceback goes to the
-``localchat.server`` log), and one log line per request."""
+``localchat.server`` log), and one log line per request, also handed as a
+:class:`RequestRecord` to ``app.state.request_listeners`` (the window's log
+pane)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -24,7 +28,8 @@ log = logging.getLogger("localchat.server")
 
 
 def create_app(service: EngineService, config: ServerConfig) -> Starlette:
-    middleware = [Middleware(RequestLog), Middleware(CatchAll)]
+    listeners: list[RequestListener] = []
+    middleware = [Middleware(RequestLog, listeners=listeners), Middleware(CatchAll)]
     if config.cors_origin:
         middleware.append(
             Middleware(
@@ -53,6 +58,7 @@ def create_app(service: EngineService, config: ServerConfig) -> Starlette:
         exception_handlers={ApiError: api_error, 404: http_error, 405: http_error},
     )
     app.state.service = service
+    app.state.request_listeners = listeners  # each called with a RequestRecord
     return app
 
 
@@ -83,17 +89,43 @@ class CatchAll:
                 await error_response(scope.get("path", ""), error)(scope, receive, send)
 
 
+@dataclass(frozen=True)
+class RequestRecord:
+    """What a request's log line says, as values: for a listener that shows
+    the requests (the window's log pane). ``status`` 0: the client left before
+    an answer; ``tokens``, ``tokens_per_s`` and ``finish`` only for a reply."""
+
+    time: float
+    """When it arrived (seconds since the epoch)."""
+    client: str
+    method: str
+    path: str
+    model: str | None
+    status: int
+    tokens: int | None
+    tokens_per_s: float | None
+    finish: str | None
+    ms: float
+
+
+RequestListener = Callable[[RequestRecord], None]
+
+
 class RequestLog:
     """One line per request: client, method and path, model, status, reply
-    tokens and speed, time taken. Never a prompt or a reply."""
+    tokens and speed, time taken. Never a prompt or a reply. Each request's
+    :class:`RequestRecord` goes to the ``listeners`` too (called on the
+    server's event loop: a listener hands it on, it does not work there)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, listeners: list[RequestListener] | None = None) -> None:
         self.app = app
+        self.listeners = listeners if listeners is not None else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        arrived = time.time()
         t0 = time.perf_counter()
         status = 0
 
@@ -108,6 +140,7 @@ class RequestLog:
         finally:
             state = scope.get("state") or {}
             client = scope.get("client") or ("-", 0)
+            ms = (time.perf_counter() - t0) * 1000
             parts = [
                 f"{client[0]}",
                 f"{scope.get('method')} {scope.get('path')}",
@@ -117,5 +150,27 @@ class RequestLog:
             if "tokens" in state:
                 parts.append(f"tokens={state['tokens']} ({state['tokens_per_s']:.1f} tok/s)")
                 parts.append(f"finish={state['finish']}")
-            parts.append(f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+            parts.append(f"{ms:.0f} ms")
             log.info(" ".join(parts))
+            if self.listeners:
+                self._tell(
+                    RequestRecord(
+                        time=arrived,
+                        client=str(client[0]),
+                        method=str(scope.get("method", "")),
+                        path=str(scope.get("path", "")),
+                        model=state.get("model"),
+                        status=status,
+                        tokens=state.get("tokens"),
+                        tokens_per_s=state.get("tokens_per_s"),
+                        finish=state.get("finish"),
+                        ms=ms,
+                    )
+                )
+
+    def _tell(self, record: RequestRecord) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(record)
+            except Exception:  # a listener's bug must not fail the request
+                log.exception("a request listener failed")

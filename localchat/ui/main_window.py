@@ -42,11 +42,13 @@ from localchat.ui.chat_view import DEMO_ONLY, NO_MODEL, ChatView
 from localchat.ui.composer import Composer, ComposerBox
 from localchat.ui.context_meter import ContextCounter, ContextMeter, SpeedLabel
 from localchat.ui.drafts import Drafts
+from localchat.ui.local_server import LocalServer
 from localchat.ui.memory_note import MemoryNote
 from localchat.ui.model_bar import ADAPTER_ROLE, CLOSED_ROLE, DEMO_LABEL, DEMO_TIP, ModelBar
 from localchat.ui.model_loading import ModelLoader
 from localchat.ui.other_windows import OtherWindows
 from localchat.ui.replies import Replies
+from localchat.ui.server_window import ServerView
 from localchat.ui.settings_link import SettingsLink
 from localchat.ui.settings_panel import SettingsPanel
 from localchat.ui.state import ChatState, ModelState
@@ -143,15 +145,19 @@ class MainWindow(QMainWindow):
         self.settings_dock.hide()
         self.settings_dock.visibilityChanged.connect(lambda shown: shown and self.panel)
 
-        # The work: loading models, counting the context, writing replies.
+        # The work: loading models, counting the context, writing replies; each
+        # takes its turn with the API server's requests while it runs (the switch).
+        self.server = LocalServer(engine, settings, self)
+        turn, shared = self.server.turns.turn, self.server.shared.as_engine()
         self.loader = ModelLoader(
-            engine, store, settings, self.model, self.chat, values, self.background, self
-        )
+            engine, store, settings, self.model, self.chat, values, self.background, self,
+            turn=turn,
+        )  # fmt: skip
         self.loader.message.connect(self._say)
         self.loader.kept.connect(bar.sync)
         self.memory = MemoryNote(self.model, lambda: self.panel)
         self.counter = ContextCounter(
-            engine, store, self.chat, self.model, self._draft, values, self
+            shared, store, self.chat, self.model, self._draft, values, self
         )
         self.chat.counted.connect(self._counted)
         self.link = SettingsLink(
@@ -160,7 +166,7 @@ class MainWindow(QMainWindow):
         )  # fmt: skip
         self.replies = Replies(
             store, engine, self.chat, self.model, self.view, self.composer_box,
-            self.counter, values, self,
+            self.counter, values, self, turn=turn, serving=lambda: self.server.turns.serving,
         )  # fmt: skip
         self.replies.regenerating.connect(self.show_chat)
         self.replies.ended.connect(self._reply_ended)
@@ -209,6 +215,7 @@ class MainWindow(QMainWindow):
         self.composer.textChanged.connect(self.counter.draft_timer.start)
         self.drafts = Drafts(store, settings, self.composer, self.background, self)
         self.drafts.discarded.connect(lambda _chat: self.chats.refresh())
+        self.server_view = ServerView(self)  # the status bar's "API on …", its log
         menus.install(self)  # File, View, Help
         window_state.follow(self)  # "Writing a reply · N tok/s" while it is written
         window_size.fit(self)  # minimum sizes at which nothing is cut
@@ -251,8 +258,9 @@ class MainWindow(QMainWindow):
             from localchat.ui.xray_dialog import XrayDialog
 
             self._xray = XrayDialog(
-                self.store, self.engine, self.chat, self.model, self.replies.continue_with, self
-            )
+                self.store, self.server.shared.as_engine(), self.chat, self.model,
+                self.replies.continue_with, self,
+            )  # fmt: skip
         return self._xray
 
     @property
@@ -264,6 +272,7 @@ class MainWindow(QMainWindow):
             self._panel = SettingsPanel(self.settings.generation())
             self._panel.changed.connect(self.link.changed)
             self._panel.reset_requested.connect(self.link.reset)
+            self._panel.add_section(self.server_view.form())
             self.settings_dock.setWidget(self._panel)
         return self._panel
 
@@ -285,12 +294,14 @@ class MainWindow(QMainWindow):
         current = self.model_box.currentData()
         if current:  # the model used last time, else the first one (or the chat's adapter's)
             self.loader.for_chat(Path(current))
+        self.server.resume()  # the API server, when its switch was left on
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.counter.close()  # no more counting: the store and engine go next
         self.settings.set_ui("geometry", bytes(self.saveGeometry().toBase64().data()).decode())
         if self.busy():
-            self.engine.cancel()
+            self.replies.stop()
+        self.server.close()  # the server's reply in flight is cancelled
         self.replies.wait(5000)
         for jobs in (self.loader.jobs, self.model_bar.surveys, self.counter.jobs):
             jobs.wait(5000)

@@ -6,14 +6,19 @@ The answer lands in ``ModelState`` on the GUI thread. A chat remembers its
 adapter (and its strength) in the store; opening the chat asks for them again.
 A chat without an adapter asks for the model its last reply was written with,
 when that one is installed (else the current model stays, and a line says so).
+
+While the window's API server runs, a load (and an unload) takes its turn
+with the server's requests; a model the server loads for a request is shown
+as loaded here (``adopt``), as one loaded here would be.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -29,24 +34,33 @@ from localchat.core.settings import AppSettings
 from localchat.ui.bridge import Background, Emit, LatestJobs
 from localchat.ui.state import ChatState, ModelState, model_part
 
+if TYPE_CHECKING:
+    from localchat.ui.local_server import Turn
+
 Loaded = tuple[LoadedModel, ModelInfo, str]
 """The loaded model, its header, and why its adapter was refused ("" if it was not)."""
 
 
 def _load(
-    engine: Engine, path: Path, adapter: Path | None, settings: GenerationSettings, _emit: Emit
+    engine: Engine,
+    path: Path,
+    adapter: Path | None,
+    settings: GenerationSettings,
+    turn: Turn,
+    _emit: Emit,
 ) -> Loaded:
-    """Off the GUI thread: load, falling back to the model alone when the
-    adapter is refused (trained on another file, or llama.cpp would not take
-    it): the model itself stays usable."""
+    """Off the GUI thread, in the engine's turn: load, falling back to the
+    model alone when the adapter is refused (trained on another file, or
+    llama.cpp would not take it): the model itself stays usable."""
     refused = ""
-    try:
-        loaded = engine.load(path, settings, lora=adapter)
-    except LocalChatError as exc:
-        if adapter is None:
-            raise
-        refused = str(exc)
-        loaded = engine.load(path, settings)
+    with turn():
+        try:
+            loaded = engine.load(path, settings, lora=adapter)
+        except LocalChatError as exc:
+            if adapter is None:
+                raise
+            refused = str(exc)
+            loaded = engine.load(path, settings)
     return loaded, read_model_info(path), refused
 
 
@@ -72,10 +86,13 @@ class ModelLoader(QObject):
         background: Background,
         parent: QObject | None = None,
         models: Callable[[], list[Path]] | None = None,
+        turn: Turn | None = None,
     ) -> None:
         """``models``: the models that can be loaded (by default the installed
-        ones, the bundled demo and the one in use)."""
+        ones, the bundled demo and the one in use); ``turn``: how a load holds
+        the engine (the API server's turn while it runs)."""
         super().__init__(parent)
+        self._turn = turn or contextlib.nullcontext
         self._models = models or self._listed
         self.engine, self.store, self.settings = engine, store, settings
         self.model, self.chat, self._values, self._background = model, chat, values, background
@@ -99,10 +116,24 @@ class ModelLoader(QObject):
         self.shown.emit(settings)
         self.model.choose(path, adapter)
         self.model.say(f"Loading with the adapter {adapter.stem}…" if adapter else "Loading…")
-        engine = self.engine
-        self.jobs.request(lambda: lambda emit: _load(engine, path, adapter, settings, emit))
+        engine, turn = self.engine, self._turn
+        self.jobs.request(lambda: lambda emit: _load(engine, path, adapter, settings, turn, emit))
 
-    def _loaded(self, result: Loaded) -> None:
+    def adopt(self, path: Path, loaded: LoadedModel, info: ModelInfo) -> None:
+        """The API server loaded ``path`` for a request: show it as the loaded
+        model, with its settings, as a load chosen here would show (it is not
+        remembered as the user's choice). Not when a load of the window's is
+        under way (it comes after, and wins) or the engine has moved on."""
+        now = self.engine.loaded
+        if self.loading or now is None or now.path != loaded.path:
+            return
+        settings = self.settings.generation(str(path))
+        self.model.loaded_with = model_part(settings)
+        self.shown.emit(settings)
+        self.model.choose(path, None)
+        self._loaded((loaded, info, ""), by=" · loaded for the API server")
+
+    def _loaded(self, result: Loaded, by: str = "") -> None:
         loaded, info, refused = result
         model = self.model
         model.info = info
@@ -116,7 +147,7 @@ class ModelLoader(QObject):
         elif loaded.lora:
             note += f" · adapter ×{self._values().lora_scale:.2f}"
         model.loaded = loaded
-        text = f"Ready · context {loaded.n_ctx:,} · {loaded.backend}{note}"
+        text = f"Ready · context {loaded.n_ctx:,} · {loaded.backend}{note}{by}"
         model.say(text, f"Adapter refused: {refused}" if refused else None)
         model.ready.emit(None)
 
@@ -130,7 +161,13 @@ class ModelLoader(QObject):
             raise ModelFileError(
                 f"{path.stem} is in use: wait for the reply (or stop it), then delete it"
             )
-        return self.engine.unload
+        engine, turn = self.engine, self._turn
+
+        def unload() -> None:
+            with turn():
+                engine.unload()
+
+        return unload
 
     # -- each chat's adapter ------------------------------------------------------------
 

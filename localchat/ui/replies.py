@@ -4,23 +4,37 @@ One reply at a time. It runs on a ``ReplyThread``, which only emits: the chat
 it writes to (made there when none is open), each piece, and its end; slots
 on the GUI thread show them. ``ChatState.replying`` is set from the start of a
 reply until its end has reached the GUI thread.
+
+While the window's API server runs, a reply takes its turn with the
+server's requests (``turn``): it may wait for one to end, so Stop then only
+marks it, and it stops once it has the engine (cancelling at once would stop
+the request instead).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
 from localchat.core.chat.session import ChatSession, OnPiece
 from localchat.core.chat.store import ChatStore, StoredMessage
 from localchat.core.engine.client import Engine
+from localchat.core.engine.protocol import Piece
 from localchat.core.params import GenerationSettings
 from localchat.ui.bridge import Emit, JobThread
 from localchat.ui.chat_view import ChatView
 from localchat.ui.composer import ComposerBox
 from localchat.ui.context_meter import ContextCounter
 from localchat.ui.state import ChatState, ModelState
+
+if TYPE_CHECKING:
+    from localchat.core.engine.protocol import LoadedModel
+    from localchat.ui.local_server import Turn
 
 Talk = Callable[[ChatSession, OnPiece], StoredMessage]
 
@@ -38,21 +52,61 @@ class ReplyThread(JobThread):
     """A piece of the model's thinking (``piece`` carries the answer's)."""
 
     def __init__(
-        self, store: ChatStore, engine: Engine, chat_id: int | None, model: str, talk: Talk
+        self,
+        store: ChatStore,
+        engine: Engine,
+        chat_id: int | None,
+        model: str,
+        talk: Talk,
+        turn: Turn = contextlib.nullcontext,
     ) -> None:
         super().__init__(self._write)
         self._store, self._engine, self._chat_id = store, engine, chat_id
-        self._model, self._talk = model, talk
+        self._model, self._talk, self._turn = model, talk, turn
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._holding = False
+
+    def stop(self) -> None:
+        """Stop the reply: at once when it has the engine, else as soon as it
+        gets it (its first piece)."""
+        with self._lock:
+            self._stopping = True
+            if self._holding:
+                self._engine.cancel()
 
     def _write(self, emit: Emit) -> StoredMessage:
         chat = self._chat_id if self._chat_id is not None else self._store.create_chat()
         self.chat_opened.emit(chat)
-        session = ChatSession(
-            self._store, self._engine, chat, model=self._model, top_logprobs=RECORDED_CANDIDATES
-        )
-        return self._talk(
-            session, lambda p: (self.thought if p.reasoning else self.piece).emit(p.text)
-        )
+        with self._turn():
+            with self._lock:
+                self._holding = True
+            try:
+                model = recorded_name(self._model, getattr(self._engine, "loaded", None))
+                session = ChatSession(
+                    self._store, self._engine, chat, model=model, top_logprobs=RECORDED_CANDIDATES
+                )
+                return self._talk(session, self._piece)
+            finally:
+                with self._lock:
+                    self._holding = False
+
+    def _piece(self, piece: Piece) -> None:
+        if self._stopping:  # asked before the engine was this reply's: its cancel came too early
+            self._engine.cancel()
+        (self.thought if piece.reasoning else self.piece).emit(piece.text)
+
+
+def recorded_name(chosen: str, loaded: LoadedModel | None) -> str:
+    """Who writes the reply, as the chat records it: the model chosen, unless
+    the API server loaded another one while the reply waited for its turn."""
+    if loaded is None:
+        return chosen
+    stem = Path(loaded.path).stem
+    base, _, adapter = chosen.partition(" + ")
+    if stem != base:
+        return stem
+    return chosen if (adapter != "") == (loaded.lora is not None) else stem
 
 
 class Replies(QObject):
@@ -76,9 +130,14 @@ class Replies(QObject):
         counter: ContextCounter,
         values: Callable[[], GenerationSettings],
         parent: QObject | None = None,
+        turn: Turn | None = None,
+        serving: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``turn``: how a reply holds the engine (see the module's docstring);
+        ``serving``: whether the API server takes turns with it now."""
         super().__init__(parent)
         self.store, self.engine, self.chat, self.model = store, engine, chat, model
+        self._turn, self._serving = turn or contextlib.nullcontext, serving
         composer = box.composer
         self.view, self.composer, self.counter, self._values = view, composer, counter, values
         self.job: ReplyThread | None = None
@@ -134,8 +193,8 @@ class Replies(QObject):
         )
 
     def stop(self) -> None:
-        if self.busy():
-            self.engine.cancel()
+        if self.busy() and self.job is not None:
+            self.job.stop()
 
     def send_or_stop(self) -> None:
         if self.busy():
@@ -155,9 +214,10 @@ class Replies(QObject):
             if self.view.widgets:
                 self.view.widgets[-1].hide()
         self.view.begin_stream(user_text, name)
-        self.counter.wait()
+        if not self._serving():  # else the count takes its turn too, and may wait for one
+            self.counter.wait()
         self.chat.set_replying(True)
-        self.job = ReplyThread(self.store, self.engine, self.chat.id, name, talk)
+        self.job = ReplyThread(self.store, self.engine, self.chat.id, name, talk, self._turn)
         self.job.chat_opened.connect(self._chat_opened)
         self.job.piece.connect(self.view.append)
         self.job.thought.connect(self.view.append_thinking)

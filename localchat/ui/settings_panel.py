@@ -116,8 +116,13 @@ class SettingsPanel(QScrollArea):
         reset.clicked.connect(self.reset_requested)
         layout.addWidget(reset)
         layout.addStretch(1)
+        self._layout = layout
         self.set_values(settings or GenerationSettings())
         self.offer(())  # a model's own controls come with it (``offer``)
+
+    def add_section(self, widget: QWidget) -> None:
+        """Another part of the settings, below the model's (the local server's)."""
+        self._layout.insertWidget(self._layout.count() - 1, widget)
 
     def _editor(self, name: str, spec: Spec) -> QWidget:
         kind = type(params.default(name))

@@ -1,5 +1,6 @@
 """What the main window shows, as plain objects the widgets subscribe to: the
-model the chat talks to (``ModelState``) and the open chat (``ChatState``).
+model the chat talks to (``ModelState``), the open chat (``ChatState``) and
+the API server the window runs (``ServerState``).
 
 No Qt and no widgets here: a change is an ``Event`` (``core.events``), and
 each widget that draws the state connects to it. The state is changed on the
@@ -8,14 +9,18 @@ GUI thread only (background jobs report by signal; a slot applies).
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localchat.core import params
 from localchat.core.engine.gguf_info import ModelInfo
 from localchat.core.engine.protocol import ContextReport, LoadedModel
 from localchat.core.events import Event
 from localchat.core.params import GenerationSettings
+
+if TYPE_CHECKING:  # the server is imported when it first starts
+    from localchat.server.app import RequestRecord
 
 
 def model_part(settings: GenerationSettings) -> dict[str, Any]:
@@ -98,3 +103,41 @@ class ChatState:
     def set_context(self, report: ContextReport | None, outside: set[int] | None = None) -> None:
         self.context, self.outside = report, outside or set()
         self.counted.emit(report)
+
+
+class ServerState:
+    """The window's API server: where it is in its life (``phase``: "off",
+    "starting", "on", "stopping" or "failed"), the address it serves, why it
+    failed (one line), and the last ``KEPT`` requests, oldest first."""
+
+    KEPT = 500
+
+    def __init__(self) -> None:
+        self.phase = "off"
+        self.address = ""
+        self.error = ""
+        self.records: deque[RequestRecord] = deque(maxlen=self.KEPT)
+        self.changed: Event[None] = Event()
+        """``phase``, ``address`` or ``error`` changed."""
+        self.logged: Event[RequestRecord] = Event()
+        """A request was served (it is last in ``records``; the first went if full)."""
+
+    def set(self, phase: str, address: str = "", error: str = "") -> None:
+        self.phase, self.address, self.error = phase, address, error
+        self.changed.emit(None)
+
+    def log(self, record: RequestRecord) -> None:
+        self.records.append(record)
+        self.logged.emit(record)
+
+    def summary(self) -> str:
+        """What the status bar says ("" while off)."""
+        if self.phase == "on":
+            return f"API on {self.address}"
+        if self.phase == "starting":
+            return "Starting the API server…"
+        if self.phase == "stopping":
+            return "Stopping the API server…"
+        if self.phase == "failed":
+            return f"API server: {self.error}"
+        return ""
