@@ -1,0 +1,398 @@
+"""The document index in SQLite (``documents.sqlite`` in the data folder):
+collections, the folders and files they were made from, each file's state,
+its passages, and two full-text indexes of the passages (FTS5): words
+(``unicode61``, accents folded: BM25 over whole words) and trigrams (every
+three characters: finds words inside longer ones, which is how Korean,
+Turkish or Finnish attach their endings, and text without spaces).
+
+Each file is replaced in one transaction (its passages, the full-text rows
+through triggers, its state): a killed indexer leaves every file either as
+it was or fully redone, never half, and the next update goes on from there.
+WAL mode, ``synchronous=NORMAL``, as the chat store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localchat.core import paths
+from localchat.core.documents.chunking import Chunk
+from localchat.core.errors import LocalChatError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE collections (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    updated_at REAL,
+    updating INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE roots (
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    PRIMARY KEY (collection_id, path)
+);
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    sha256 TEXT NOT NULL DEFAULT '',
+    format TEXT NOT NULL DEFAULT '',
+    title TEXT NOT NULL DEFAULT '',
+    skipped TEXT,
+    indexed_at REAL NOT NULL,
+    UNIQUE (collection_id, path)
+);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    ord INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    headings TEXT NOT NULL,
+    page_first INTEGER,
+    page_last INTEGER,
+    line_first INTEGER,
+    line_last INTEGER,
+    tokens INTEGER NOT NULL
+);
+CREATE INDEX chunks_by_file ON chunks(file_id, ord);
+CREATE VIRTUAL TABLE chunk_words USING fts5(
+    text, headings, content='chunks', content_rowid='id',
+    tokenize='unicode61 remove_diacritics 2'
+);
+CREATE VIRTUAL TABLE chunk_trigrams USING fts5(
+    text, content='chunks', content_rowid='id', tokenize='trigram'
+);
+CREATE TRIGGER chunks_added AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunk_words(rowid, text, headings) VALUES (new.id, new.text, new.headings);
+    INSERT INTO chunk_trigrams(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER chunks_removed AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunk_words(chunk_words, rowid, text, headings)
+        VALUES ('delete', old.id, old.text, old.headings);
+    INSERT INTO chunk_trigrams(chunk_trigrams, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+"""
+
+
+class DocumentsError(LocalChatError):
+    pass
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: int
+    name: str
+    roots: tuple[str, ...]
+    files: int
+    skipped: int
+    chunks: int
+    bytes: int
+    updated_at: float | None
+    updating: bool
+    """An update began and did not finish (killed, or under way)."""
+
+
+@dataclass(frozen=True)
+class FileState:
+    id: int
+    path: str
+    size: int
+    mtime: float
+    sha256: str
+    skipped: str | None
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A passage found, with where it is."""
+
+    chunk_id: int
+    path: str
+    title: str
+    text: str
+    headings: tuple[str, ...]
+    pages: tuple[int, int] | None
+    lines: tuple[int, int] | None
+    score: float = 0.0
+
+    @property
+    def location(self) -> str:
+        """Where it is, in words: "p. 3", "pp. 3-4", "lines 10-24" or ""."""
+        if self.pages:
+            a, b = self.pages
+            return f"p. {a}" if a == b else f"pp. {a}-{b}"
+        if self.lines:
+            a, b = self.lines
+            return f"line {a}" if a == b else f"lines {a}-{b}"
+        return ""
+
+
+class DocumentStore:
+    """The index's database; one may be used from several threads (a lock
+    serialises them)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path is not None else paths.home() / "documents.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise DocumentsError(
+                f"{self.path} was written by a newer LocalChat (schema {version}); "
+                "it is left as it is"
+            )
+        if version == 0:
+            with self._lock:  # one script, one transaction
+                self._db.executescript(
+                    f"BEGIN; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- collections -----------------------------------------------------------
+
+    def create(self, name: str, roots: Sequence[Path]) -> int:
+        with self.transaction() as db:
+            try:
+                cur = db.execute(
+                    "INSERT INTO collections(name, created_at) VALUES (?, ?)", (name, time.time())
+                )
+            except sqlite3.IntegrityError:
+                raise DocumentsError(f"there is already a collection named {name!r}") from None
+            cid = int(cur.lastrowid or 0)
+            db.executemany(
+                "INSERT OR IGNORE INTO roots(collection_id, path) VALUES (?, ?)",
+                [(cid, str(r)) for r in roots],
+            )
+            return cid
+
+    def add_roots(self, cid: int, roots: Sequence[Path]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO roots(collection_id, path) VALUES (?, ?)",
+                [(cid, str(r)) for r in roots],
+            )
+
+    def collection(self, name: str) -> Collection:
+        found = [c for c in self.collections() if c.name == name]
+        if not found:
+            names = ", ".join(c.name for c in self.collections()) or "none"
+            raise DocumentsError(f"no collection named {name!r} (collections: {names})")
+        return found[0]
+
+    def collections(self) -> list[Collection]:
+        rows = self._rows(
+            """
+            SELECT c.*,
+                (SELECT count(*) FROM files f WHERE f.collection_id = c.id AND f.skipped IS NULL)
+                    AS n_files,
+                (SELECT count(*) FROM files f WHERE f.collection_id = c.id
+                    AND f.skipped IS NOT NULL) AS n_skipped,
+                (SELECT coalesce(sum(f.size), 0) FROM files f WHERE f.collection_id = c.id
+                    AND f.skipped IS NULL) AS n_bytes,
+                (SELECT count(*) FROM chunks k JOIN files f ON k.file_id = f.id
+                    WHERE f.collection_id = c.id) AS n_chunks
+            FROM collections c ORDER BY c.name
+            """
+        )
+        out = []
+        for r in rows:
+            roots = tuple(
+                x["path"]
+                for x in self._rows(
+                    "SELECT path FROM roots WHERE collection_id = ? ORDER BY path", (r["id"],)
+                )
+            )
+            out.append(
+                Collection(
+                    id=r["id"],
+                    name=r["name"],
+                    roots=roots,
+                    files=r["n_files"],
+                    skipped=r["n_skipped"],
+                    chunks=r["n_chunks"],
+                    bytes=r["n_bytes"],
+                    updated_at=r["updated_at"],
+                    updating=bool(r["updating"]),
+                )
+            )
+        return out
+
+    def remove(self, cid: int) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM chunks WHERE file_id IN "
+                "(SELECT id FROM files WHERE collection_id = ?)",
+                (cid,),
+            )
+            db.execute("DELETE FROM collections WHERE id = ?", (cid,))
+
+    def mark_updating(self, cid: int, updating: bool) -> None:
+        with self.transaction() as db:
+            if updating:
+                db.execute("UPDATE collections SET updating = 1 WHERE id = ?", (cid,))
+            else:
+                db.execute(
+                    "UPDATE collections SET updating = 0, updated_at = ? WHERE id = ?",
+                    (time.time(), cid),
+                )
+
+    # -- files -------------------------------------------------------------------
+
+    def files(self, cid: int) -> dict[str, FileState]:
+        return {
+            r["path"]: FileState(
+                r["id"], r["path"], r["size"], r["mtime"], r["sha256"], r["skipped"]
+            )
+            for r in self._rows("SELECT * FROM files WHERE collection_id = ?", (cid,))
+        }
+
+    def skipped(self, cid: int) -> list[tuple[str, str]]:
+        return [
+            (r["path"], r["skipped"])
+            for r in self._rows(
+                "SELECT path, skipped FROM files WHERE collection_id = ? AND skipped IS NOT NULL "
+                "ORDER BY path",
+                (cid,),
+            )
+        ]
+
+    def put_file(
+        self,
+        cid: int,
+        path: str,
+        *,
+        size: int,
+        mtime: float,
+        sha256: str,
+        fmt: str = "",
+        title: str = "",
+        chunks: Sequence[Chunk] = (),
+        skipped: str | None = None,
+    ) -> None:
+        """The file as it now is: its passages replaced (or none, with the
+        reason it was skipped), in one transaction."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT id FROM files WHERE collection_id = ? AND path = ?", (cid, path)
+            ).fetchone()
+            if row is not None:
+                db.execute("DELETE FROM chunks WHERE file_id = ?", (row["id"],))
+                db.execute(
+                    "UPDATE files SET size=?, mtime=?, sha256=?, format=?, title=?, skipped=?, "
+                    "indexed_at=? WHERE id=?",
+                    (size, mtime, sha256, fmt, title, skipped, time.time(), row["id"]),
+                )
+                fid = row["id"]
+            else:
+                cur = db.execute(
+                    "INSERT INTO files(collection_id, path, size, mtime, sha256, format, title, "
+                    "skipped, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (cid, path, size, mtime, sha256, fmt, title, skipped, time.time()),
+                )
+                fid = cur.lastrowid
+            db.executemany(
+                "INSERT INTO chunks(file_id, ord, text, headings, page_first, page_last, "
+                "line_first, line_last, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        fid,
+                        i,
+                        c.text,
+                        json.dumps(c.headings, ensure_ascii=False),
+                        c.pages[0] if c.pages else None,
+                        c.pages[1] if c.pages else None,
+                        c.lines[0] if c.lines else None,
+                        c.lines[1] if c.lines else None,
+                        c.tokens,
+                    )
+                    for i, c in enumerate(chunks)
+                ],
+            )
+
+    def touch_file(self, file_id: int, mtime: float) -> None:
+        """The file's time changed but not its bytes."""
+        with self.transaction() as db:
+            db.execute("UPDATE files SET mtime = ? WHERE id = ?", (mtime, file_id))
+
+    def drop_files(self, ids: Sequence[int]) -> None:
+        with self.transaction() as db:
+            for fid in ids:
+                db.execute("DELETE FROM chunks WHERE file_id = ?", (fid,))
+                db.execute("DELETE FROM files WHERE id = ?", (fid,))
+
+    # -- search --------------------------------------------------------------------
+
+    def match(self, table: str, cids: Sequence[int], query: str, limit: int) -> list[int]:
+        """Chunk ids whose text matches the FTS5 ``query`` in ``table``, best
+        (BM25) first."""
+        marks = ",".join("?" * len(cids))
+        rows = self._rows(
+            f"""
+            SELECT m.rowid AS id FROM {table} m
+            JOIN chunks k ON k.id = m.rowid JOIN files f ON f.id = k.file_id
+            WHERE {table} MATCH ? AND f.collection_id IN ({marks})
+            ORDER BY bm25({table}) LIMIT ?
+            """,
+            (query, *cids, limit),
+        )
+        return [int(r["id"]) for r in rows]
+
+    def passages(self, ids: Sequence[int]) -> dict[int, Passage]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._rows(
+            f"SELECT k.*, f.path, f.title FROM chunks k JOIN files f ON f.id = k.file_id "
+            f"WHERE k.id IN ({marks})",
+            list(ids),
+        )
+        return {
+            r["id"]: Passage(
+                chunk_id=r["id"],
+                path=r["path"],
+                title=r["title"],
+                text=r["text"],
+                headings=tuple(json.loads(r["headings"])),
+                pages=(r["page_first"], r["page_last"]) if r["page_first"] is not None else None,
+                lines=(r["line_first"], r["line_last"]) if r["line_first"] is not None else None,
+            )
+            for r in rows
+        }
