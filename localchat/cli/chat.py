@@ -75,6 +75,14 @@ def add_parser(sub: Any) -> None:
         "text and log-probability and the N most likely candidates at its position "
         f"(0..{MAX_TOP_LOGPROBS}; 0 = no tokens list)",
     )
+    chat.add_argument(
+        "--docs",
+        action="append",
+        metavar="NAME",
+        help="ground each turn in this document collection (see 'localchat docs'; may be "
+        "given more than once): the passages found go to the model, and are listed under the "
+        "reply (with --json, as each turn's 'sources')",
+    )
     params.add_cli_arguments(chat)
 
 
@@ -93,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--top-logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
     if args.top_logprobs and not args.json:
         raise UsageError("--top-logprobs needs --json (the tokens are listed in it)")
+    documents = None
+    if args.docs:
+        from localchat.core.documents.store import DocumentStore
+
+        documents = DocumentStore()
+        for name in args.docs:
+            documents.collection(name)  # an unknown one: said before the model loads
     with Engine() as engine:
         loaded = engine.load(model, settings, lora=args.lora)
         if loaded.notice:
@@ -104,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             out=sys.stdout,
             show_thinking=not args.hide_thinking,
             top_logprobs=args.top_logprobs,
+            documents=(documents, args.docs) if documents is not None else None,
         )
         if args.prompt is not None:
             return session.turn(args.prompt)
@@ -130,8 +146,12 @@ class Session:
         out: IO[str],
         show_thinking: bool = True,
         top_logprobs: int = 0,
+        documents: tuple[Any, list[str]] | None = None,
     ) -> None:
+        """``documents``: the document store and the collections each turn
+        is grounded in."""
         self.engine = engine
+        self.documents = documents
         self.top_logprobs = top_logprobs
         self.settings = settings
         self.as_json = as_json
@@ -142,8 +162,20 @@ class Session:
     def turn(self, text: str) -> int:
         """Send one user message and print the reply; returns an exit status."""
         self.messages.append({"role": "user", "content": text})
-        stream = self.engine.chat(self.messages, self.settings, top_logprobs=self.top_logprobs)
+        sent = self.messages
+        passages: tuple[Any, ...] = ()
+        if self.documents is not None:
+            from localchat.core.documents.grounding import ground
+
+            store, names = self.documents
+            grounded = ground(store, names, text)
+            passages = grounded.passages
+            # This turn's message carries the passages; the history keeps the words.
+            sent = [*self.messages[:-1], {"role": "user", "content": grounded.message}]
+        stream = self.engine.chat(sent, self.settings, top_logprobs=self.top_logprobs)
         interrupted = self._print(stream)
+        if self.documents is not None and not self.as_json:
+            self._print_sources(passages)
         result = stream.result
         assert result is not None
         reply: Message = {"role": "assistant", "content": result.reply}
@@ -157,8 +189,21 @@ class Session:
             data = _json(result, backend)
             if self.top_logprobs:
                 data["tokens"] = [token_json(t) for t in result.tokens]
+            if self.documents is not None:
+                data["sources"] = [
+                    {"path": p.path, "location": p.location, "text": p.text} for p in passages
+                ]
             output.json_line(data, self.out)
         return EXIT_INTERRUPTED if interrupted else 0
+
+    def _print_sources(self, passages: tuple[Any, ...]) -> None:
+        if not passages:
+            print("(not found in your documents)", file=self.out)
+            return
+        print("Sources:", file=self.out)
+        for i, p in enumerate(passages, 1):
+            where = f", {p.location}" if p.location else ""
+            print(f"  [{i}] {p.path}{where}", file=self.out)
 
     def _print(self, stream: ChatStream) -> bool:
         """Stream the reply; Ctrl+C stops the reply (keeping what came), not the program."""

@@ -22,12 +22,25 @@ DEPTH = 50
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
-    """a an and are as at be but by do does did for from has have how i if in is it its
-    of on or so that the their them they this to was were what when where which who why
-    will with you your""".split()
+    # English function words and question words.
+    """a about above after again against all also am an and any are as at be because been
+    before being below between both but by can could did do does doing down during each few
+    for from further goes going had has have having he her here hers him his how i if in into
+    is it its itself just me more most my no nor not now of off on once only or other our out
+    over own same she should so some such than that the their theirs them then there these
+    they this those through to too under until up very was we were what when where which
+    while who whom why will with would you your yours"""
+    # Turkish: conjunctions, postpositions, question words.
+    """ve ile de da ki bu şu o bir için gibi kadar ne neden nasıl nerede nereye hangi kaç
+    kim mi mı mu mü mıdır midir hem ya veya ama fakat"""
+    # Korean: question words and the commonest particles standing alone.
+    """무엇 무엇인가요 언제 어디 어디서 어디에 누가 누구 왜 어떻게 몇 어느
+    그리고 또는 및 이 그 저"""
+    .split()
 )
-"""English words too common to be worth matching on their own (BM25 weighs
-them little, but a question made mostly of them would still match them)."""
+"""Words too common to say what a question is about: the search does not
+look for them (BM25 would weigh them little, but a question made mostly of
+them would still match them), nor does the relevance of a passage count them."""
 
 
 def words(text: str) -> list[str]:

@@ -74,6 +74,7 @@ CREATE VIRTUAL TABLE chunk_words USING fts5(
 CREATE VIRTUAL TABLE chunk_trigrams USING fts5(
     text, content='chunks', content_rowid='id', tokenize='trigram'
 );
+CREATE VIRTUAL TABLE chunk_vocabulary USING fts5vocab(chunk_words, 'row');
 CREATE TRIGGER chunks_added AFTER INSERT ON chunks BEGIN
     INSERT INTO chunk_words(rowid, text, headings) VALUES (new.id, new.text, new.headings);
     INSERT INTO chunk_trigrams(rowid, text) VALUES (new.id, new.text);
@@ -374,6 +375,34 @@ class DocumentStore:
             (query, *cids, limit),
         )
         return [int(r["id"]) for r in rows]
+
+    def file_passages(self, path: str, names: Sequence[str]) -> list[Passage]:
+        """Every passage of the file at ``path`` (in the first of the
+        collections ``names`` that has it), in order."""
+        for name in names:
+            rows = self._rows(
+                "SELECT k.id FROM chunks k JOIN files f ON f.id = k.file_id "
+                "JOIN collections c ON c.id = f.collection_id "
+                "WHERE c.name = ? AND f.path = ? ORDER BY k.ord",
+                (name, path),
+            )
+            if rows:
+                ids = [int(r["id"]) for r in rows]
+                found = self.passages(ids)
+                return [found[i] for i in ids]
+        return []
+
+    def document_frequency(self, prefix: str) -> int:
+        """How many passages (of all collections) hold a word starting with
+        ``prefix`` (folded as the word index folds: lower case, no accents)."""
+        rows = self._rows(
+            "SELECT coalesce(sum(doc), 0) AS n FROM chunk_vocabulary WHERE term >= ? AND term < ?",
+            (prefix, prefix + "\U0010ffff"),
+        )
+        return int(rows[0]["n"])
+
+    def passage_count(self) -> int:
+        return int(self._rows("SELECT count(*) AS n FROM chunks")[0]["n"])
 
     def passages(self, ids: Sequence[int]) -> dict[int, Passage]:
         if not ids:
