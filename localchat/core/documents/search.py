@@ -35,8 +35,7 @@ STOPWORDS = frozenset(
     kim mi mı mu mü mıdır midir hem ya veya ama fakat"""
     # Korean: question words and the commonest particles standing alone.
     """무엇 무엇인가요 언제 어디 어디서 어디에 누가 누구 왜 어떻게 몇 어느
-    그리고 또는 및 이 그 저"""
-    .split()
+    그리고 또는 및 이 그 저""".split()
 )
 """Words too common to say what a question is about: the search does not
 look for them (BM25 would weigh them little, but a question made mostly of
