@@ -315,3 +315,43 @@ def test_chat_with_docs_lists_its_sources(tmp_path: Path, folder: Path) -> None:
     assert "Sources:" in said and "[1] " in said
     unknown = chat("--docs", "nope", "--prompt", "hi")
     assert unknown.returncode == 1 and unknown.stderr.startswith("error: no collection")
+
+
+def test_a_chat_grounded_in_a_collection_keeps_each_replys_sources(
+    tmp_path: Path, folder: Path, tiny_model: Path
+) -> None:
+    """The window's path: a chat whose settings name collections; each reply
+    is given the passages for its question and keeps them as they were, even
+    after the files change; an unrelated question keeps [] (not found)."""
+    from localchat.core.chat.session import DOCUMENTS, ChatSession
+    from localchat.core.chat.store import ChatStore
+    from localchat.core.engine.client import Engine
+    from localchat.core.params import GenerationSettings
+
+    documents = DocumentStore(tmp_path / "documents.sqlite")
+    indexer.add(documents, "notes", [folder])
+    settings = GenerationSettings(temperature=0.0, max_tokens=4)
+    q = QUESTIONS[0]
+    with ChatStore(tmp_path / "chats.sqlite3") as store, Engine() as engine:
+        engine.load(tiny_model, settings)
+        chat = store.create_chat()
+        session = ChatSession(store, engine, chat, model="tiny", documents=documents)
+        plain = session.send(q["question"], settings)
+        assert plain.sources is None  # not grounded yet
+        store.set_chat_settings(chat, {DOCUMENTS: ["notes", "removed-since"]})
+        grounded = session.send(q["question"], settings)
+        assert grounded.sources and any(q["answer"] in s["text"] for s in grounded.sources)
+        assert set(grounded.sources[0]) == {"path", "location", "headings", "pages", "lines",
+                                            "text"}  # fmt: skip
+        assert grounded.stats is not None and plain.stats is not None
+        assert grounded.stats["prompt_tokens"] > plain.stats["prompt_tokens"] + 100
+        nothing = session.send(UNRELATED[0], settings)
+        assert nothing.sources == ()
+        # The passages stay what they were when the files change.
+        (folder / q["file"]).write_text("All gone.\n")
+        indexer.update(documents, "notes")
+        kept = store.message(grounded.id)
+        assert kept.sources == grounded.sources
+        exported = store.export_markdown(chat)
+        assert "Sources:" in exported and "Not found in your documents" in exported
+        assert store.export_json(chat)["messages"][3]["sources"] == list(grounded.sources)

@@ -176,7 +176,7 @@ def test_a_reply_keeps_its_tokens_and_reads_them_only_when_asked(tmp_path: Path)
 
 
 def test_a_version_3_database_is_migrated_and_keeps_its_chats(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     path = tmp_path / "v3.sqlite3"
     db = sqlite3.connect(path)
     db.executescript(MIGRATIONS[0] + MIGRATIONS[1] + MIGRATIONS[2])
@@ -194,10 +194,11 @@ def test_a_version_3_database_is_migrated_and_keeps_its_chats(tmp_path: Path) ->
     db.commit()
     db.close()
     with ChatStore(path) as s:
-        assert s._db.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert s._db.execute("PRAGMA user_version").fetchone()[0] == 5
         [chat] = s.list_chats()
         user, reply = s.thread(chat.id)
         assert (user.content, reply.content, reply.reasoning) == ("Hi", "Hello", "hmm")
+        assert reply.sources is None  # not grounded: it was written before documents
         assert reply.tokens == () and not reply.has_tokens
         assert "tokens" not in s.export_json(chat.id)["messages"][1]
         r = s.begin_reply(chat.id, parent_id=1)

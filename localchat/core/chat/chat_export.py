@@ -56,6 +56,8 @@ def message_json(m: StoredMessage) -> dict[str, Any]:
     }
     if m.tokens:
         data["tokens"] = [token_json(t) for t in m.tokens]
+    if m.sources is not None:
+        data["sources"] = list(m.sources)
     return data
 
 
@@ -84,8 +86,22 @@ def as_markdown(store: ChatStore, chat_id: int) -> str:
         if m.role == "assistant" and m.model:
             heading += f" ({m.model})"
         thinking = thinking_block(m.reasoning) if m.reasoning else ""
-        parts.append(f"## {heading}\n\n{thinking}{m.content}\n")
+        parts.append(f"## {heading}\n\n{thinking}{m.content}\n{sources_list(m.sources)}")
     return "\n".join(parts)
+
+
+def sources_list(sources: tuple[dict[str, Any], ...] | None) -> str:
+    """A reply's sources under it: each file and where in it; "" when the
+    reply was not grounded in documents."""
+    if sources is None:
+        return ""
+    if not sources:
+        return "\n*Not found in your documents.*\n"
+    lines = ["", "Sources:", ""]
+    for i, s in enumerate(sources, 1):
+        where = f", {s['location']}" if s.get("location") else ""
+        lines.append(f"{i}. `{s['path']}`{where}")
+    return "\n".join(lines) + "\n"
 
 
 def thinking_block(reasoning: str) -> str:

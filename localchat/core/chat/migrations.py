@@ -47,4 +47,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE messages ADD COLUMN tokens BLOB;
     """,
+    # 5: the passages of the user's documents a reply was given (JSON list;
+    # [] when none matched; NULL: the reply was not grounded in documents)
+    """
+    ALTER TABLE messages ADD COLUMN sources TEXT;
+    """,
 )

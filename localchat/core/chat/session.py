@@ -16,6 +16,12 @@ log-probability and that many of the model's candidates (the token X-ray);
 follows it up to one of its tokens and goes on from a candidate the user
 chose there.
 
+A chat may be grounded in document collections (its settings'
+``documents``: their names): each reply is then given the passages that
+answer the user's message (``documents/grounding.py``), in that turn's
+message only, and they are stored with the reply (``StoredMessage.sources``)
+as they were.
+
 The methods block while the reply streams; the window calls them on a worker
 thread and :meth:`ChatSession.stop` from the GUI thread.
 """
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localchat.core.chat.chat_titles import plain_title
 from localchat.core.chat.store import ChatStore, StoredMessage
@@ -32,6 +38,12 @@ from localchat.core.engine.client import Engine
 from localchat.core.engine.protocol import MAX_TOP_LOGPROBS, Message, Piece, TokenLogprob
 from localchat.core.errors import LocalChatError, SettingError
 from localchat.core.params import GenerationSettings
+
+if TYPE_CHECKING:
+    from localchat.core.documents.store import DocumentStore, Passage
+
+DOCUMENTS = "documents"
+"""The chat setting naming the collections a chat is grounded in."""
 
 OnPiece = Callable[[Piece], None]
 """Called with each piece as it streams, thinking (``piece.reasoning``) and
@@ -48,6 +60,7 @@ class ChatSession:
         *,
         model: str,
         top_logprobs: int = 0,
+        documents: DocumentStore | None = None,
     ) -> None:
         if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
             raise SettingError(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
@@ -59,6 +72,8 @@ class ChatSession:
         self.top_logprobs = top_logprobs
         """Keep each reply's tokens with this many candidates at each
         (``StoredMessage.tokens``); 0: keep no tokens."""
+        self.documents = documents
+        """The document index, for a chat grounded in collections."""
 
     def send(
         self, text: str, settings: GenerationSettings, on_piece: OnPiece | None = None
@@ -193,8 +208,16 @@ class ChatSession:
         top = self.top_logprobs if top_logprobs is None else top_logprobs
         keep = top > 0 or top_logprobs is not None
         history = as_messages(sent_to_model(self.store.path_to(parent_id)))
+        sources = None
+        passages = self._ground(history)
+        if passages is not None:
+            sources = [source_record(p) for p in passages]
         writer = self.store.begin_reply(
-            self.chat_id, parent_id=parent_id, model=self.model, settings=settings.to_dict()
+            self.chat_id,
+            parent_id=parent_id,
+            model=self.model,
+            settings=settings.to_dict(),
+            sources=sources,
         )
         try:
             # Only what is asked for goes to the engine (a plain reply: nothing).
@@ -225,6 +248,39 @@ class ChatSession:
             tokens if keep else (),
         )
         return self.store.message(writer.message_id)
+
+    def collections(self) -> list[str]:
+        """The collections this chat is grounded in (those that still exist)."""
+        names = self.store.chat_settings(self.chat_id).get(DOCUMENTS) or []
+        if not names or self.documents is None:
+            return []
+        known = {c.name for c in self.documents.collections()}
+        return [n for n in names if n in known]
+
+    def _ground(self, history: list[Message]) -> tuple[Passage, ...] | None:
+        """The passages for the last user message, which is given them in
+        ``history`` (in place); None when the chat is not grounded."""
+        names = self.collections()
+        if not names or not history or history[-1]["role"] != "user":
+            return None
+        from localchat.core.documents.grounding import ground
+
+        assert self.documents is not None
+        grounded = ground(self.documents, names, history[-1]["content"])
+        history[-1] = {**history[-1], "content": grounded.message}
+        return grounded.passages
+
+
+def source_record(p: Passage) -> dict[str, Any]:
+    """A passage as a reply's sources keep it."""
+    return {
+        "path": p.path,
+        "location": p.location,
+        "headings": list(p.headings),
+        "pages": list(p.pages) if p.pages else None,
+        "lines": list(p.lines) if p.lines else None,
+        "text": p.text,
+    }
 
 
 def sent_to_model(path: Sequence[StoredMessage]) -> list[StoredMessage]:

@@ -99,6 +99,10 @@ class StoredMessage:
     reasoning: str = ""
     """A reply's thinking (reasoning models), apart from its answer (``content``);
     "" when the model did not think."""
+    sources: tuple[dict[str, Any], ...] | None = None
+    """The passages of the user's documents the reply was given (``path``,
+    ``location``, ``text``, ``headings``, ``pages``, ``lines``), as they were
+    then; () when none matched; None when it was not grounded."""
     token_blob: bytes | None = field(default=None, repr=False)
     """The reply's tokens as stored (``token_codec``); None when none were
     recorded. Read them as :attr:`tokens`."""
@@ -314,6 +318,7 @@ class ChatStore:
         model: str | None = None,
         settings: dict[str, Any] | None = None,
         reasoning: str = "",
+        sources: list[dict[str, Any]] | None = None,
     ) -> int:
         """Add a message after ``parent_id`` (by default the current leaf) and make
         it the current leaf. Returns its id."""
@@ -328,7 +333,7 @@ class ChatStore:
                 parent_id = row[0]
             cur = db.execute(
                 "INSERT INTO messages (chat_id, parent_id, role, content, reasoning, status, "
-                "model, settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "model, settings, sources, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     chat_id,
                     parent_id,
@@ -338,6 +343,7 @@ class ChatStore:
                     status,
                     model,
                     json.dumps(settings) if settings is not None else None,
+                    json.dumps(sources, ensure_ascii=False) if sources is not None else None,
                     now,
                 ),
             )
@@ -408,9 +414,11 @@ class ChatStore:
         parent_id: int | Literal["leaf"] | None = "leaf",
         model: str | None = None,
         settings: dict[str, Any] | None = None,
+        sources: list[dict[str, Any]] | None = None,
     ) -> ReplyWriter:
         """Start an assistant reply that will stream in; regenerating is a new
-        reply with the same parent as the one it replaces."""
+        reply with the same parent as the one it replaces. ``sources``: the
+        passages of the user's documents it is given."""
         message_id = self.add_message(
             chat_id,
             "assistant",
@@ -419,6 +427,7 @@ class ChatStore:
             status="streaming",
             model=model,
             settings=settings,
+            sources=sources,
         )
         return ReplyWriter(self, message_id)
 
@@ -477,6 +486,7 @@ class ChatStore:
             created_at=row["created_at"],
             sibling_ids=tuple(s[0] for s in siblings),
             reasoning=row["reasoning"],
+            sources=tuple(json.loads(row["sources"])) if row["sources"] is not None else None,
             token_blob=row["tokens"],
         )
 
