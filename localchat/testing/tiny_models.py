@@ -283,3 +283,89 @@ def write_lora_gguf(
     w.write_tensors_to_file()
     w.close()
     return Path(path)
+
+
+POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
+"""llama.cpp's pooling types, as GGUF's ``<arch>.pooling_type`` holds them."""
+
+
+def write_bert_gguf(
+    path: str | os.PathLike[str],
+    *,
+    n_embd: int = 32,
+    n_layer: int = 2,
+    n_head: int = 2,
+    n_ff: int = 64,
+    context_length: int = 512,
+    pooling: str = "mean",
+    seed: int = 0,
+    name: str = "tiny-test-bert",
+) -> Path:
+    """A random-weight BERT embedding model with BGE's real WordPiece
+    vocabulary (``fixtures/vocab/ggml-vocab-bert-bge.gguf``): what
+    llama.cpp runs in embedding mode, pooled as ``pooling`` says."""
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    info = read_model_info(fixture_vocab("bert-bge"), full_arrays=("tokenizer.",))
+    tok = {k: v for k, v in info.metadata.items() if k.startswith("tokenizer.")}
+    n_vocab = len(tok["tokenizer.ggml.tokens"])
+    types = int(tok.pop("tokenizer.ggml.token_type_count", 2))
+
+    def matrix(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
+
+    def vector(n: int, around: float = 0.0, spread: float = 0.1) -> np.ndarray:
+        return (around + rng.standard_normal(n) * spread).astype(np.float32)
+
+    tensors: dict[str, np.ndarray] = {
+        "token_embd.weight": matrix(n_vocab, n_embd),
+        "token_types.weight": matrix(types, n_embd),
+        "position_embd.weight": matrix(context_length, n_embd),
+        "token_embd_norm.weight": vector(n_embd, 1.0),
+        "token_embd_norm.bias": vector(n_embd),
+    }
+    for i in range(n_layer):
+        b = f"blk.{i}."
+        for part in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            tensors[b + part + ".weight"] = matrix(n_embd, n_embd)
+            tensors[b + part + ".bias"] = vector(n_embd)
+        tensors[b + "attn_output_norm.weight"] = vector(n_embd, 1.0)
+        tensors[b + "attn_output_norm.bias"] = vector(n_embd)
+        tensors[b + "ffn_up.weight"] = matrix(n_ff, n_embd)
+        tensors[b + "ffn_up.bias"] = vector(n_ff)
+        tensors[b + "ffn_down.weight"] = matrix(n_embd, n_ff)
+        tensors[b + "ffn_down.bias"] = vector(n_embd)
+        tensors[b + "layer_output_norm.weight"] = vector(n_embd, 1.0)
+        tensors[b + "layer_output_norm.bias"] = vector(n_embd)
+    w = gguf.GGUFWriter(str(path), "bert")
+    w.add_name(name)
+    w.add_context_length(context_length)
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(n_ff)
+    w.add_block_count(n_layer)
+    w.add_head_count(n_head)
+    w.add_layer_norm_eps(1e-12)
+    w.add_causal_attention(False)
+    w.add_pooling_type(gguf.PoolingType(POOLING[pooling]))
+    w.add_token_type_count(types)
+    for key, value in tok.items():
+        if isinstance(value, list):
+            if key == "tokenizer.ggml.token_type":
+                w.add_array(key, [int(x) for x in value])
+            else:
+                w.add_array(key, value)
+        elif isinstance(value, bool):
+            w.add_bool(key, value)
+        elif isinstance(value, int):
+            w.add_uint32(key, value)
+        elif isinstance(value, float):
+            w.add_float32(key, value)
+        else:
+            w.add_string(key, str(value))
+    for tensor_name, array in tensors.items():
+        w.add_tensor(tensor_name, array)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -30,12 +30,16 @@ from localchat.core.engine.protocol import (
     Chat,
     ChatResult,
     ContextReport,
+    Embed,
+    EmbedderLoaded,
+    Embeddings,
     Envelope,
     Failed,
     Flag,
     Info,
     Load,
     LoadedModel,
+    LoadEmbedder,
     LoadStage,
     Logits,
     LogitsReport,
@@ -90,6 +94,9 @@ class Engine:
         self._next_id = 0
         self._active: ChatStream | None = None
         self._load_request: Load | None = None
+        self._embedder_request: LoadEmbedder | None = None
+        self.embedder: EmbedderLoaded | None = None
+        """The embedding model loaded beside the chat model, if any."""
         self._log_path = log_path
         self._log_start = 0  # where the running worker's lines start in the log
         self._stage: LoadStage | None = None  # how far the load in flight got
@@ -260,6 +267,35 @@ class Engine:
             self._active = ChatStream(self, rid)
             return self._active
 
+    def load_embedder(
+        self, path: str | Path, *, n_ctx: int = 512, threads: int | None = None
+    ) -> EmbedderLoaded:
+        """Load an embedding model beside the chat model (kept across a
+        crash of the worker, like the chat model). ``n_ctx``: the longest
+        text embedded, in tokens (a longer one is cut)."""
+        from localchat.core.engine.gguf_info import read_model_info
+        from localchat.core.hardware import physical_cores
+
+        info = read_model_info(path)  # a bad file: one line, before the worker
+        if info.file_kind != "model":
+            raise ModelFileError(f"{info.path.name} is not a model")
+        n_ctx = max(8, min(n_ctx, info.context_length or n_ctx))
+        req = LoadEmbedder(str(info.path.resolve()), n_ctx, threads or physical_cores())
+        with self._lock:
+            self._embedder_request, self.embedder = None, None
+            result = self._call(req)
+            assert isinstance(result, EmbedderLoaded)
+            self._embedder_request, self.embedder = req, result
+            return result
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """Each text's vector, as the rows of a float32 numpy array (length
+        1 each: a dot product is the cosine), from the embedding model
+        loaded with :meth:`load_embedder`."""
+        result = self._call(Embed(tuple(texts)))
+        assert isinstance(result, Embeddings)
+        return result.vectors
+
     def cancel(self) -> None:
         """Stop the reply being generated (from any thread). What was generated
         so far is kept; the stream ends with finish_reason "cancelled"."""
@@ -334,6 +370,12 @@ class Engine:
             result = self._receive(self._next_id)
             if isinstance(result, LoadedModel):
                 self.loaded = result
+        if self._embedder_request is not None:
+            self._next_id += 1
+            parent.send(Envelope(self._next_id, self._embedder_request))
+            found = self._receive(self._next_id)
+            if isinstance(found, EmbedderLoaded):
+                self.embedder = found
 
     def _send(self, request: Request) -> int:
         if self._active is not None:
@@ -409,6 +451,8 @@ class Engine:
                 | PromptShown
                 | PerplexityReport
                 | LogitsReport
+                | EmbedderLoaded
+                | Embeddings
                 | Piece
                 | LoadStage,
             ):

@@ -209,6 +209,25 @@ class Logits:
 
 
 @dataclass(frozen=True)
+class LoadEmbedder:
+    """Load an embedding model beside the chat model (replacing any other
+    embedding model): answered with :class:`EmbedderLoaded`."""
+
+    path: str
+    n_ctx: int = 512
+    """The longest text it embeds, in tokens (a longer one is cut)."""
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class Embed:
+    """Vectors for texts (answered with :class:`Embeddings`), from the
+    embedding model loaded with :class:`LoadEmbedder`."""
+
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Shutdown:
     pass
 
@@ -225,6 +244,8 @@ Request = (
     | Perplexity
     | Score
     | Logits
+    | LoadEmbedder
+    | Embed
     | Shutdown
 )
 
@@ -467,6 +488,24 @@ class PerplexityReport:
 class LogitsReport:
     values: Any
     """A float32 numpy array, one row of ``n_vocab`` scores per token."""
+
+
+@dataclass(frozen=True)
+class EmbedderLoaded:
+    path: str
+    dim: int
+    pooling: str
+    """How the model pools its token vectors: "mean", "cls", "last" or
+    "none" (then they are averaged)."""
+    n_ctx: int
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: Any
+    """A ``[len(texts), dim]`` float32 numpy array, each row of length 1."""
+    tokens: tuple[int, ...]
+    """Each text's tokens embedded (after any cut to the context)."""
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,16 @@ from localchat.core.engine.protocol import (
     Chat,
     ChatResult,
     ContextReport,
+    Embed,
+    EmbedderLoaded,
+    Embeddings,
     Envelope,
     Failed,
     FailureKind,
     Info,
     Load,
     LoadedModel,
+    LoadEmbedder,
     Logits,
     LogitsReport,
     Ok,
@@ -41,6 +45,7 @@ from localchat.core.engine.protocol import (
 )
 from localchat.core.engine.worker import generation, scoring
 from localchat.core.engine.worker.ahead import EvaluationAhead
+from localchat.core.engine.worker.embedder import Embedder
 from localchat.core.engine.worker.flags import Flags
 from localchat.core.engine.worker.llama_log import LlamaLog
 from localchat.core.engine.worker.loader import Loader, Model
@@ -48,7 +53,7 @@ from localchat.core.engine.worker.prompt_cache import PromptCache
 from localchat.core.engine.worker.window import plan_context, show_prompt
 from localchat.core.errors import EngineError, LocalChatError, ModelFileError, ModelLoadError
 
-KEEP_AHEAD = (PlanContext, Info, Tokenize, RenderChat, ShowPrompt)
+KEEP_AHEAD = (PlanContext, Info, Tokenize, RenderChat, ShowPrompt, Embed, LoadEmbedder)
 """Requests that leave the KV cache alone: evaluating ahead resumes after them."""
 
 Answer = (
@@ -60,6 +65,8 @@ Answer = (
     | PromptShown
     | PerplexityReport
     | LogitsReport
+    | EmbedderLoaded
+    | Embeddings
     | Ok
 )
 """A request's final reply, but a failure."""
@@ -86,6 +93,7 @@ class Worker:
         self.ahead = EvaluationAhead(self.flags, self.log, conn.poll)
         self.loaded: LoadedModel | None = None
         self._model: Model | None = None
+        self.embedder: Embedder | None = None
         # Each request type's handler: (request, its id) -> the answer.
         self._handlers: dict[type, Callable[[Any, int], Answer]] = {
             Load: self.load,
@@ -100,6 +108,8 @@ class Worker:
             Perplexity: lambda req, _rid: scoring.perplexity(self.model, self.flags, req),
             Score: lambda req, _rid: scoring.score(self.model, self.flags, req),
             Logits: lambda req, _rid: LogitsReport(scoring.logits(self.model, self.flags, req)),
+            LoadEmbedder: lambda req, _rid: self._load_embedder(req),
+            Embed: lambda req, _rid: self._embed(req),
         }
 
     @property
@@ -160,6 +170,20 @@ class Worker:
         self.unload()
         self._model, self.loaded = self.loader.load(req, lambda stage: self._send(rid, stage))
         return self.loaded
+
+    def _load_embedder(self, req: LoadEmbedder) -> EmbedderLoaded:
+        if self.embedder is not None:
+            if self.embedder.path == req.path and self.embedder.llm.n_ctx() == req.n_ctx:
+                return self.embedder.info()
+            self.embedder.close()
+            self.embedder = None
+        self.embedder = Embedder.load(req, self.log)
+        return self.embedder.info()
+
+    def _embed(self, req: Embed) -> Embeddings:
+        if self.embedder is None:
+            raise EngineError("no embedding model is loaded")
+        return self.embedder.embed(req)
 
     def unload(self) -> Ok:
         """Let go of the loaded model, if any."""
