@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
             top_logprobs=args.top_logprobs,
             documents=(documents, args.docs) if documents is not None else None,
         )
+        if documents is not None:
+            session.embedding = _embedding(engine, documents, args.docs)
         if args.prompt is not None:
             return session.turn(args.prompt)
         if not sys.stdin.isatty():
@@ -132,6 +134,19 @@ def run(args: argparse.Namespace) -> int:
                         return code
             return 0
         return _interactive(session, model.stem)
+
+
+def _embedding(engine: Engine, store: Any, names: list[str]) -> Any:
+    """The embedding model of the first collection that has one, loaded in
+    the chat's engine (one embedding model at a time: the others are
+    searched by their words only)."""
+    from localchat.core.documents.embedding import Embedding, installed_embedder
+
+    for name in names:
+        embedder = store.collection(name).embedder
+        if embedder:
+            return Embedding(engine, installed_embedder(embedder))
+    return None
 
 
 class Session:
@@ -152,6 +167,8 @@ class Session:
         is grounded in."""
         self.engine = engine
         self.documents = documents
+        self.embedding: Any = None
+        """The collections' embedding model, loaded beside the chat model."""
         self.top_logprobs = top_logprobs
         self.settings = settings
         self.as_json = as_json
@@ -168,7 +185,7 @@ class Session:
             from localchat.core.documents.grounding import ground
 
             store, names = self.documents
-            grounded = ground(store, names, text)
+            grounded = ground(store, names, text, embedding=self.embedding)
             passages = grounded.passages
             # This turn's message carries the passages; the history keeps the words.
             sent = [*self.messages[:-1], {"role": "user", "content": grounded.message}]

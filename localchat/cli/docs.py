@@ -4,6 +4,7 @@ the index ``localchat/core/documents`` keeps."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,10 @@ from localchat.cli import output
 from localchat.cli.progress import ProgressLine
 from localchat.cli.usage import Parser, UsageError, add_json
 from localchat.core.documents import indexer, search
+from localchat.core.documents.embedding import Embedding, installed_embedder
 from localchat.core.documents.indexer import Progress, UpdateReport
 from localchat.core.documents.store import DocumentStore, Passage
+from localchat.core.errors import LocalChatError
 from localchat.core.units import clock, human_size
 
 
@@ -27,6 +30,12 @@ def add_parser(sub: Any) -> None:
     )
     add.add_argument("name", help="the collection's name")
     add.add_argument("paths", nargs="+", metavar="PATH", help="folders and files")
+    add.add_argument(
+        "--embedder",
+        metavar="MODEL",
+        help="an installed embedding model (GGUF) to search a new collection by meaning too, "
+        "besides its words",
+    )
     add_json(add, "what was indexed and skipped")
     listing = actions.add_parser("list", help="the collections")
     add_json(listing, "a JSON array")
@@ -47,20 +56,32 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     store = DocumentStore()
     try:
-        if args.action == "add":
-            return _report(indexer.add(store, args.name, [Path(p) for p in args.paths],
-                                       progress=_progress(args)), args)  # fmt: skip
-        if args.action == "update":
-            return _report(indexer.update(store, args.name, progress=_progress(args)), args)
-        if args.action == "search":
-            if not 1 <= args.top <= 100:
-                raise UsageError(f"--top must be between 1 and 100, got {args.top}")
-            found = search.search(store, [args.name], args.query, top=args.top)
-            return output.emit(
-                [passage_json(p) for p in found],
-                as_json=args.json,
-                lines=lambda: _passage_lines(found),
-            )
+        with contextlib.ExitStack() as stack:
+            if args.action == "add":
+                embedding = _embedding(stack, args.embedder) if args.embedder else None
+                paths = [Path(p) for p in args.paths]
+                report = indexer.add(
+                    store, args.name, paths, progress=_progress(args), embedding=embedding
+                )
+                return _report(report, args)
+            if args.action == "update":
+                embedding = _collection_embedding(stack, store, args.name)
+                report = indexer.update(
+                    store, args.name, progress=_progress(args), embedding=embedding
+                )
+                return _report(report, args)
+            if args.action == "search":
+                if not 1 <= args.top <= 100:
+                    raise UsageError(f"--top must be between 1 and 100, got {args.top}")
+                embedding = _collection_embedding(stack, store, args.name)
+                found = search.search(
+                    store, [args.name], args.query, top=args.top, embedding=embedding
+                )
+                return output.emit(
+                    [passage_json(p) for p in found],
+                    as_json=args.json,
+                    lines=lambda: _passage_lines(found),
+                )
         if args.action == "rm":
             store.remove(store.collection(args.name).id)
             print(f"removed {args.name} (its files are untouched)")
@@ -68,6 +89,31 @@ def run(args: argparse.Namespace) -> int:
         return _list(store, args)
     finally:
         store.close()
+
+
+def _embedding(stack: contextlib.ExitStack[Any], model: str) -> Embedding:
+    """The embedding model ``model`` (installed name or file), loaded in an
+    engine that lives as long as ``stack``."""
+    from localchat.core.engine.client import Engine
+    from localchat.core.models import library
+
+    path = library.resolve(model)
+    if path not in library.installed():
+        raise LocalChatError(
+            f"{path.name} is not an installed model: install it first "
+            "('localchat models import PATH'), so the collection can find it again"
+        )
+    engine = stack.enter_context(Engine())
+    return Embedding(engine, path)
+
+
+def _collection_embedding(
+    stack: contextlib.ExitStack[Any], store: DocumentStore, name: str
+) -> Embedding | None:
+    embedder = store.collection(name).embedder
+    if embedder is None:
+        return None
+    return _embedding(stack, str(installed_embedder(embedder)))
 
 
 def passage_json(p: Passage) -> dict[str, Any]:
@@ -144,6 +190,7 @@ def _list(store: DocumentStore, args: argparse.Namespace) -> int:
             "passages": c.chunks,
             "bytes": c.bytes,
             "complete": not c.updating,
+            "embedder": c.embedder,
         }
         for c in store.collections()
     ]

@@ -16,10 +16,14 @@ import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from localchat.core.documents import search
 from localchat.core.documents.chunking import estimate_tokens
 from localchat.core.documents.store import DocumentStore, Passage
+
+if TYPE_CHECKING:
+    from localchat.core.documents.embedding import Embedding
 
 BUDGET = 1500
 """Tokens of passages a turn may add (the context's third at most)."""
@@ -95,14 +99,22 @@ def retrieve(
     question: str,
     *,
     budget: int = BUDGET,
+    embedding: Embedding | None = None,
 ) -> tuple[Passage, ...]:
     """The relevant passages for ``question``, best first, within ``budget``
-    estimated tokens."""
+    estimated tokens; with ``embedding``, a passage close enough in meaning
+    (``Embedding.relevant``) is relevant too, whatever its words."""
     relevance = Relevance(store, question)
+    cosines: dict[int, float] = {}
+    hits = search.search(
+        store, collections, question, top=CANDIDATES, embedding=embedding, similarities=cosines
+    )
+    bar = embedding.relevant if embedding is not None else 2.0
     found = [
         p
-        for p in search.search(store, collections, question, top=CANDIDATES)
+        for p in hits
         if relevance(p.text + " " + " ".join(p.headings)) >= RELEVANT
+        or cosines.get(p.chunk_id, -1.0) >= bar
     ]
     chosen: list[Passage] = []
     used = 0
@@ -144,8 +156,9 @@ def ground(
     question: str,
     *,
     budget: int = BUDGET,
+    embedding: Embedding | None = None,
 ) -> Grounding:
-    passages = retrieve(store, collections, question, budget=budget)
+    passages = retrieve(store, collections, question, budget=budget, embedding=embedding)
     return Grounding(passages, grounded_message(question, passages))
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from localchat.core.documents import extract
 from localchat.core.documents.chunking import chunk
+from localchat.core.documents.embedding import Embedding
 from localchat.core.documents.store import DocumentsError, DocumentStore, FileState
 
 log = logging.getLogger("localchat.documents")
@@ -118,9 +119,20 @@ def update(
     *,
     progress: Callable[[Progress], None] | None = None,
     control: Control | None = None,
+    embedding: Embedding | None = None,
 ) -> UpdateReport:
-    """Bring collection ``name`` up to date (see the module's docstring)."""
+    """Bring collection ``name`` up to date (see the module's docstring).
+    ``embedding``: the collection's embedding model, loaded: new passages
+    get their vectors with them, and those without one get theirs (made
+    with another model, or before it was chosen)."""
     collection = store.collection(name)
+    if collection.embedder and embedding is None:
+        raise DocumentsError(
+            f"collection {name!r} is searched with the embedding model {collection.embedder}: "
+            "it must be loaded to update it"
+        )
+    if embedding is not None and embedding.name != collection.embedder:
+        embedding = None  # another collection's: this one has none
     cid = collection.id
     control = control or Control()
     report = UpdateReport()
@@ -163,8 +175,16 @@ def update(
         if not control.wait():
             report.stopped = True
             return report  # still marked as updating: the next update goes on
-        _one(store, cid, path, size, mtime, known.get(str(path)), report)
+        _one(store, cid, path, size, mtime, known.get(str(path)), report, embedding)
         done_bytes += size
+    if embedding is not None:
+        missing = store.unembedded(cid)
+        for i in range(0, len(missing), 256):
+            if not control.wait():
+                report.stopped = True
+                return report
+            part = missing[i : i + 256]
+            store.put_vectors([k for k, _ in part], embedding.documents([t for _, t in part]))
     store.mark_updating(cid, False)
     if progress is not None:
         progress(Progress(len(todo), len(todo), total, total, 0.0))
@@ -179,6 +199,7 @@ def _one(
     mtime: float,
     state: FileState | None,
     report: UpdateReport,
+    embedding: Embedding | None = None,
 ) -> None:
     key = str(path)
     try:
@@ -212,6 +233,7 @@ def _one(
         store.put_file(cid, key, size=size, mtime=mtime, sha256=digest, skipped="no text")
         report.skipped.append((key, "no text"))
         return
+    vectors = embedding.documents([c.text for c in passages]) if embedding else None
     store.put_file(
         cid,
         key,
@@ -221,6 +243,7 @@ def _one(
         fmt=doc.format,
         title=doc.title,
         chunks=passages,
+        vectors=vectors,
     )
     report.indexed.append(key)
 
@@ -232,8 +255,10 @@ def add(
     *,
     progress: Callable[[Progress], None] | None = None,
     control: Control | None = None,
+    embedding: Embedding | None = None,
 ) -> UpdateReport:
-    """Make collection ``name`` (or add folders and files to it) and index it."""
+    """Make collection ``name`` (or add folders and files to it) and index
+    it; with ``embedding``, a new collection is searched by meaning too."""
     absolute = [Path(r).expanduser().resolve() for r in roots]
     missing = [str(r) for r in absolute if not r.exists()]
     if missing:
@@ -242,5 +267,7 @@ def add(
         cid = store.collection(name).id
         store.add_roots(cid, absolute)
     except DocumentsError:
-        store.create(name, absolute)
-    return update(store, name, progress=progress, control=control)
+        cid = store.create(name, absolute)
+        if embedding is not None:
+            store.set_embedder(cid, embedding.name)
+    return update(store, name, progress=progress, control=control, embedding=embedding)

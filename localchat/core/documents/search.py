@@ -13,8 +13,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from localchat.core.documents.store import DocumentStore, Passage
+
+if TYPE_CHECKING:
+    from localchat.core.documents.embedding import Embedding
 
 RRF_K = 60
 DEPTH = 50
@@ -67,6 +73,20 @@ def trigram_query(text: str) -> str | None:
     return " OR ".join(_quoted(g) for g in grams) if grams else None
 
 
+def similar(
+    store: DocumentStore, cids: Sequence[int], query: Any, limit: int
+) -> list[tuple[int, float]]:
+    """The passages whose vectors are closest to ``query`` (cosine), best first."""
+    if not cids:
+        return []
+    ids, matrix = store.vectors(cids)
+    if not len(ids):
+        return []
+    scores = matrix @ np.asarray(query, dtype=np.float32)
+    best = np.argsort(-scores, kind="stable")[:limit]
+    return [(int(ids[i]), float(scores[i])) for i in best]
+
+
 def fuse(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
     """Reciprocal rank fusion: each id's sum of 1/(k + rank) over the lists."""
     scores: dict[int, float] = {}
@@ -77,12 +97,31 @@ def fuse(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, f
 
 
 def search(
-    store: DocumentStore, names: Sequence[str], question: str, *, top: int = 5
+    store: DocumentStore,
+    names: Sequence[str],
+    question: str,
+    *,
+    top: int = 5,
+    embedding: Embedding | None = None,
+    similarities: dict[int, float] | None = None,
 ) -> list[Passage]:
     """The ``top`` passages of the collections ``names`` that best answer
-    ``question``, best first, each with its fused score."""
+    ``question``, best first, each with its fused score; with ``embedding``
+    (the collections' embedding model, loaded), also by meaning: the
+    passages whose vectors are closest to the question's (exact search).
+    ``similarities``, if given, gets each of those passages' cosine."""
     cids = [store.collection(n).id for n in names]
     rankings = []
+    if embedding is not None:
+        embedded = [
+            cid
+            for cid, name in zip(cids, names, strict=True)
+            if store.collection(name).embedder == embedding.name
+        ]
+        hits = similar(store, embedded, embedding.query(question), DEPTH)
+        rankings.append([i for i, _ in hits])
+        if similarities is not None:
+            similarities.update(hits)
     query = word_query(question)
     if query:
         rankings.append(store.match("chunk_words", cids, query, DEPTH))

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from localchat.core import paths
 from localchat.core.documents.chunking import Chunk
 from localchat.core.errors import LocalChatError
-
-SCHEMA_VERSION = 1
 
 SCHEMA = """
 CREATE TABLE collections (
@@ -86,6 +86,19 @@ CREATE TRIGGER chunks_removed AFTER DELETE ON chunks BEGIN
 END;
 """
 
+VECTORS = """
+ALTER TABLE collections ADD COLUMN embedder TEXT;
+CREATE TABLE vectors (
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    vector BLOB NOT NULL
+);
+"""
+"""2: a collection's embedding model (its file's name) and each passage's
+vector (float16, length 1)."""
+
+MIGRATIONS = (SCHEMA, VECTORS)
+SCHEMA_VERSION = len(MIGRATIONS)
+
 
 class DocumentsError(LocalChatError):
     pass
@@ -103,6 +116,8 @@ class Collection:
     updated_at: float | None
     updating: bool
     """An update began and did not finish (killed, or under way)."""
+    embedder: str | None = None
+    """The file name of its embedding model (None: keyword search only)."""
 
 
 @dataclass(frozen=True)
@@ -166,10 +181,10 @@ class DocumentStore:
                 f"{self.path} was written by a newer LocalChat (schema {version}); "
                 "it is left as it is"
             )
-        if version == 0:
+        for step in range(version, SCHEMA_VERSION):
             with self._lock:  # one script, one transaction
                 self._db.executescript(
-                    f"BEGIN; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                    f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version={step + 1}; COMMIT;"
                 )
 
     @contextmanager
@@ -252,6 +267,7 @@ class DocumentStore:
                     bytes=r["n_bytes"],
                     updated_at=r["updated_at"],
                     updating=bool(r["updating"]),
+                    embedder=r["embedder"],
                 )
             )
         return out
@@ -264,6 +280,17 @@ class DocumentStore:
                 (cid,),
             )
             db.execute("DELETE FROM collections WHERE id = ?", (cid,))
+
+    def set_embedder(self, cid: int, name: str | None) -> None:
+        """Change the collection's embedding model: its vectors go (they are
+        made again, with the new model, by the next update)."""
+        with self.transaction() as db:
+            db.execute("UPDATE collections SET embedder = ? WHERE id = ?", (name, cid))
+            db.execute(
+                "DELETE FROM vectors WHERE chunk_id IN (SELECT k.id FROM chunks k "
+                "JOIN files f ON f.id = k.file_id WHERE f.collection_id = ?)",
+                (cid,),
+            )
 
     def mark_updating(self, cid: int, updating: bool) -> None:
         with self.transaction() as db:
@@ -307,9 +334,11 @@ class DocumentStore:
         title: str = "",
         chunks: Sequence[Chunk] = (),
         skipped: str | None = None,
+        vectors: Any = None,
     ) -> None:
         """The file as it now is: its passages replaced (or none, with the
-        reason it was skipped), in one transaction."""
+        reason it was skipped), with their ``vectors`` if given (a row
+        each), in one transaction."""
         with self.transaction() as db:
             row = db.execute(
                 "SELECT id FROM files WHERE collection_id = ? AND path = ?", (cid, path)
@@ -329,10 +358,10 @@ class DocumentStore:
                     (cid, path, size, mtime, sha256, fmt, title, skipped, time.time()),
                 )
                 fid = cur.lastrowid
-            db.executemany(
-                "INSERT INTO chunks(file_id, ord, text, headings, page_first, page_last, "
-                "line_first, line_last, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
+            for i, c in enumerate(chunks):
+                cur = db.execute(
+                    "INSERT INTO chunks(file_id, ord, text, headings, page_first, page_last, "
+                    "line_first, line_last, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         fid,
                         i,
@@ -343,10 +372,13 @@ class DocumentStore:
                         c.lines[0] if c.lines else None,
                         c.lines[1] if c.lines else None,
                         c.tokens,
+                    ),
+                )
+                if vectors is not None:
+                    db.execute(
+                        "INSERT INTO vectors(chunk_id, vector) VALUES (?, ?)",
+                        (cur.lastrowid, _blob(vectors[i])),
                     )
-                    for i, c in enumerate(chunks)
-                ],
-            )
 
     def touch_file(self, file_id: int, mtime: float) -> None:
         """The file's time changed but not its bytes."""
@@ -404,6 +436,39 @@ class DocumentStore:
     def passage_count(self) -> int:
         return int(self._rows("SELECT count(*) AS n FROM chunks")[0]["n"])
 
+    def unembedded(self, cid: int) -> list[tuple[int, str]]:
+        """The collection's passages without a vector (id, text)."""
+        return [
+            (int(r["id"]), r["text"])
+            for r in self._rows(
+                "SELECT k.id, k.text FROM chunks k JOIN files f ON f.id = k.file_id "
+                "LEFT JOIN vectors v ON v.chunk_id = k.id "
+                "WHERE f.collection_id = ? AND v.chunk_id IS NULL ORDER BY k.id",
+                (cid,),
+            )
+        ]
+
+    def put_vectors(self, ids: Sequence[int], vectors: Any) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO vectors(chunk_id, vector) VALUES (?, ?)",
+                [(i, _blob(v)) for i, v in zip(ids, vectors, strict=True)],
+            )
+
+    def vectors(self, cids: Sequence[int]) -> tuple[Any, Any]:
+        """The collections' passage ids and their vectors (a float32 matrix)."""
+        marks = ",".join("?" * len(cids))
+        rows = self._rows(
+            f"SELECT v.chunk_id, v.vector FROM vectors v JOIN chunks k ON k.id = v.chunk_id "
+            f"JOIN files f ON f.id = k.file_id WHERE f.collection_id IN ({marks})",
+            list(cids),
+        )
+        ids = np.array([r["chunk_id"] for r in rows], dtype=np.int64)
+        if not rows:
+            return ids, np.zeros((0, 0), np.float32)
+        matrix = np.vstack([np.frombuffer(r["vector"], dtype=np.float16) for r in rows])
+        return ids, matrix.astype(np.float32)
+
     def passages(self, ids: Sequence[int]) -> dict[int, Passage]:
         if not ids:
             return {}
@@ -425,3 +490,7 @@ class DocumentStore:
             )
             for r in rows
         }
+
+
+def _blob(vector: Any) -> bytes:
+    return np.asarray(vector, dtype=np.float16).tobytes()
