@@ -3,6 +3,7 @@ process on a free port over tiny random-weight models."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -16,11 +17,12 @@ from typing import Any
 
 import httpx
 import jsonschema
+import numpy as np
 import ollama
 import openai
 import pytest
 
-from localchat.testing.tiny_models import write_llama_gguf, write_lora_gguf
+from localchat.testing.tiny_models import write_bert_gguf, write_llama_gguf, write_lora_gguf
 from tests.server_helpers import Server, install
 
 HI = [{"role": "user", "content": "hello there"}]
@@ -72,6 +74,7 @@ def server_home(
     install(home, slow_model, "slow.gguf")
     install(home, r1_model, "r1-distill-tiny.gguf")
     made = tmp_path_factory.mktemp("accents")
+    write_bert_gguf(home / "models" / "bert.gguf")
     (home / "adapters").mkdir()
     write_lora_gguf(home / "adapters" / "tiny-lora.gguf", tiny_model, base_file="tiny.gguf")
     install(
@@ -144,6 +147,7 @@ def test_models_are_the_installed_ones(client: openai.OpenAI) -> None:
         "slow",
         "r1-distill-tiny",
         "accents",
+        "bert",
         "tiny+tiny-lora",
     }
     assert all(m.object == "model" and m.owned_by == "localchat" for m in models)
@@ -382,6 +386,31 @@ def test_a_character_split_across_tokens_reaches_the_client_whole(server: Server
     assert "".join(texts) == "é" * 4 and "\ufffd" not in "".join(texts)
 
 
+def test_embeddings_for_openai_and_ollama_clients(client: openai.OpenAI, server: Server) -> None:
+    """/v1/embeddings and /api/embed: an installed embedding model loaded
+    beside the chat model; vectors of length 1, the same one by one or
+    together, as floats or base64; the chat model still answers."""
+    texts = ["The mill's wheel turns.", "서울에서 부산까지", "Kadıköy vapuru"]
+    together = client.embeddings.create(model="bert", input=texts)
+    assert [d.index for d in together.data] == [0, 1, 2]
+    vectors = np.array([d.embedding for d in together.data])
+    assert vectors.shape == (3, 32)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    alone = client.embeddings.create(model="bert", input=texts[1]).data[0].embedding
+    assert np.allclose(alone, vectors[1], atol=1e-5)
+    assert together.usage.prompt_tokens > 3
+    b64 = {"model": "bert", "input": texts[0], "encoding_format": "base64"}
+    packed = post(server, "/v1/embeddings", b64).json()
+    raw = np.frombuffer(base64.b64decode(packed["data"][0]["embedding"]), dtype="<f4")
+    assert np.allclose(raw, vectors[0], atol=1e-6)
+    ollama_vectors = ollama.Client(host=server.url).embed(model="bert", input=texts).embeddings
+    assert np.allclose(np.array(ollama_vectors), vectors, atol=1e-5)
+    assert ask(client, max_tokens=2).usage.completion_tokens == 2
+    assert_openai_error(post(server, "/v1/embeddings", {"model": "bert", "input": []}), 400,
+                        "non-empty")  # fmt: skip
+    assert_openai_error(post(server, "/v1/embeddings", {"model": "nope", "input": "x"}), 404)
+
+
 def test_a_prompt_over_the_context_says_by_how_much(client: openai.OpenAI) -> None:
     long = [{"role": "user", "content": "word " * 6000}]
     with pytest.raises(openai.BadRequestError) as caught:
@@ -534,7 +563,13 @@ def test_a_crash_mid_reply_is_a_500_and_the_server_goes_on(server: Server) -> No
 
 def test_ollama_list_and_chat(server: Server) -> None:
     client = ollama.Client(host=server.url)
-    assert {m.model for m in client.list().models} == {"tiny", "slow", "r1-distill-tiny", "accents"}
+    assert {m.model for m in client.list().models} == {
+        "tiny",
+        "slow",
+        "r1-distill-tiny",
+        "accents",
+        "bert",
+    }
     assert httpx.get(f"{server.url}/api/version").json()["version"]
     options = {"seed": 5, "temperature": 0.8, "num_predict": 6}
     whole = client.chat(model="tiny", messages=HI, options=options, stream=False)

@@ -217,10 +217,28 @@ def _line(
     return line
 
 
+async def embed(request: Request) -> Response:
+    """Ollama's ``/api/embed``: ``input`` a text or a list of texts."""
+    service: EngineService = request.app.state.service
+    body = await requests.read_json(request)
+    texts = requests.embedding_input(body.get("input"))
+    model = requests.text_field(body, "model")
+    request.scope.setdefault("state", {})["model"] = model
+    vectors, counts = await service.embed(model, texts)
+    return JSONResponse(
+        {
+            "model": model,
+            "embeddings": [[float(x) for x in row] for row in vectors],
+            "prompt_eval_count": sum(counts),
+        }
+    )
+
+
 ROUTES = [
     Route("/api/version", version, methods=["GET"]),
     Route("/api/tags", tags, methods=["GET"]),
     Route("/api/show", show, methods=["POST"]),
     Route("/api/chat", chat, methods=["POST"]),
     Route("/api/generate", generate, methods=["POST"]),
+    Route("/api/embed", embed, methods=["POST"]),
 ]

@@ -4,6 +4,7 @@ streamed as server-sent events."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -322,8 +323,45 @@ def _logprobs(tokens: tuple[TokenLogprob, ...], top: int) -> dict[str, Any]:
     return {"content": content, "refusal": None}
 
 
+async def embeddings(request: Request) -> Response:
+    """OpenAI's ``/v1/embeddings``: ``input`` a text or a list of texts,
+    ``model`` an installed embedding model; vectors of length 1, as floats
+    or base64 (``encoding_format``)."""
+    service: EngineService = request.app.state.service
+    body = await requests.read_json(request)
+    texts = requests.embedding_input(body.get("input"))
+    model = requests.text_field(body, "model")
+    request.scope.setdefault("state", {})["model"] = model
+    fmt = body.get("encoding_format") or "float"
+    if fmt not in ("float", "base64"):
+        raise ApiError(400, 'encoding_format must be "float" or "base64"', param="encoding_format")
+    if body.get("dimensions") is not None:
+        raise ApiError(
+            400, "dimensions is not supported: the model's own are used", param="dimensions"
+        )
+    vectors, counts = await service.embed(model, texts)
+
+    def shown(row: Any) -> Any:
+        if fmt == "base64":
+            return base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
+        return [float(x) for x in row]
+
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": shown(row)}
+                for i, row in enumerate(vectors)
+            ],
+            "model": model,
+            "usage": {"prompt_tokens": sum(counts), "total_tokens": sum(counts)},
+        }
+    )
+
+
 ROUTES = [
     Route("/v1/models", models, methods=["GET"]),
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
 ]

@@ -511,3 +511,18 @@ def openai_completion(body: Mapping[str, Any]) -> ChatRequest:
         raw=prompt,
         echo=flag(body, "echo", False),
     )
+
+
+MAX_EMBEDDING_INPUTS = 2048
+
+
+def embedding_input(value: Any, key: str = "input") -> list[str]:
+    """``input``: a text or a list of texts (token ids are not taken)."""
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ApiError(400, f"{key} must be a text or a non-empty list of texts", param=key)
+    if len(texts) > MAX_EMBEDDING_INPUTS:
+        raise ApiError(
+            400, f"{key} holds {len(texts)} texts; at most {MAX_EMBEDDING_INPUTS}", param=key
+        )
+    return texts

@@ -26,7 +26,13 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from localchat.core.engine.client import Engine
-from localchat.core.engine.protocol import ChatResult, LoadedModel, Message, Piece, Tool
+from localchat.core.engine.protocol import (
+    ChatResult,
+    LoadedModel,
+    Message,
+    Piece,
+    Tool,
+)
 from localchat.core.engine.tools.formats import FORMATS, ToolFormat
 from localchat.core.engine.tools.grammar import call_grammar
 from localchat.core.errors import (
@@ -190,6 +196,29 @@ class EngineService:
             else:
                 self._lock.release()
             raise
+
+    async def embed(self, model: str, texts: Sequence[str]) -> tuple[Any, tuple[int, ...]]:
+        """Vectors for ``texts`` from the installed embedding model ``model``,
+        loaded beside the chat model (in turn with the other requests);
+        each text's token count."""
+        path = find(model).model
+        async with self._lock:
+
+            def run() -> tuple[Any, tuple[int, ...]]:
+                loaded = self.engine.embedder
+                if loaded is None or Path(loaded.path) != path.resolve():
+                    self.engine.load_embedder(path)
+                result = self.engine.embeddings(texts)
+                return result.vectors, result.tokens
+
+            try:
+                return await run_in_threadpool(run)
+            except (ModelFileError, ModelLoadError) as exc:
+                raise ApiError(400, f"{model} cannot embed: {exc}", param="model") from None
+            except EngineCrashed as exc:
+                raise ApiError(500, str(exc), code="model_crashed") from None
+            except EngineError as exc:
+                raise ApiError(400, str(exc)) from None
 
     def tool_format(self) -> ToolFormat:
         """How the loaded model writes tool calls."""

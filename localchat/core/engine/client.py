@@ -292,9 +292,13 @@ class Engine:
         """Each text's vector, as the rows of a float32 numpy array (length
         1 each: a dot product is the cosine), from the embedding model
         loaded with :meth:`load_embedder`."""
+        return self.embeddings(texts).vectors
+
+    def embeddings(self, texts: Sequence[str]) -> Embeddings:
+        """The vectors and each text's token count."""
         result = self._call(Embed(tuple(texts)))
         assert isinstance(result, Embeddings)
-        return result.vectors
+        return result
 
     def cancel(self) -> None:
         """Stop the reply being generated (from any thread). What was generated
