@@ -76,6 +76,13 @@ def add_parser(sub: Any) -> None:
         f"(0..{MAX_TOP_LOGPROBS}; 0 = no tokens list)",
     )
     chat.add_argument(
+        "--twin",
+        metavar="NAME",
+        help="chat with a digital twin (see 'localchat twin'): its model and adapter (unless "
+        "-m or --lora say otherwise), its persona as the system prompt (unless --system), "
+        "each turn grounded in its texts",
+    )
+    chat.add_argument(
         "--docs",
         action="append",
         metavar="NAME",
@@ -87,6 +94,15 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    persona = None
+    if args.twin:
+        from localchat.core.documents import twins
+
+        twin = twins.load(args.twin)
+        args.model = args.model or twin.model
+        args.lora = args.lora or twin.adapter
+        args.docs = [twin.collection, *(args.docs or [])]
+        persona = twin.persona
     model = library.resolve(args.model)
     # The settings chosen for this model in the window (or recommended by the
     # catalog) are the defaults here too; the flags go on top.
@@ -97,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         settings = params.from_cli(args, stored.generation(str(model)))
     except SettingError as exc:
         raise UsageError(str(exc)) from None
+    if persona is not None and getattr(args, "system_prompt", None) is None:
+        settings = settings.replace(system_prompt=persona)
     if not 0 <= args.top_logprobs <= MAX_TOP_LOGPROBS:
         raise UsageError(f"--top-logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
     if args.top_logprobs and not args.json:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from localchat import __version__
-from localchat.cli import chat, docs, info, models, serve
+from localchat.cli import chat, docs, info, models, serve, twin
 from localchat.cli import finetune as finetune_cli
 from localchat.cli import train as train_cli
 from localchat.cli.usage import Parser, UsageError
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_parser(sub)
     models.add_parser(sub)
     docs.add_parser(sub)
+    twin.add_parser(sub)
     serve.add_parser(sub)
     train_cli.add_arguments(sub)
     return parser
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve.run(args)
         if args.command == "docs":
             return docs.run(args)
+        if args.command == "twin":
+            return twin.run(args)
         if args.command == "train":
             if args.kind == "lora":
                 return finetune_cli.run_lora(args, train_cli.check_trainer)
