@@ -1,11 +1,14 @@
 """Render the README's screenshot and the docs' screenshots of the window, offscreen.
 
     .venv/bin/python packaging/screenshots.py        # assets/screenshot.png, docs/screenshots/*.png
+    .venv/bin/python packaging/screenshots.py documents sources   # only these (light, dark, 150%)
 
 A scratch data folder with a few chats and a small random-weight model named
 like a real one (nothing is generated: the replies are written into the store),
 the window in the light and the dark theme, grabbed as Qt draws it. Run it
-after changing what the window shows, and look at the result.
+after changing what the window shows, and look at the result. Shots named
+on the command line (a name without its theme: ``chat``, ``documents``)
+are the only ones written; the others are left as they are.
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ os.environ.update(
     LOCALCHAT_HOME=str(HOME),
     HF_HUB_CACHE=str(HOME / "hf"),
     LOCALCHAT_CHECKOUT_MODELS="0",
+    HOME=str(HOME),  # the documents' folders shown as ~/Documents/…
 )
+ONLY = set(sys.argv[1:])
+"""The shots to write (none named: all)."""
+CORPUS = ROOT / "tests" / "fixtures" / "documents"
 
 from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
 from localchat.core import hardware  # noqa: E402
 from localchat.core.chat.store import ChatStore  # noqa: E402
@@ -186,6 +193,79 @@ def serve_for_show(window: MainWindow) -> None:
     window.settings_dock.show()
 
 
+def index_documents() -> list[dict[str, object]]:
+    """Two collections of the test corpus under ~/Documents: "Harbour notes"
+    (one file skipped) and "Local history", left unfinished (its indexing
+    stopped after two files); returns the sources of the grounded reply."""
+    from localchat.core.chat.session import source_record
+    from localchat.core.documents import grounding, indexer
+    from localchat.core.documents.indexer import Control
+    from localchat.core.documents.store import DocumentStore
+
+    notes, history = HOME / "Documents" / "Harbour notes", HOME / "Documents" / "Local history"
+    for folder, names in (
+        (notes, ("en-harbour-town.md", "en-lighthouse-diary.md", "en-observatory.md")),
+        (history, ("en-ashford-bridge.md", "en-bakery-history.md", "en-railway-line.md",
+                   "en-sourdough-starter.md", "en-water-mill.md")),
+    ):  # fmt: skip
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_bytes((CORPUS / name).read_bytes())
+    (notes / "draft.md").write_bytes(b"")  # skipped: "empty file"
+    store = DocumentStore(HOME / "documents.sqlite")
+    indexer.add(store, "Harbour notes", [notes])
+    control = Control()
+
+    def stop_after_two(p: indexer.Progress) -> None:
+        if p.files_done == 2:
+            control.stop()
+
+    indexer.add(store, "Local history", [history], progress=stop_after_two, control=control)
+    passages = grounding.retrieve(store, ["Harbour notes"], GROUNDED_QUESTION)
+    store.close()
+    return [source_record(p) for p in passages]
+
+
+GROUNDED_QUESTION = "How long is the stone pier at Port Selwick, and who built it?"
+GROUNDED_ANSWER = (
+    "The pier is **280 yards** long. It was designed by **Josiah Penhallow**, a Cornish "
+    "engineer, after the storm of 26 November 1703 tore the old timber pier away; it is "
+    "built of granite from Brannock Head and took eight years [1]."
+)
+
+
+def grounded_chat(store: ChatStore, sources: list[dict[str, object]]) -> int:
+    chat = store.create_chat("Port Selwick's pier")
+    store.set_chat_settings(chat, {"documents": ["Harbour notes"]})
+    store.add_message(chat, "user", GROUNDED_QUESTION)
+    reply = store.begin_reply(chat, model=MODEL, sources=sources)
+    reply.append(GROUNDED_ANSWER)
+    reply.finish("done", {**STATS, "context_used": 1180, "context_size": 4096})
+    return chat
+
+
+def index_for_show(window: MainWindow) -> None:
+    """The Documents window as while "Local history" is indexed (illustrative,
+    like the server's log: the indexing is not running)."""
+    from localchat.core.documents.indexer import Progress
+    from localchat.ui.state import IndexTask
+
+    state = window.windows.documents_state
+    progress = Progress(2, 5, 9_860, 24_989, 4.0, str(HOME / "Documents" / "Local history" /
+                        "en-railway-line.md"))  # fmt: skip
+    state.set_work(IndexTask("update", "Local history", progress))
+
+
+def wanted(name: str) -> bool:
+    return not ONLY or name in ONLY
+
+
+def save(widget: QWidget, name: str, scheme: str, suffix: str) -> None:
+    """Write the shot ``name`` (if asked for) in docs/screenshots/."""
+    if wanted(name):
+        widget.grab().save(str(ROOT / "docs" / "screenshots" / f"{name}-{scheme}{suffix}.png"))
+
+
 def settle(app: QApplication, window: MainWindow, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and (window.loaded is None or window.busy()):
@@ -203,6 +283,7 @@ def main() -> int:
     write_llama_gguf(HOME / "models" / f"{MODEL}.gguf")
     store = ChatStore(HOME / "chats.sqlite3")
     chats = fill(store)
+    chats["grounded"] = grounded_chat(store, index_documents())
     engine = Engine()
     settings = AppSettings(HOME / "settings.json")
     out = ROOT / "docs" / "screenshots"
@@ -215,19 +296,19 @@ def main() -> int:
         window.show()
         window.select_chat(chats["main"])
         settle(app, window)
-        window.grab().save(str(out / f"chat-{name}{suffix}.png"))
-        if name == "light" and not suffix:
+        save(window, "chat", name, suffix)
+        if name == "light" and not suffix and wanted("chat"):
             window.grab().save(str(ROOT / "assets" / "screenshot.png"))
         window.settings_dock.show()
         settle(app, window)
-        window.grab().save(str(out / f"settings-{name}{suffix}.png"))
+        save(window, "settings", name, suffix)
         window.settings_dock.hide()
         serve_for_show(window)
         settle(app, window, 0)
         bar = window.panel.verticalScrollBar()
         bar.setValue(bar.maximum())  # the "Local server" form, at the foot of the settings
         settle(app, window, 0)
-        window.grab().save(str(out / f"server-{name}{suffix}.png"))
+        save(window, "server", name, suffix)
         window.server_view.dock.hide()
         window.settings_dock.hide()
         window.settings.set_server(on=False)
@@ -236,38 +317,61 @@ def main() -> int:
         settle(app, window)
         window.view.verticalScrollBar().setValue(window.view.verticalScrollBar().maximum() // 2)
         settle(app, window, 0)
-        window.grab().save(str(out / f"long-chat-{name}{suffix}.png"))
+        save(window, "long-chat", name, suffix)
         window.select_chat(chats["thinking"])
         settle(app, window)
-        window.grab().save(str(out / f"thinking-{name}{suffix}.png"))
+        save(window, "thinking", name, suffix)
         block = window.view.widgets[-1].thinking
         assert block is not None
         block.toggle()
         settle(app, window, 0)
-        window.grab().save(str(out / f"thinking-open-{name}{suffix}.png"))
+        save(window, "thinking-open", name, suffix)
         window.select_chat(chats["xray"])
         settle(app, window)
         reply = window.view.widgets[-1]
         reply.xray.setChecked(True)
         settle(app, window, 0)
-        window.grab().save(str(out / f"xray-{name}{suffix}.png"))
+        save(window, "xray", name, suffix)
         reply.token_picked.emit(reply.message.id, 5)  # " Paris"
         settle(app, window, 0)
         assert window._xray is not None
-        window._xray.grab().save(str(out / f"xray-panel-{name}{suffix}.png"))
+        save(window._xray, "xray-panel", name, suffix)
         window._xray.hide()
+        # Documents: the window (a collection being indexed), and a reply's sources.
+        window.open_documents()
+        documents = window.windows.documents
+        assert documents is not None
+        documents.resize(980, 400)
+        settle(app, window, 0)
+        index_for_show(window)
+        documents.select("Harbour notes")
+        settle(app, window, 0)
+        save(documents, "documents", name, suffix)
+        window.windows.documents_state.set_work(None)
+        documents.hide()
+        window.select_chat(chats["grounded"])
+        settle(app, window)
+        sources = window.view.widgets[-1].sources
+        assert sources is not None and sources.rows
+        sources.rows[0].toggle()
+        settle(app, window, 0)
+        window.view.scroll_to_end()
+        settle(app, window, 0)
+        save(window, "sources", name, suffix)
         window.new_chat()
         settle(app, window)
-        window.grab().save(str(out / f"new-chat-{name}{suffix}.png"))
+        save(window, "new-chat", name, suffix)
         window.close()
     engine.close()
     store.close()
     if os.environ.get("QT_SCALE_FACTOR") is None:  # the same at 150%, in a process of its own
         scaled = {**os.environ, "QT_SCALE_FACTOR": "1.5", "LOCALCHAT_SHOTS_SUFFIX": "-150"}
-        subprocess.run([sys.executable, __file__], env=scaled, check=True)
+        subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=scaled, check=True)
     for png in sorted(out.glob("*.png")):
-        print(png.relative_to(ROOT))
-    print("assets/screenshot.png")
+        if not ONLY or any(png.name.startswith(f"{n}-") for n in ONLY):
+            print(png.relative_to(ROOT))
+    if wanted("chat"):
+        print("assets/screenshot.png")
     return 0
 
 

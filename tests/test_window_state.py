@@ -127,6 +127,7 @@ def test_menus_shortcuts_about_and_quit(qtbot, home: Path, parts, tiny_model) ->
         ("Settings", "Ctrl+,"),
         ("Models…", "Ctrl+Shift+M"),
         ("Train…", "Ctrl+Shift+T"),
+        ("Documents…", "Ctrl+Shift+D"),
     ]
     assert items("help-menu") == [("Keyboard shortcuts", ""), ("About LocalChat", "")]
 

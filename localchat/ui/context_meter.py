@@ -102,7 +102,13 @@ class ContextMeter(QWidget):
     """What the next prompt costs, from the engine (exact tokens, the chat's
     overflow policy applied), in words beside a thin bar: "263 of 4,096 tokens
     used · 1,024 kept for the reply"; its tooltip says what is out of the
-    model's view. Drawn from ``ChatState.context``, hidden while there is none."""
+    model's view. Drawn from ``ChatState.context``, hidden while there is none.
+
+    In a chat grounded in documents, the passages for the next message are
+    not known before it is sent (they depend on its words), so they are not
+    in the figure: the meter adds "up to 1,500 for passages" (the
+    grounding's budget, estimated tokens), and its tooltip whether that
+    still fits."""
 
     def __init__(self, chat: ChatState, counter: ContextCounter) -> None:
         super().__init__()
@@ -116,6 +122,9 @@ class ContextMeter(QWidget):
         layout.addWidget(self.bar, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(self.label)
         self.hide()
+        self.grounded: list[str] = []
+        """The collections the open chat draws on (``set_grounding``)."""
+        self._report: ContextReport | None = None
         chat.counted.connect(self.show_report)
         counter.jobs.failed.connect(lambda _message: self.hide())
 
@@ -128,7 +137,13 @@ class ContextMeter(QWidget):
     def value(self) -> int:
         return self.bar.value()
 
+    def set_grounding(self, collections: list[str]) -> None:
+        """The open chat draws on these collections (none: it is not grounded)."""
+        self.grounded = list(collections)
+        self.show_report(self._report)
+
     def show_report(self, report: ContextReport | None) -> None:
+        self._report = report
         if report is None:
             self.hide()
             return
@@ -143,6 +158,9 @@ class ContextMeter(QWidget):
                 f"{report.prompt_tokens:,} of {report.n_ctx:,} tokens used{thinking} · "
                 f"{report.reserve:,} kept for the reply"
             )
+        passages = self._passages(report)
+        if passages and not report.excess:
+            text += f" · up to {passages[0]:,} for passages"
         self.label.setText(text)
         lines = [
             f"Next prompt: {report.prompt_tokens:,} tokens (what the model will read, "
@@ -165,6 +183,8 @@ class ContextMeter(QWidget):
             )
         else:
             lines.append("The whole chat is in the model's view.")
+        if passages:
+            lines.append(passages[1])
         if report.excess:
             lines.append(
                 f"{report.excess:,} tokens too many: with 'Stop and say so' the chat cannot "
@@ -180,6 +200,23 @@ class ContextMeter(QWidget):
             f"QProgressBar::chunk {{ background: {red}; }}" if report.excess else ""
         )
         self.show()
+
+    def _passages(self, report: ContextReport) -> tuple[int, str] | None:
+        """The grounding's budget and what it means for this count (None: not grounded)."""
+        if not self.grounded:
+            return None
+        from localchat.core.documents.grounding import BUDGET  # with the first grounded chat
+
+        line = (
+            f"Drawing on {', '.join(self.grounded)}: the next message goes with the passages "
+            f"that answer it, up to about {BUDGET:,} tokens (estimated), not counted above"
+        )
+        if report.prompt_tokens + report.reserve + BUDGET > report.n_ctx:
+            line += (
+                "; with that many, the chat may not fit: older messages would drop out of "
+                "the model's view (with 'Stop and say so', the message is refused)"
+            )
+        return BUDGET, line
 
 
 class SpeedLabel(QLabel):

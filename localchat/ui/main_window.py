@@ -37,6 +37,7 @@ from localchat.core.params import GenerationSettings
 from localchat.core.settings import AppSettings
 from localchat.ui import menus, window_size, window_state
 from localchat.ui.bridge import Background
+from localchat.ui.chat_documents import ChatDocuments
 from localchat.ui.chat_list import ChatList
 from localchat.ui.chat_view import DEMO_ONLY, NO_MODEL, ChatView
 from localchat.ui.composer import Composer, ComposerBox
@@ -192,6 +193,15 @@ class MainWindow(QMainWindow):
         self.windows.trained.connect(self._trained)
         self.windows.adapter_trained.connect(self._adapter_trained)
         self.windows.chat_requested.connect(self.chat_with_adapter)
+        self.windows.message.connect(self._say)
+        # Under the message box: the collections of documents the chat draws on.
+        self.chat_documents = ChatDocuments(
+            store, self.chat, self.windows.documents_state, self.background,
+            lambda: self.windows.indexing.store,
+        )  # fmt: skip
+        self.chat_documents.manage.connect(self.open_documents)
+        self.replies.documents = self.chat_documents.for_reply
+        middle_layout.addWidget(self.chat_documents)
 
         add_actions(
             self,
@@ -207,11 +217,13 @@ class MainWindow(QMainWindow):
         self.download_state = self.windows.download_state
         self.statusBar().addPermanentWidget(self.chats.undo_button)  # after a Delete
         self.statusBar().addPermanentWidget(self.download_state)
+        self.statusBar().addPermanentWidget(self.windows.index_state)
         self.speed = SpeedLabel()
         self.statusBar().addPermanentWidget(self.speed)
         # What the next prompt costs; recounted as the chat or the draft changes.
         self.meter = ContextMeter(self.chat, self.counter)
         self.statusBar().addPermanentWidget(self.meter)
+        self.chat_documents.changed.connect(self.meter.set_grounding)
         self.composer.textChanged.connect(self.counter.draft_timer.start)
         self.drafts = Drafts(store, settings, self.composer, self.background, self)
         self.drafts.discarded.connect(lambda _chat: self.chats.refresh())
@@ -295,6 +307,7 @@ class MainWindow(QMainWindow):
         if current:  # the model used last time, else the first one (or the chat's adapter's)
             self.loader.for_chat(Path(current))
         self.server.resume()  # the API server, when its switch was left on
+        self.windows.start_documents()  # the collections' folders watched
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.counter.close()  # no more counting: the store and engine go next
@@ -349,6 +362,9 @@ class MainWindow(QMainWindow):
 
     def open_trainer(self, chats: list[int] | None = None) -> None:
         self.windows.open_trainer(chats)
+
+    def open_documents(self) -> None:
+        self.windows.open_documents()
 
     def _trained(self, path: str) -> None:
         self.refresh_models()

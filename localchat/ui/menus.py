@@ -1,7 +1,8 @@
 """The main window's menu bar: File (New chat, Export chat…, Quit), View
-(Settings, Models…, Train…) and Help (Keyboard shortcuts, About LocalChat).
-It shows the window's own actions (``window_actions.py``), so a shortcut works
-the same from a menu, the toolbar or the keyboard."""
+(Settings, Models…, Train…, Documents…) and Help (Keyboard shortcuts, About
+LocalChat). It shows the window's own actions (``window_actions.py``; and
+Documents…, made here, on the toolbar too), so a shortcut works the same
+from a menu, the toolbar or the keyboard."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMenu
+from PySide6.QtWidgets import QFileDialog, QMenu, QToolBar
 
 if TYPE_CHECKING:
     from localchat.ui.main_window import MainWindow
@@ -60,6 +61,23 @@ def show_about(window: MainWindow) -> None:
     about_dialog(window, loaded.backend if loaded is not None else None).open()
 
 
+def _documents_action(window: MainWindow) -> QAction:
+    """Documents… (Ctrl+Shift+D): the Documents window, from the View menu, the
+    toolbar (before Settings) and the keyboard."""
+    documents = QAction("Documents…", window)
+    documents.setObjectName("documents")
+    documents.setShortcut(QKeySequence("Ctrl+Shift+D"))
+    documents.setToolTip(
+        "Collections of your folders and files for chats to draw on (Ctrl+Shift+D)"
+    )
+    documents.triggered.connect(lambda _checked=False: window.open_documents())
+    window.addAction(documents)
+    toolbar = window.findChild(QToolBar, "main-toolbar")
+    if toolbar is not None:
+        toolbar.insertAction(_named(window, "settings"), documents)
+    return documents
+
+
 def install(window: MainWindow) -> dict[str, QMenu]:
     """Build the menu bar from the window's actions (after ``add_actions``);
     returns the menus by name ("file", "view", "help")."""
@@ -86,6 +104,7 @@ def install(window: MainWindow) -> dict[str, QMenu]:
     view.setObjectName("view-menu")
     for name in ("settings", "models", "train"):
         view.addAction(_named(window, name))
+    view.addAction(_documents_action(window))
 
     help_menu = bar.addMenu("&Help")
     help_menu.setObjectName("help-menu")

@@ -40,6 +40,7 @@ from localchat.ui.message_parts import (
 )
 
 if TYPE_CHECKING:
+    from localchat.ui.sources_view import SourcesView
     from localchat.ui.thinking_block import ThinkingBlock
     from localchat.ui.token_view import TokenView
 
@@ -188,6 +189,8 @@ class MessageWidget(QFrame):
         """A reasoning model's thinking, above the answer (made when there is some)."""
         self.tokens_view: TokenView | None = None
         """The token X-ray, in place of the text while it is on."""
+        self.sources: SourcesView | None = None
+        """Under a reply grounded in documents: its sources (made with the first)."""
 
     # -- the text -----------------------------------------------------------------------
 
@@ -327,6 +330,14 @@ class MessageWidget(QFrame):
             ms = (message.stats or {}).get("thinking_ms")
             self.set_thinking(message.reasoning, running=False, seconds=ms / 1000 if ms else None)
         self.set_markdown(message.content)
+        if message.sources is not None and self.sources is None:
+            from localchat.ui.sources_view import SourcesView
+
+            self.sources = SourcesView()
+            self.sources.setContentsMargins(self.body.contentsMargins().left(), 0, 0, 0)
+            self._layout.insertWidget(self._layout.count() - 1, self.sources)  # above the foot
+        if self.sources is not None:
+            self.sources.set_sources(message.sources)
         if self.xray.isChecked():
             self.set_xray(True)  # this version's tokens (or the text, if it has none)
         note = STATUS_NOTES.get(message.status, "")

@@ -1,7 +1,9 @@
 """The windows the main window opens, each made when first opened and kept
 while the app runs: the model manager (with the download queue, whose
-progress shows in the status bar while the manager is closed) and the Train
-window. What they ask of the chat comes out as signals."""
+progress shows in the status bar while the manager is closed), the Train
+window and the Documents window (with the indexing, which goes on, in the
+status bar, while it is closed). What they ask of the chat comes out as
+signals."""
 
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QPushButton
 
+from localchat.core import paths
 from localchat.core.chat.store import ChatStore
 from localchat.core.models import library
 from localchat.core.settings import AppSettings
-from localchat.ui.state import ModelState
+from localchat.ui.state import DocumentsState, ModelState
 
 if TYPE_CHECKING:  # imported when first opened: start-up stays quick
     from localchat.core.models.downloads import Download, Downloads
+    from localchat.ui.documents_window import DocumentsWindow
+    from localchat.ui.indexing import Indexing
     from localchat.ui.model_manager import ModelManager
     from localchat.ui.train.window import TrainWindow
 
@@ -35,6 +40,8 @@ class OtherWindows(QObject):
     adapter_trained = Signal(str)
     chat_requested = Signal(str, str)
     """The Train window's "Chat with it": base model, adapter."""
+    message = Signal(str, int)
+    """A line for the status bar (the indexing's), and how long it stays (ms)."""
 
     def __init__(
         self,
@@ -54,6 +61,14 @@ class OtherWindows(QObject):
         self.download_state.setFlat(True)
         self.download_state.clicked.connect(self.open_models)
         self.download_state.hide()
+        self.documents_state = DocumentsState()
+        self._indexing: Indexing | None = None  # the document index, made when first needed
+        self.documents: DocumentsWindow | None = None
+        self.index_state = QPushButton()  # "Indexing notes · 40%" while the window is closed
+        self.index_state.setFlat(True)
+        self.index_state.clicked.connect(self.open_documents)
+        self.index_state.hide()
+        self.documents_state.working.connect(lambda _: self._index_changed())
 
     @property
     def downloads(self) -> Downloads:
@@ -64,6 +79,46 @@ class OtherWindows(QObject):
 
             self._downloads = Downloads()
         return self._downloads
+
+    @property
+    def indexing(self) -> Indexing:
+        """The document collections' indexing and folder watch; made on first use."""
+        if self._indexing is None:
+            from localchat.ui.indexing import Indexing
+
+            self._indexing = Indexing(self.documents_state, parent=self)
+            self._indexing.message.connect(self.message)
+        return self._indexing
+
+    def start_documents(self) -> None:
+        """After the first paint: the collections listed and their folders
+        watched, when there is an index."""
+        if self._indexing is not None or (paths.home() / "documents.sqlite").exists():
+            self.indexing.start()
+
+    def open_documents(self) -> None:
+        """The Documents window (kept while the app runs)."""
+        if self.documents is None:
+            from localchat.ui.documents_window import DocumentsWindow
+
+            self.documents = DocumentsWindow(self.indexing)
+        self.documents.show()
+        self.documents.raise_()
+        self.documents.activateWindow()
+        self._index_changed()
+
+    def _index_changed(self) -> None:
+        state, task = self.documents_state, self.documents_state.task
+        shown = self.documents is not None and self.documents.isVisible()
+        if task is None or task.action == "remove" or shown:
+            self.index_state.hide()
+            return
+        p = task.progress
+        share = f" · {p.bytes_done / p.bytes_total:.0%}" if p and p.bytes_total else ""
+        verb = "Indexing paused:" if state.paused else "Indexing"
+        self.index_state.setText(f"{verb} {task.name}{share}")
+        self.index_state.setToolTip("Open the Documents window")
+        self.index_state.show()
 
     def open_models(self) -> None:
         """The model manager (a window of its own, kept while the app runs)."""
@@ -126,3 +181,7 @@ class OtherWindows(QObject):
             self.manager.close()
         if self.trainer is not None:
             self.trainer.close()
+        if self.documents is not None:
+            self.documents.close()
+        if self._indexing is not None:
+            self._indexing.close()  # an indexing under way stops after its file

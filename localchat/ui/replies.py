@@ -34,6 +34,7 @@ from localchat.ui.state import ChatState, ModelState
 
 if TYPE_CHECKING:
     from localchat.core.engine.protocol import LoadedModel
+    from localchat.ui.chat_documents import ForReply
     from localchat.ui.local_server import Turn
 
 Talk = Callable[[ChatSession, OnPiece], StoredMessage]
@@ -59,10 +60,13 @@ class ReplyThread(JobThread):
         model: str,
         talk: Talk,
         turn: Turn = contextlib.nullcontext,
+        documents: ForReply | None = None,
     ) -> None:
+        """``documents``: the index to ground the chat's reply in, given its chat."""
         super().__init__(self._write)
         self._store, self._engine, self._chat_id = store, engine, chat_id
         self._model, self._talk, self._turn = model, talk, turn
+        self._documents = documents
         self._lock = threading.Lock()
         self._stopping = False
         self._holding = False
@@ -78,13 +82,19 @@ class ReplyThread(JobThread):
     def _write(self, emit: Emit) -> StoredMessage:
         chat = self._chat_id if self._chat_id is not None else self._store.create_chat()
         self.chat_opened.emit(chat)
+        documents = self._documents(chat) if self._documents is not None else None
         with self._turn():
             with self._lock:
                 self._holding = True
             try:
                 model = recorded_name(self._model, getattr(self._engine, "loaded", None))
                 session = ChatSession(
-                    self._store, self._engine, chat, model=model, top_logprobs=RECORDED_CANDIDATES
+                    self._store,
+                    self._engine,
+                    chat,
+                    model=model,
+                    top_logprobs=RECORDED_CANDIDATES,
+                    documents=documents,
                 )
                 return self._talk(session, self._piece)
             finally:
@@ -143,6 +153,8 @@ class Replies(QObject):
         self.job: ReplyThread | None = None
         self.reply_chat: int | None = None
         """The chat the running (or last) reply writes to, once its job has said."""
+        self.documents: Callable[[], ForReply | None] = lambda: None
+        """As a reply starts: where its chat's documents are (``ChatDocuments.for_reply``)."""
         composer.submitted.connect(self.send)
         composer.stop_requested.connect(self.stop)
         box.send_button.clicked.connect(self.send_or_stop)
@@ -217,7 +229,9 @@ class Replies(QObject):
         if not self._serving():  # else the count takes its turn too, and may wait for one
             self.counter.wait()
         self.chat.set_replying(True)
-        self.job = ReplyThread(self.store, self.engine, self.chat.id, name, talk, self._turn)
+        self.job = ReplyThread(
+            self.store, self.engine, self.chat.id, name, talk, self._turn, self.documents()
+        )
         self.job.chat_opened.connect(self._chat_opened)
         self.job.piece.connect(self.view.append)
         self.job.thought.connect(self.view.append_thinking)

@@ -1,6 +1,7 @@
 """What the main window shows, as plain objects the widgets subscribe to: the
-model the chat talks to (``ModelState``), the open chat (``ChatState``) and
-the API server the window runs (``ServerState``).
+model the chat talks to (``ModelState``), the open chat (``ChatState``), the
+API server the window runs (``ServerState``) and the document collections
+with their indexing (``DocumentsState``).
 
 No Qt and no widgets here: a change is an ``Event`` (``core.events``), and
 each widget that draws the state connects to it. The state is changed on the
@@ -10,6 +11,7 @@ GUI thread only (background jobs report by signal; a slot applies).
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,9 @@ from localchat.core.engine.protocol import ContextReport, LoadedModel
 from localchat.core.events import Event
 from localchat.core.params import GenerationSettings
 
-if TYPE_CHECKING:  # the server is imported when it first starts
+if TYPE_CHECKING:  # the server is imported when it first starts, the index when first used
+    from localchat.core.documents.indexer import Progress
+    from localchat.core.documents.store import Collection
     from localchat.server.app import RequestRecord
 
 
@@ -85,7 +89,9 @@ class ChatState:
     next prompt costs."""
 
     def __init__(self) -> None:
-        self.id: int | None = None
+        self._id: int | None = None
+        self.opened: Event[int | None] = Event()
+        """Another chat is open (None: none, the next message makes one)."""
         self.replying = False
         """From a reply's start until its end reaches the GUI thread (its thread
         may still be returning then)."""
@@ -95,6 +101,16 @@ class ChatState:
         self.reply_changed: Event[bool] = Event()
         self.counted: Event[ContextReport | None] = Event()
         """A new count (None: nothing to count, or no count now)."""
+
+    @property
+    def id(self) -> int | None:
+        return self._id
+
+    @id.setter
+    def id(self, chat_id: int | None) -> None:
+        if chat_id != self._id:
+            self._id = chat_id
+            self.opened.emit(chat_id)
 
     def set_replying(self, replying: bool) -> None:
         self.replying = replying
@@ -141,3 +157,63 @@ class ServerState:
         if self.phase == "failed":
             return f"API server: {self.error}"
         return ""
+
+
+@dataclass(frozen=True)
+class IndexTask:
+    """What the indexing is doing: ``action`` ("add", "update" or "remove")
+    on collection ``name``, how far it got (None before the first file), and
+    whether Stop was asked (it ends after the file being read). ``quiet``: the
+    folder watch's update, which the status bar mentions only if it changed
+    something."""
+
+    action: str
+    name: str
+    progress: Progress | None = None
+    stopping: bool = False
+    quiet: bool = False
+
+
+class DocumentsState:
+    """The document collections (``collections``, as last listed), the
+    indexing task under way (``task``), the collections waiting for theirs
+    (``waiting``), and whether indexing is paused (the task under way and
+    those after it wait until Resume)."""
+
+    def __init__(self) -> None:
+        self.collections: list[Collection] = []
+        self.task: IndexTask | None = None
+        self.waiting: list[str] = []
+        self.paused = False
+        self.listed: Event[None] = Event()
+        """``collections`` changed."""
+        self.working: Event[None] = Event()
+        """``task``, ``waiting`` or ``paused`` changed."""
+
+    def set_collections(self, collections: list[Collection]) -> None:
+        self.collections = list(collections)
+        self.listed.emit(None)
+
+    def set_work(
+        self,
+        task: IndexTask | None,
+        waiting: list[str] | None = None,
+        *,
+        paused: bool | None = None,
+    ) -> None:
+        self.task = task
+        if waiting is not None:
+            self.waiting = list(waiting)
+        if paused is not None:
+            self.paused = paused
+        self.working.emit(None)
+
+    def names(self) -> list[str]:
+        return [c.name for c in self.collections]
+
+    def find(self, name: str) -> Collection | None:
+        return next((c for c in self.collections if c.name == name), None)
+
+    def busy_with(self, name: str) -> bool:
+        """Whether ``name`` is being indexed (or removed) or waits to be."""
+        return (self.task is not None and self.task.name == name) or name in self.waiting
