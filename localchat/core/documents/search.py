@@ -62,14 +62,28 @@ def word_query(text: str) -> str | None:
     return " OR ".join(_quoted(t) for t in terms) if terms else None
 
 
-def trigram_query(text: str) -> str | None:
-    """Every word's three-character runs (words of three or more): matches
-    where the word sits inside a longer one."""
+TRIGRAMS = 8
+"""How many of a question's trigrams are searched: its rarest (the common
+ones find everything and cost the most)."""
+
+
+def trigrams(text: str) -> list[str]:
+    """Every word's three-character runs (words of three or more), lower case."""
     grams: dict[str, None] = {}
     for w in words(unicodedata.normalize("NFC", text)):
         if len(w) >= 3:
             for i in range(len(w) - 2):
                 grams[w[i : i + 3]] = None
+    return list(grams)
+
+
+def trigram_query(text: str, store: DocumentStore | None = None) -> str | None:
+    """The question's trigrams as a query (matches a word inside a longer
+    one); with ``store``, only the :data:`TRIGRAMS` rarest that occur."""
+    grams = trigrams(text)
+    if store is not None:
+        counts = store.trigram_counts(grams)
+        grams = sorted((g for g in grams if g in counts), key=lambda g: counts[g])[:TRIGRAMS]
     return " OR ".join(_quoted(g) for g in grams) if grams else None
 
 
@@ -125,7 +139,7 @@ def search(
     query = word_query(question)
     if query:
         rankings.append(store.match("chunk_words", cids, query, DEPTH))
-    query = trigram_query(question)
+    query = trigram_query(question, store)
     if query:
         rankings.append(store.match("chunk_trigrams", cids, query, DEPTH))
     best = fuse(rankings)[:top]

@@ -96,7 +96,12 @@ CREATE TABLE vectors (
 """2: a collection's embedding model (its file's name) and each passage's
 vector (float16, length 1)."""
 
-MIGRATIONS = (SCHEMA, VECTORS)
+TRIGRAM_COUNTS = """
+CREATE VIRTUAL TABLE chunk_trigram_vocabulary USING fts5vocab(chunk_trigrams, 'row');
+"""
+"""3: how many passages hold each trigram (a question's rarest are searched)."""
+
+MIGRATIONS = (SCHEMA, VECTORS, TRIGRAM_COUNTS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -168,6 +173,8 @@ class DocumentStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._changes = 0  # counts this store's writes: cached vectors are kept until one
+        self._vector_cache: dict[tuple[int, ...], tuple[int, Any, Any]] = {}
         self._migrate()
 
     def close(self) -> None:
@@ -197,6 +204,7 @@ class DocumentStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._changes += 1
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -396,6 +404,14 @@ class DocumentStore:
     def match(self, table: str, cids: Sequence[int], query: str, limit: int) -> list[int]:
         """Chunk ids whose text matches the FTS5 ``query`` in ``table``, best
         (BM25) first."""
+        every = {int(r["id"]) for r in self._rows("SELECT id FROM collections")}
+        if set(cids) >= every:  # all of them (the usual one): no join needed
+            rows = self._rows(
+                f"SELECT rowid AS id FROM {table} WHERE {table} MATCH ? "
+                f"ORDER BY bm25({table}) LIMIT ?",
+                (query, limit),
+            )
+            return [int(r["id"]) for r in rows]
         marks = ",".join("?" * len(cids))
         rows = self._rows(
             f"""
@@ -433,6 +449,17 @@ class DocumentStore:
         )
         return int(rows[0]["n"])
 
+    def trigram_counts(self, grams: Sequence[str]) -> dict[str, int]:
+        """How many passages hold each of ``grams`` (those in none left out)."""
+        if not grams:
+            return {}
+        marks = ",".join("?" * len(grams))
+        rows = self._rows(
+            f"SELECT term, doc FROM chunk_trigram_vocabulary WHERE term IN ({marks})",
+            list(grams),
+        )
+        return {r["term"]: int(r["doc"]) for r in rows}
+
     def passage_count(self) -> int:
         return int(self._rows("SELECT count(*) AS n FROM chunks")[0]["n"])
 
@@ -456,7 +483,22 @@ class DocumentStore:
             )
 
     def vectors(self, cids: Sequence[int]) -> tuple[Any, Any]:
-        """The collections' passage ids and their vectors (a float32 matrix)."""
+        """The collections' passage ids and their vectors (a float32 matrix),
+        kept in memory until the index changes (here, or by another process:
+        SQLite's ``data_version``)."""
+        key = tuple(sorted(cids))
+        with self._lock:
+            version = self._changes * 2**32 + int(
+                self._db.execute("PRAGMA data_version").fetchone()[0]
+            )
+            cached = self._vector_cache.get(key)
+            if cached is not None and cached[0] == version:
+                return cached[1], cached[2]
+            ids, matrix = self._read_vectors(cids)
+            self._vector_cache = {key: (version, ids, matrix)}  # the last one asked only
+            return ids, matrix
+
+    def _read_vectors(self, cids: Sequence[int]) -> tuple[Any, Any]:
         marks = ",".join("?" * len(cids))
         rows = self._rows(
             f"SELECT v.chunk_id, v.vector FROM vectors v JOIN chunks k ON k.id = v.chunk_id "
