@@ -126,6 +126,8 @@ def test_a_collection_with_an_embedder_keeps_a_vector_per_passage(
         (docs / "ko-temple.md").write_text("A short new text about a temple bell.\n")
         indexer.update(store, "both", embedding=embedding)
         assert store.unembedded(collection.id) == []
+        ids, matrix = store.vectors([collection.id])  # not the vectors kept from before
+        assert len(ids) == store.collection("both").chunks != collection.chunks
         plain = DocumentStore(tmp_path / "plain.sqlite")
         indexer.add(plain, "p", [docs])
         cid = plain.collection("p").id
