@@ -264,3 +264,29 @@ def test_a_grounded_chat_lists_sources_under_its_replies(
     window.new_chat()
     qtbot.waitUntil(lambda: window.chat_id != grounded, timeout=TIMEOUT)
     assert control.chosen == [] and not control.isVisible()
+
+
+def test_a_collection_with_an_embedder_is_updated_with_it_in_the_window(
+    qtbot, window: DocumentsWindow, indexing: Indexing, notes: Path, home: Path, tmp_path: Path
+) -> None:
+    """A collection made with an embedding model (docs add --embedder) is
+    updated from the window with that model, loaded in the window's engine:
+    a changed file's passages get their vectors."""
+    from localchat.core.engine.client import Engine
+    from localchat.testing.tiny_models import write_bert_gguf
+    from localchat.ui.main_window import embedding_in
+
+    (home / "models").mkdir(exist_ok=True)
+    write_bert_gguf(home / "models" / "bert.gguf")
+    with Engine() as engine:
+        first = embedding_in(engine, "bert.gguf")
+        indexer.add(indexing.store(), "meaning", [notes], embedding=first)
+        indexing.embedding_for = lambda name: embedding_in(engine, name)
+        indexing.refresh()
+        qtbot.waitUntil(lambda: bool(window.rows()))
+        (notes / FILES[0]).write_text("A short new note about the granite pier.\n")
+        indexing.update("meaning")
+        done = ended(qtbot, indexing, "update")
+        assert done.report is not None and [Path(p).name for p in done.report.indexed] == [FILES[0]]
+        cid = indexing.store().collection("meaning").id
+        assert indexing.store().unembedded(cid) == []

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -104,6 +105,9 @@ class Indexing(QObject):
         self.listings = LatestJobs(self)
         self.listings.done.connect(self._listed)
         self.listings.failed.connect(lambda message: self._say(f"Documents: {message}"))
+        self.embedding_for: Callable[[str], Any] | None = None
+        """The embedding model a collection names, loaded in the window's
+        engine (its calls take their turn with replies and requests)."""
         self.watch = FolderWatch(self, debounce_ms=debounce_ms)
         self.watch.changed.connect(lambda name: self.update(name, quiet=True))
 
@@ -152,8 +156,8 @@ class Indexing(QObject):
         """Bring ``name`` up to date (an unfinished one: finish it). ``quiet``:
         the folder watch's, said in the status bar only if it changed something."""
         found = self.state.find(name)
-        if quiet and found is not None and found.embedder:
-            return  # its embedding model is not loaded in the window: Update says so
+        if quiet and found is not None and found.embedder and self.embedding_for is None:
+            return  # no engine to embed with: Update says so
         waiting = [t for t in self._queue if t.name == name]
         if any(t.action in ("update", "add") for t in waiting):
             return  # the one waiting will see this change too
@@ -234,7 +238,13 @@ class Indexing(QObject):
         elif task.action == "add":
             report = indexer.add(store, task.name, roots, progress=throttle, control=control)
         else:
-            report = indexer.update(store, task.name, progress=throttle, control=control)
+            embedder = store.collection(task.name).embedder
+            embedding = None
+            if embedder and self.embedding_for is not None:
+                embedding = self.embedding_for(embedder)
+            report = indexer.update(
+                store, task.name, progress=throttle, control=control, embedding=embedding
+            )
         return Ended(task, report, self._list())
 
     def _progressed(self, progress: Progress) -> None:

@@ -48,7 +48,20 @@ class SharedEngine:
     each in its turn, so that none cuts a request's reply short (a call to
     the engine ends the stream in progress). The rest is the engine's."""
 
-    CALLS = frozenset({"plan", "prompt", "render", "tokenize", "score", "logits", "perplexity"})
+    CALLS = frozenset(
+        {
+            "plan",
+            "prompt",
+            "render",
+            "tokenize",
+            "score",
+            "logits",
+            "perplexity",
+            "load_embedder",
+            "embed",
+            "embeddings",
+        }
+    )
 
     def __init__(self, engine: Engine, turn: Turn) -> None:
         self._engine, self._turn = engine, turn

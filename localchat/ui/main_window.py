@@ -76,6 +76,13 @@ class _Alias:
         setattr(getattr(window, self.part), self.name, value)
 
 
+def embedding_in(engine: Engine, name: str) -> Any:
+    """The installed embedding model ``name`` loaded in ``engine``."""
+    from localchat.core.documents.embedding import Embedding, installed_embedder
+
+    return Embedding(engine, installed_embedder(name))
+
+
 class MainWindow(QMainWindow):
     model_path = _Alias("model", "path")
     adapter = _Alias("model", "adapter")
@@ -194,6 +201,7 @@ class MainWindow(QMainWindow):
         self.windows.adapter_trained.connect(self._adapter_trained)
         self.windows.chat_requested.connect(self.chat_with_adapter)
         self.windows.message.connect(self._say)
+        self.windows.embedding_for = lambda name: embedding_in(shared, name)
         # Under the message box: the collections of documents the chat draws on.
         self.chat_documents = ChatDocuments(
             store, self.chat, self.windows.documents_state, self.background,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QPushButton
@@ -63,6 +63,8 @@ class OtherWindows(QObject):
         self.download_state.hide()
         self.documents_state = DocumentsState()
         self._indexing: Indexing | None = None  # the document index, made when first needed
+        self.embedding_for: Callable[[str], Any] | None = None
+        """The loaded embedding model a collection names (set by the window)."""
         self.documents: DocumentsWindow | None = None
         self.index_state = QPushButton()  # "Indexing notes · 40%" while the window is closed
         self.index_state.setFlat(True)
@@ -87,6 +89,7 @@ class OtherWindows(QObject):
             from localchat.ui.indexing import Indexing
 
             self._indexing = Indexing(self.documents_state, parent=self)
+            self._indexing.embedding_for = self.embedding_for
             self._indexing.message.connect(self.message)
         return self._indexing
 
