@@ -26,7 +26,7 @@ from localchat.core.errors import ModelFileError
 from localchat.core.models import library
 from localchat.server import requests
 from localchat.server.errors import ApiError
-from localchat.server.responses import Guarded, closing, note_result
+from localchat.server.responses import Guarded, closing, note_result, whole
 from localchat.server.service import EngineService, Generation, find_model
 
 DONE_REASON = {"stop": "stop", "cancelled": "stop", "length": "length", "context": "length"}
@@ -117,23 +117,10 @@ async def _reply(request: Request, *, generate: bool) -> Response:
     service: EngineService = request.app.state.service
     req = requests.ollama_chat(await requests.read_json(request), generate=generate)
     request.scope.setdefault("state", {})["model"] = req.model
-    gen = await service.start(
-        req.model,
-        req.messages,
-        req.settings,
-        stop=req.stop,
-        grammar=req.grammar,
-        tools=req.tools,
-        raw=req.raw,
-    )
+    gen = await service.start(req)
     if not req.stream:
-        try:
-            pieces, result = await gen.collect(request.is_disconnected)
-        finally:
-            await gen.close()
-        note_result(request, result)
-        text = "".join(p.text for p in pieces if not p.reasoning)
-        thinking = "".join(p.text for p in pieces if p.reasoning)
+        result = await whole(request, gen)
+        text, thinking = result.reply, result.reasoning
         calls: list[ToolCall] = []
         if req.tools:
             text, calls = parse(gen.tool_format, text, req.tools)

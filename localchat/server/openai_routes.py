@@ -23,7 +23,7 @@ from localchat.core.engine.tools.formats import parse
 from localchat.core.engine.tools.stream import ToolStream
 from localchat.server import requests, targets
 from localchat.server.errors import ApiError, error_body
-from localchat.server.responses import Guarded, closing, note_result
+from localchat.server.responses import Guarded, closing, note_result, whole
 from localchat.server.service import EngineService, Generation
 
 FINISH = {"stop": "stop", "cancelled": "stop", "length": "length", "context": "length"}
@@ -53,16 +53,7 @@ async def completions(request: Request) -> Response:
     service: EngineService = request.app.state.service
     req = requests.openai_completion(await requests.read_json(request))
     request.scope.setdefault("state", {})["model"] = req.model
-    gen = await service.start(
-        req.model,
-        [],
-        req.settings,
-        stop=req.stop,
-        logprobs=req.logprobs,
-        top_logprobs=req.top_logprobs,
-        raw=req.raw,
-        stream_logprobs=req.stream and req.logprobs,
-    )
+    gen = await service.start(req)
     reply_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
 
@@ -78,16 +69,12 @@ async def completions(request: Request) -> Response:
 
     echo = req.raw if req.echo and req.raw else ""
     if not req.stream:
-        try:
-            _pieces, result = await gen.collect(request.is_disconnected)
-        finally:
-            await gen.close()
-        note_result(request, result)
+        result = await whole(request, gen)
         logprobs = (
             _text_logprobs(result.tokens, req.top_logprobs, len(echo)) if req.logprobs else None
         )
-        whole = body(echo + result.reply, FINISH[result.finish_reason], logprobs)
-        return JSONResponse({**whole, "usage": usage(result)})
+        reply = body(echo + result.reply, FINISH[result.finish_reason], logprobs)
+        return JSONResponse({**reply, "usage": usage(result)})
 
     async def chunks() -> AsyncIterator[dict[str, str]]:
         if echo:
@@ -143,27 +130,11 @@ async def chat_completions(request: Request) -> Response:
     service: EngineService = request.app.state.service
     req = requests.openai_chat(await requests.read_json(request))
     request.scope.setdefault("state", {})["model"] = req.model
-    gen = await service.start(
-        req.model,
-        req.messages,
-        req.settings,
-        stop=req.stop,
-        logprobs=req.logprobs,
-        top_logprobs=req.top_logprobs,
-        grammar=req.grammar,
-        tools=req.tools,
-        tool_choice=req.tool_choice,
-        parallel=req.parallel,
-        stream_logprobs=req.stream and req.logprobs,
-    )
+    gen = await service.start(req)
     reply_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if not req.stream:
-        try:
-            _pieces, result = await gen.collect(request.is_disconnected)
-        finally:
-            await gen.close()
-        note_result(request, result)
+        result = await whole(request, gen)
         return JSONResponse(_completion(reply_id, created, gen, result, req))
     events = _chunks(request, gen, req, reply_id, created)
     return Guarded(EventSourceResponse(events, ping=15), closing(request, gen))

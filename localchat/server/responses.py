@@ -39,6 +39,17 @@ def note_result(request: Request, result: ChatResult) -> None:
     state["finish"] = result.finish_reason
 
 
+async def whole(request: Request, gen: Any) -> ChatResult:
+    """A reply not streamed: read to its end (cancelled if the client goes
+    away), the engine freed, and what the log line says of it noted."""
+    try:
+        result: ChatResult = await gen.collect(request.is_disconnected)
+    finally:
+        await gen.close()
+    note_result(request, result)
+    return result
+
+
 def closing(request: Request, gen: Any) -> Callable[[], Awaitable[None]]:
     """The cleanup of a streamed reply: close the generation, and let the
     log line say how it ended (a client that went away: cancelled)."""

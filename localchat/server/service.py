@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from localchat.core.errors import (
 from localchat.core.params import GenerationSettings
 from localchat.core.settings import AppSettings
 from localchat.server.errors import ApiError
+from localchat.server.requests import ChatRequest
 from localchat.server.targets import Target, find
 
 log = logging.getLogger("localchat.server")
@@ -129,29 +130,13 @@ class EngineService:
             listener(path)
         return loaded
 
-    async def start(
-        self,
-        model: str,
-        messages: Sequence[Message],
-        changes: Mapping[str, Any],
-        *,
-        stop: Sequence[str] = (),
-        top_logprobs: int = 0,
-        logprobs: bool = False,
-        grammar: str | None = None,
-        tools: Sequence[Tool] = (),
-        tool_choice: str = "auto",
-        parallel: bool = True,
-        raw: str | None = None,
-        stream_logprobs: bool = False,
-    ) -> Generation:
-        """Wait for the engine, load ``model`` if need be and start the reply.
-        ``tools``: functions it may call; ``tool_choice``: "auto", "required"
-        or the one function's name, a call then enforced by a grammar in the
-        loaded model's format. Failures before its first piece are
-        :class:`ApiError`; the returned generation holds the engine until it
-        is closed. ``raw``: a text to complete, in place of the messages."""
-        target = find(model)
+    async def start(self, req: ChatRequest) -> Generation:
+        """Wait for the engine, load the request's model if need be and start
+        the reply. Its tools' ``tool_choice`` "required" or a function's name
+        is enforced by a grammar in the loaded model's format. Failures before
+        its first piece are :class:`ApiError`; the returned generation holds
+        the engine until it is closed."""
+        target = find(req.model)
         path = target.model
         await self._lock.acquire()
         generation: Generation | None = None
@@ -166,28 +151,19 @@ class EngineService:
                 except EngineCrashed as exc:
                     raise ApiError(500, str(exc), code="model_crashed") from None
             try:
-                settings = self.base.replace(**changes)
+                settings = self.base.replace(**req.settings)
             except SettingError as exc:
                 raise ApiError(400, str(exc)) from None
-            fmt = self.tool_format()
-            if tools and tool_choice not in ("auto", "none"):
-                name = None if tool_choice == "required" else tool_choice
+            grammar = req.grammar
+            if req.tools and req.tool_choice not in ("auto", "none"):
+                name = None if req.tool_choice == "required" else req.tool_choice
                 try:
-                    grammar = call_grammar(fmt, tools, name, several=parallel)
+                    grammar = call_grammar(
+                        self.tool_format(), req.tools, name, several=req.parallel
+                    )
                 except SettingError as exc:
                     raise ApiError(400, str(exc), param="tools") from None
-            generation = Generation(
-                self,
-                list(messages),
-                settings,
-                stop,
-                logprobs,
-                top_logprobs,
-                grammar,
-                tuple(tools),
-                raw,
-                stream_logprobs,
-            )
+            generation = Generation(self, req, settings, grammar)
             await generation.begin()
             return generation
         except BaseException:
@@ -264,26 +240,19 @@ class Generation:
     def __init__(
         self,
         service: EngineService,
-        messages: list[Message],
+        req: ChatRequest,
         settings: GenerationSettings,
-        stop: Sequence[str],
-        logprobs: bool,
-        top_logprobs: int,
-        grammar: str | None = None,
-        tools: tuple[Tool, ...] = (),
-        raw: str | None = None,
-        stream_logprobs: bool = False,
+        grammar: str | None,
     ) -> None:
         self.service = service
-        self.stream_logprobs = stream_logprobs
-        self.raw = raw
-        self.messages = messages
+        self.req = req
         self.settings = settings
+        """The request's settings over the model's own."""
+        self.grammar = grammar
+        """The request's, or the one its required tool call is held to."""
         self.model = service.name
-        self.tools = tools
         self.tool_format = service.tool_format()
         """The format the reply's calls are read in."""
-        self._args = (tuple(stop), logprobs, top_logprobs, grammar)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._thread: asyncio.Future[None] | None = None
@@ -308,19 +277,19 @@ class Generation:
         self._first = first
 
     def _produce(self, put: Any) -> None:
-        engine = self.service.engine
-        stop, logprobs, top, grammar = self._args
+        req = self.req
         try:
-            stream = engine.chat(
-                self.messages,
+            stream = self.service.engine.chat(
+                req.messages,
                 self.settings,
-                stop=stop,
-                logprobs=logprobs,
-                top_logprobs=top,
-                grammar=grammar,
-                tools=self.tools,
-                raw=self.raw,
-                stream_logprobs=self.stream_logprobs,
+                stop=req.stop,
+                logprobs=req.logprobs,
+                top_logprobs=req.top_logprobs,
+                grammar=self.grammar,
+                tools=req.tools,
+                raw=req.raw,
+                # A client that streams log-probabilities gets them chunk by chunk.
+                stream_logprobs=req.stream and req.logprobs,
             )
             if self._cancelled.is_set():
                 stream.cancel()
@@ -331,14 +300,14 @@ class Generation:
         except EngineCrashed as exc:
             put(("error", exc))
         except EngineError as exc:
-            if self.raw is not None:  # no messages to count
+            if req.raw is not None:  # no messages to count
                 put(("error", ApiError(400, str(exc), param="prompt")))
                 return
             try:
                 put(
                     (
                         "error",
-                        self.service.context_error(self.messages, self.settings, exc, self.tools),
+                        self.service.context_error(req.messages, self.settings, exc, req.tools),
                     )
                 )
             except LocalChatError:
@@ -362,18 +331,15 @@ class Generation:
                 self.result = value
                 return
 
-    async def collect(
-        self, gone: Callable[[], Awaitable[bool]] | None = None
-    ) -> tuple[list[Piece], ChatResult]:
-        """The whole reply; ``gone``: whether the client has disconnected,
-        asked every :data:`DISCONNECT_POLL_S` meanwhile: then the reply is
-        cancelled (it ends "cancelled", for no one) and the engine freed."""
-        pieces: list[Piece] = []
+    async def collect(self, gone: Callable[[], Awaitable[bool]] | None = None) -> ChatResult:
+        """The whole reply (its answer and thinking are the result's); ``gone``:
+        whether the client has disconnected, asked every
+        :data:`DISCONNECT_POLL_S` meanwhile: then the reply is cancelled (it
+        ends "cancelled", for no one) and the engine freed."""
 
         async def read() -> None:
-            async for item in self.events():
-                if isinstance(item, Piece):
-                    pieces.append(item)
+            async for _item in self.events():
+                pass
 
         task = asyncio.ensure_future(read())
         try:
@@ -387,7 +353,7 @@ class Generation:
         finally:
             task.cancel()
         assert self.result is not None
-        return pieces, self.result
+        return self.result
 
     async def close(self) -> None:
         """Stop generating (if it still is), wait for the engine, let the next
