@@ -22,7 +22,7 @@ import numpy as np
 
 from localchat.core.engine.gguf_info import read_model_info
 from localchat.core.engine.template import FALLBACK_TEMPLATE as CHATML
-from localchat.core.trainer.gguf_export import LlamaShape, write_llama
+from localchat.core.trainer.gguf_export import LlamaShape, add_kv, write_llama
 
 FIXTURE_VOCABS = ("llama-spm", "llama-bpe", "phi-3")
 _WORDS = (
@@ -349,19 +349,7 @@ def write_bert_gguf(
     w.add_pooling_type(gguf.PoolingType(POOLING[pooling]))
     w.add_token_type_count(types)
     for key, value in tok.items():
-        if isinstance(value, list):
-            if key == "tokenizer.ggml.token_type":
-                w.add_array(key, [int(x) for x in value])
-            else:
-                w.add_array(key, value)
-        elif isinstance(value, bool):
-            w.add_bool(key, value)
-        elif isinstance(value, int):
-            w.add_uint32(key, value)
-        elif isinstance(value, float):
-            w.add_float32(key, value)
-        else:
-            w.add_string(key, str(value))
+        add_kv(w, key, value)
     for tensor_name, array in tensors.items():
         w.add_tensor(tensor_name, array)
     w.write_header_to_file()
