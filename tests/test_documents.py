@@ -355,3 +355,13 @@ def test_a_chat_grounded_in_a_collection_keeps_each_replys_sources(
         exported = store.export_markdown(chat)
         assert "Sources:" in exported and "Not found in your documents" in exported
         assert store.export_json(chat)["messages"][3]["sources"] == list(grounded.sources)
+
+
+def test_a_broken_index_file_is_a_one_line_error(tmp_path: Path) -> None:
+    from localchat.core.documents.store import DocumentsError
+
+    broken = tmp_path / "documents.sqlite"
+    broken.write_bytes(b"not a database at all " * 100)
+    with pytest.raises(DocumentsError, match="cannot open the document index") as caught:
+        DocumentStore(broken)
+    assert "\n" not in str(caught.value)

@@ -37,14 +37,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from localchat.core import paths
+from localchat.core import paths, sqlite_db
 from localchat.core.chat import chat_export
 from localchat.core.chat.chat_writer import ReplyWriter
 from localchat.core.chat.migrations import MIGRATIONS
@@ -138,13 +137,7 @@ class ChatStore:
         self.path = Path(path) if path is not None else paths.chats_db()
         self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=10
-            )
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db = sqlite_db.connect(self.path)
             self._migrate()
             with self._tx() as db:
                 db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
@@ -164,17 +157,9 @@ class ChatStore:
 
     # -- plumbing ------------------------------------------------------------------
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction (taken at once, so two writers never deadlock)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        return sqlite_db.write(self._db, self._lock)
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]

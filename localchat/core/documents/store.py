@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from localchat.core import paths
+from localchat.core import paths, sqlite_db
 from localchat.core.documents.chunking import Chunk
 from localchat.core.errors import LocalChatError
 
@@ -168,14 +168,13 @@ class DocumentStore:
         self.path = Path(path) if path is not None else paths.home() / "documents.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
         self._changes = 0  # counts this store's writes: cached vectors are kept until one
         self._vector_cache: dict[tuple[int, ...], tuple[int, Any, Any]] = {}
-        self._migrate()
+        try:
+            self._db = sqlite_db.connect(self.path)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise DocumentsError(f"cannot open the document index {self.path}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -196,14 +195,8 @@ class DocumentStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with sqlite_db.write(self._db, self._lock) as db:
+            yield db
             self._changes += 1
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
