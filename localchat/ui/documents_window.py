@@ -16,6 +16,7 @@ from PySide6.QtCore import QDate, QDateTime, QLocale, Qt
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -113,6 +114,13 @@ class DocumentsWindow(QWidget):
         intro.setWordWrap(True)
         self.tree = tree(*COLUMNS)
         self.tree.setAccessibleName("Collections")
+        # The folders' column takes the room and is shortened in its middle
+        # (the whole paths are in its tooltip): a long path never pushes the
+        # figures out of sight.
+        header = self.tree.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.tree.itemSelectionChanged.connect(self._buttons)
         self.new_button = QPushButton("New collection…")
         self.new_button.clicked.connect(self.new_collection)
